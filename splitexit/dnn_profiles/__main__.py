@@ -1,0 +1,169 @@
+"""``python -m splitexit.dnn_profiles train | profile | show``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from splitexit.dnn_profiles.data import load_fashion_mnist
+from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, Profile, profile
+from splitexit.dnn_profiles.train import WEIGHTS_PATH, load_model, train, weights_sha256
+
+SHOW_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
+
+
+def summarise(p: Profile, thresholds=SHOW_THRESHOLDS) -> dict:
+    """What ``show`` prints, as plain data."""
+    correct = p.correct
+    all_local = np.s_[:, -1, 0]  # split S (everything on the device), uncompressed
+    answers = p.answers(np.asarray(thresholds))[:, -1, 0]  # (N, T)
+    rows = []
+    for t, thr in enumerate(thresholds):
+        exit_idx = answers[:, t]
+        right = correct[all_local][np.arange(p.num_samples), exit_idx]
+        rate = np.bincount(exit_idx, minlength=len(p.exit_blocks)) / p.num_samples
+        rows.append(
+            {
+                "threshold": thr,
+                "accuracy": float(right.mean()),
+                "exit_rate": {str(b): float(r) for b, r in zip(p.exit_blocks, rate)},
+                "mean_flops": float(
+                    np.mean(
+                        [
+                            p.block_flops[: p.exit_blocks[k]].sum()
+                            + (p.exit_flops[: k + 1].sum() if thr <= 1 else p.exit_flops[-1])
+                            for k in exit_idx
+                        ]
+                    )
+                ),
+            }
+        )
+    return {
+        "model": p.meta["model"],
+        "weights_sha256": p.meta.get("weights_sha256", ""),
+        "dataset": p.meta["dataset"],
+        "num_samples": p.num_samples,
+        "host": p.meta.get("host", ""),
+        "raw_input_bytes": p.meta["raw_input_bytes"],
+        "blocks": [
+            {
+                "block": b + 1,
+                "flops": int(p.block_flops[b]),
+                "host_latency_s": float(p.block_latency_s[b]),
+                "output_shape": p.meta["block_output_shapes"][b],
+            }
+            for b in range(p.num_blocks)
+        ],
+        "splits": [
+            {
+                "split": s,
+                "payload_bytes": {
+                    c: int(p.payload_bytes[s, i]) for i, c in enumerate(p.compressions)
+                },
+            }
+            for s in range(p.num_blocks + 1)
+        ],
+        "exits": [
+            {
+                "block": b,
+                "accuracy": float(correct[all_local][:, k].mean()),
+                "accuracy_by_split": {
+                    f"{s}/{c}": float(correct[:, s, ci, k].mean())
+                    for s in range(b)
+                    for ci, c in enumerate(p.compressions)
+                },
+                "mean_confidence": float(p.confidence[all_local][:, k].mean()),
+                "flops": int(p.exit_flops[k]),
+                "host_latency_s": float(p.exit_latency_s[k]),
+            }
+            for k, b in enumerate(p.exit_blocks)
+        ],
+        "thresholds": rows,
+    }
+
+
+def print_table(s: dict) -> None:
+    print(f"{s['model']} on {s['dataset']} ({s['num_samples']} samples), host: {s['host']}")
+    print(f"weights sha256 {s['weights_sha256'][:16]}..., raw input {s['raw_input_bytes']} bytes\n")
+    comps = list(s["splits"][0]["payload_bytes"])
+    print(
+        "block  MFLOPs  host latency  output shape    payload bytes after it ("
+        + "/".join(comps)
+        + ")"
+    )
+    for blk, split in zip(s["blocks"], s["splits"][1:]):
+        payload = "/".join(str(v) for v in split["payload_bytes"].values())
+        shape = "x".join(map(str, blk["output_shape"]))
+        print(
+            f"{blk['block']:>5}  {blk['flops'] / 1e6:6.2f}  {blk['host_latency_s'] * 1e6:9.0f} us"
+            f"  {shape:<14}  {payload}"
+        )
+    print(f"split 0 sends the raw input: {s['splits'][0]['payload_bytes'][comps[0]]} bytes\n")
+    print(
+        "exit block  accuracy  mean conf  MFLOPs  worst accuracy after a split (split/compression)"
+    )
+    for e in s["exits"]:
+        worst = min(
+            e["accuracy_by_split"].items(), key=lambda kv: kv[1], default=("-", e["accuracy"])
+        )
+        print(
+            f"{e['block']:>10}  {e['accuracy']:8.4f}  {e['mean_confidence']:9.4f}  "
+            f"{e['flops'] / 1e6:6.3f}  {worst[1]:.4f} ({worst[0]})"
+        )
+    blocks = list(s["thresholds"][0]["exit_rate"])
+    print(
+        "\nthreshold  accuracy  mean MFLOPs  exit rate at block "
+        + " ".join(f"{b:>5}" for b in blocks)
+    )
+    for r in s["thresholds"]:
+        rates = " ".join(f"{v:5.3f}" for v in r["exit_rate"].values())
+        mflops = r["mean_flops"] / 1e6
+        print(f"{r['threshold']:9.2f}  {r['accuracy']:8.4f}  {mflops:11.2f}  {'':19}{rates}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m splitexit.dnn_profiles", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="train the multi-exit CNN on Fashion-MNIST")
+    p_train.add_argument("--data-dir", help="folder of the train idx .gz files")
+    p_train.add_argument("--epochs", type=int, default=8)
+    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument("--out", default=str(WEIGHTS_PATH), help="weights (.safetensors)")
+    p_prof = sub.add_parser("profile", help="profile a trained model on the test split")
+    p_prof.add_argument("--weights", default=str(WEIGHTS_PATH))
+    p_prof.add_argument("--data-dir", help="folder of the test idx .gz files (default: shipped)")
+    p_prof.add_argument("--num-samples", type=int, default=None, help="first N test samples")
+    p_prof.add_argument("--out", default=str(DEFAULT_PROFILE_PATH), help="profile (.json)")
+    p_show = sub.add_parser("show", help="print a profile as a table")
+    p_show.add_argument("profile", nargs="?", default=str(DEFAULT_PROFILE_PATH))
+    p_show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+
+    if args.command == "train":
+        train_data = load_fashion_mnist("train", args.data_dir)
+        record = train(
+            train_data, load_fashion_mnist("test"), args.epochs, seed=args.seed, out_path=args.out
+        )
+        print(json.dumps(record, indent=2))
+    elif args.command == "profile":
+        data = load_fashion_mnist("test", args.data_dir)
+        if args.num_samples is not None:
+            data = data.subset(args.num_samples)
+        prof = profile(load_model(args.weights), data, weights_sha256(args.weights), log=print)
+        prof.save(args.out)
+        print(f"wrote {args.out}")
+    else:
+        summary = summarise(Profile.load(args.profile))
+        if args.json:
+            json.dump(summary, sys.stdout, indent=2)
+            print()
+        else:
+            print_table(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,342 @@
+"""The profiler and the profile file format.
+
+A profile is what the environment knows about a DNN, all of it measured by running the model:
+
+* per block: FLOPs (``torch.utils.flop_counter``: conv and matmul), host latency at batch 1
+  (median of repeated runs); per exit head the same;
+* per split and compression: the payload bytes that go over the uplink;
+* per sample, split and compression, and exit: the exit's max-softmax confidence, normalised
+  entropy and prediction. Exits on the device side of the split (block <= split) see the
+  uncompressed features; exits after it see the tail run on the dequantised payload.
+
+The sample loop runs every sample at batch 1 through the very code that live execution uses, so
+the replay environment reproduces live decisions bit for bit.
+
+A profile file is ``NAME.json`` (metadata, schema version, sources) beside ``NAME.npz``
+(arrays, loaded with ``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from splitexit.dnn_profiles.data import NUM_CLASSES, Dataset
+from splitexit.dnn_profiles.model import (
+    COMPRESSIONS,
+    RAW_INPUT_BYTES,
+    MultiExitCNN,
+    decode_payload,
+    encode_payload,
+    images_to_input,
+    max_softmax,
+    normalised_entropy,
+)
+from splitexit.dnn_profiles.train import atomic_write_bytes
+
+SCHEMA_VERSION = 1
+DEFAULT_PROFILE_PATH = Path(__file__).parent / "data" / "fmnist_multiexit_cnn.profile.json"
+
+# name -> (dtype kind, ndim); shapes are checked against the metadata below.
+_ARRAYS = {
+    "block_flops": ("i", 1),
+    "exit_flops": ("i", 1),
+    "block_latency_s": ("f", 1),
+    "exit_latency_s": ("f", 1),
+    "payload_bytes": ("i", 2),
+    "labels": ("i", 1),
+    "confidence": ("f", 4),
+    "entropy": ("f", 4),
+    "prediction": ("i", 4),
+}
+
+
+@dataclass
+class Profile:
+    """Measured behaviour of one multi-exit DNN on one data set. Shapes: S blocks, E exits,
+    C compressions, N samples."""
+
+    meta: dict
+    block_flops: np.ndarray  # (S,) FLOPs of each block
+    exit_flops: np.ndarray  # (E,) FLOPs of each exit head
+    block_latency_s: np.ndarray  # (S,) host latency at batch 1
+    exit_latency_s: np.ndarray  # (E,)
+    payload_bytes: np.ndarray  # (S+1, C) bytes sent at split s; split S sends nothing
+    labels: np.ndarray  # (N,)
+    confidence: np.ndarray  # (N, S+1, C, E) max softmax
+    entropy: np.ndarray  # (N, S+1, C, E) normalised entropy in [0, 1]
+    prediction: np.ndarray  # (N, S+1, C, E)
+    source: str = field(default="<memory>")
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.block_flops)
+
+    @property
+    def exit_blocks(self) -> tuple[int, ...]:
+        return tuple(self.meta["exit_blocks"])
+
+    @property
+    def compressions(self) -> tuple[str, ...]:
+        return tuple(self.meta["compressions"])
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """(N, S+1, C, E) whether each exit's prediction is right."""
+        return self.prediction == self.labels[:, None, None, None]
+
+    def answers(self, thresholds: np.ndarray) -> np.ndarray:
+        """(N, S+1, C, T) index of the exit that answers for each threshold: the first exit
+        whose confidence reaches it, else the final exit."""
+        thresholds = np.asarray(thresholds, dtype=np.float32)
+        passes = self.confidence[..., None, :] >= thresholds[:, None]  # (N, S+1, C, T, E)
+        passes[..., -1] = True
+        return passes.argmax(-1).astype(np.int8)
+
+    def exit_accuracy(self) -> np.ndarray:
+        """(E,) accuracy of each exit without compression (split S: all on the device)."""
+        return self.correct[:, -1, 0, :].mean(0)
+
+    # -- files -------------------------------------------------------------------------------
+
+    def save(self, json_path: str | Path) -> None:
+        """Write ``NAME.json`` and ``NAME.npz`` atomically."""
+        json_path = Path(json_path)
+        npz_path = json_path.with_suffix(".npz")
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: getattr(self, k) for k in _ARRAYS})
+        data = buf.getvalue()
+        meta = dict(self.meta, arrays_file=npz_path.name)
+        meta["arrays_sha256"] = hashlib.sha256(data).hexdigest()
+        atomic_write_bytes(npz_path, data)
+        atomic_write_bytes(json_path, (json.dumps(meta, indent=2) + "\n").encode())
+        self.meta = meta
+
+    @classmethod
+    def load(cls, json_path: str | Path = DEFAULT_PROFILE_PATH) -> Profile:
+        """Read and validate a profile; errors name the file and the field at fault."""
+        json_path = Path(json_path)
+        try:
+            meta = json.loads(json_path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{json_path}: profile file not found") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{json_path}: not valid JSON ({err})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{json_path}: expected a JSON object")
+        version = meta.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"{json_path}: field 'schema_version' is {version!r}, this splitexit reads "
+                f"version {SCHEMA_VERSION}"
+            )
+        for key in ("model", "num_blocks", "exit_blocks", "compressions", "arrays_file"):
+            if key not in meta:
+                raise ValueError(f"{json_path}: missing field {key!r}")
+        npz_path = json_path.parent / meta["arrays_file"]
+        try:
+            with np.load(npz_path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{npz_path}: profile arrays file not found") from None
+        except (ValueError, OSError) as err:
+            raise ValueError(f"{npz_path}: not a readable .npz file ({err})") from None
+        profile = cls(meta=meta, source=str(json_path), **_checked_arrays(arrays, meta, npz_path))
+        return profile
+
+
+def _checked_arrays(arrays: dict, meta: dict, path: Path) -> dict:
+    for name, (kind, ndim) in _ARRAYS.items():
+        if name not in arrays:
+            raise ValueError(f"{path}: missing array {name!r}")
+        a = arrays[name]
+        if a.dtype.kind not in (kind, "u" if kind == "i" else kind) or a.ndim != ndim:
+            raise ValueError(f"{path}: array {name!r} is {a.dtype}{a.shape}, expected {ndim}-D")
+    s, e, c = meta["num_blocks"], len(meta["exit_blocks"]), len(meta["compressions"])
+    n = len(arrays["labels"])
+    expected = {
+        "block_flops": (s,),
+        "exit_flops": (e,),
+        "block_latency_s": (s,),
+        "exit_latency_s": (e,),
+        "payload_bytes": (s + 1, c),
+        "labels": (n,),
+        "confidence": (n, s + 1, c, e),
+        "entropy": (n, s + 1, c, e),
+        "prediction": (n, s + 1, c, e),
+    }
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise ValueError(
+                f"{path}: array {name!r} has shape {arrays[name].shape}, expected {shape} "
+                f"(num_blocks={s}, exits={e}, compressions={c}, samples={n})"
+            )
+    ranges = {
+        "block_flops": (0, np.inf),
+        "exit_flops": (0, np.inf),
+        "block_latency_s": (0, np.inf),
+        "exit_latency_s": (0, np.inf),
+        "payload_bytes": (0, np.inf),
+        "labels": (0, NUM_CLASSES - 1),
+        "confidence": (0.0, 1.0),
+        "entropy": (0.0, 1.0),
+        "prediction": (0, NUM_CLASSES - 1),
+    }
+    for name, (lo, hi) in ranges.items():
+        a = arrays[name]
+        bad = ~np.isfinite(a) | (a < lo) | (a > hi)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{path}: array {name!r} has value {a[where]} at index {where}, "
+                f"outside [{lo}, {hi}]"
+            )
+    return {k: arrays[k] for k in _ARRAYS}
+
+
+# ---------------------------------------------------------------------------------------------
+# The profiler.
+
+
+def _median_latency_s(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def measure_blocks(model: MultiExitCNN, image: np.ndarray, repeats: int = 50) -> dict:
+    """FLOPs and host latency at batch 1 of every block and exit head; block output shapes."""
+    x = images_to_input(image[None])
+    out = {"block_flops": [], "block_latency_s": [], "exit_flops": [], "exit_latency_s": []}
+    shapes = []
+    for b, block in enumerate(model.blocks, start=1):
+        out["block_flops"].append(_count_flops(lambda: block(x)))  # noqa: B023
+        out["block_latency_s"].append(_median_latency_s(lambda: block(x), repeats))  # noqa: B023
+        x = block(x)
+        shapes.append(list(x.shape[1:]))
+        if b in model.exit_blocks:
+            head = model.exits[str(b)]
+            out["exit_flops"].append(_count_flops(lambda: head(x)))  # noqa: B023
+            out["exit_latency_s"].append(_median_latency_s(lambda: head(x), repeats))  # noqa: B023
+    arrays = {
+        k: np.asarray(v, dtype=np.int64 if "flops" in k else np.float64) for k, v in out.items()
+    }
+    return {"arrays": arrays, "block_output_shapes": shapes}
+
+
+def host_description() -> str:
+    return (
+        f"{platform.machine()} {platform.processor() or platform.system()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"python {platform.python_version()}"
+    )
+
+
+@torch.no_grad()
+def profile(
+    model: MultiExitCNN,
+    dataset: Dataset,
+    weights_sha256: str = "",
+    latency_repeats: int = 50,
+    log=None,
+) -> Profile:
+    """Run ``model`` over ``dataset`` once per split and compression, at batch 1."""
+    model.eval()
+    s_max, blocks = model.num_blocks, model.exit_blocks
+    n, c, e = len(dataset), len(COMPRESSIONS), len(blocks)
+    measured = measure_blocks(model, dataset.images[0], latency_repeats)
+    shapes = measured["block_output_shapes"]
+    conf = np.zeros((n, s_max + 1, c, e), np.float32)
+    ent = np.zeros((n, s_max + 1, c, e), np.float32)
+    pred = np.zeros((n, s_max + 1, c, e), np.int8)
+    payload_bytes = np.zeros((s_max + 1, c), np.int64)
+    payload_bytes[0, :] = RAW_INPUT_BYTES
+    start = time.perf_counter()
+
+    def record(i: int, splits: slice, ci: slice | int, block: int, logits: torch.Tensor) -> None:
+        k = blocks.index(block)
+        conf[i, splits, ci, k], pred[i, splits, ci, k] = max_softmax(logits)
+        ent[i, splits, ci, k] = float(normalised_entropy(logits)[0])
+
+    for i in range(n):
+        # The device side: the plain model, all exits, features after every block.
+        x = images_to_input(dataset.images[i][None])
+        features, plain_logits = [], {}
+        for b in range(1, s_max + 1):
+            x, logits = model.run_blocks(x, b - 1, b)
+            features.append(x)
+            plain_logits.update(logits)
+        # Every split sees the plain model first. At split 0 the raw uint8 image is sent
+        # whatever the compression, and a float32 payload round-trips exactly: both see the
+        # plain model's exits. The float16 and int8 payloads of splits 1..S-1 run the tail.
+        for blk, lg in plain_logits.items():
+            record(i, slice(None), slice(None), blk, lg)
+        for split in range(1, s_max):
+            for ci, comp in enumerate(COMPRESSIONS):
+                payload = encode_payload(features[split - 1], comp)
+                payload_bytes[split, ci] = len(payload)
+                if comp == "float32":
+                    continue
+                x_in = decode_payload(payload, comp, (1, *shapes[split - 1]))
+                for blk, lg in model.run_blocks(x_in, split, s_max)[1].items():
+                    record(i, slice(split, split + 1), ci, blk, lg)
+        if log and (i + 1) % 1000 == 0:
+            log(f"profiled {i + 1}/{n} samples ({time.perf_counter() - start:.0f} s)")
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "model": model.name,
+        "weights_sha256": weights_sha256,
+        "dataset": dataset.name,
+        "num_samples": n,
+        "num_blocks": s_max,
+        "exit_blocks": list(blocks),
+        "compressions": list(COMPRESSIONS),
+        "raw_input_bytes": RAW_INPUT_BYTES,
+        "block_output_shapes": shapes,
+        "host": host_description(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "profile_time_s": round(time.perf_counter() - start, 1),
+        "sources": {
+            "flops": "torch.utils.flop_counter.FlopCounterMode (conv and matmul; BN, ReLU and "
+            "pooling not counted)",
+            "latency": f"median of {latency_repeats} runs at batch 1 on the host above",
+            "int8": "symmetric per-tensor int8 with a float32 scale (Jacob et al., CVPR 2018)",
+            "confidence": "max softmax (SDN, Kaya et al., ICML 2019); normalised entropy "
+            "(BranchyNet, Teerapittayanon et al., ICPR 2016)",
+        },
+    }
+    return Profile(
+        meta=meta,
+        payload_bytes=payload_bytes,
+        labels=dataset.labels.astype(np.int64),
+        confidence=conf,
+        entropy=ent,
+        prediction=pred,
+        **measured["arrays"],
+    )
