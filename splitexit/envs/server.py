@@ -239,7 +239,8 @@ class TraceLoad:
 @dataclass(frozen=True, eq=False)
 class OutageSchedule:
     """Down periods ``[down_start_s[k], down_end_s[k])``, sorted and disjoint (the last may end at
-    ``math.inf``). Also maps wall time to cumulative up time (the work the server can do)."""
+    ``math.inf``; touching periods are merged). Also maps wall time to cumulative up time (the
+    work the server can do)."""
 
     down_start_s: tuple[float, ...] = ()
     down_end_s: tuple[float, ...] = ()
@@ -247,12 +248,22 @@ class OutageSchedule:
     _up_at_start_s: list[float] = field(init=False, repr=False)  # up time at down_start_s[k]
 
     def __post_init__(self) -> None:
-        starts, ends = list(map(float, self.down_start_s)), list(map(float, self.down_end_s))
-        _check(len(starts) == len(ends), "down_end_s", "as long as down_start_s", len(ends))
-        cum = [0.0]
-        for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
-            ok = a <= b and (k == 0 or a >= ends[k - 1])
+        n = len(self.down_start_s)
+        _check(len(self.down_end_s) == n, "down_end_s", f"of length {n}", self.down_end_s)
+        starts: list[float] = []
+        ends: list[float] = []
+        for a, b in zip(map(float, self.down_start_s), map(float, self.down_end_s), strict=True):
+            ok = a <= b and (not ends or a >= ends[-1])
             _check(ok, "down periods", "sorted and disjoint", (a, b))
+            if a == b:
+                continue  # empty
+            if ends and a == ends[-1]:
+                ends[-1] = b  # touching periods are one outage
+            else:
+                starts.append(a)
+                ends.append(b)
+        cum = [0.0]
+        for a, b in zip(starts, ends, strict=True):
             cum.append(cum[-1] + (b - a))
         object.__setattr__(self, "down_start_s", tuple(starts))
         object.__setattr__(self, "down_end_s", tuple(ends))
@@ -276,11 +287,9 @@ class OutageSchedule:
         k = bisect_right(self.down_start_s, t_s) - 1
         if k < 0:
             return t_s
-        return (
-            t_s
-            - self._cum_down_s[k]
-            - max(0.0, min(t_s, self.down_end_s[k]) - self.down_start_s[k])
-        )
+        if t_s < self.down_end_s[k]:
+            return self._up_at_start_s[k]  # flat while down (exactly, for the inverse below)
+        return t_s - self._cum_down_s[k + 1]
 
     def time_at_uptime_s(self, up_s: float, after_down: bool) -> float:
         """Wall time at which the cumulative up time reaches ``up_s``: the first such moment, or
