@@ -415,6 +415,16 @@ class EdgeServer:
         """Queue our job (``service_s`` of work, arriving at ``arrival_s``) behind the work
         already there. Returns ``(wait_s, finish_s)``: time from arrival until service starts,
         and the absolute completion time (``math.inf`` if a permanent outage stops it)."""
+        wait_s, finish_s, self._i, self._m = self._serve(arrival_s, service_s)
+        self._last_arrival_s = arrival_s
+        return wait_s, finish_s
+
+    def peek(self, arrival_s: float, service_s: float) -> tuple[float, float]:
+        """What :meth:`submit` would return, without queueing the job (for what-if queries)."""
+        return self._serve(arrival_s, service_s)[:2]
+
+    def _serve(self, arrival_s: float, service_s: float) -> tuple[float, float, int, float]:
+        """``(wait_s, finish_s)`` of the job and the state ``(pointer, m)`` after it."""
         if not arrival_s >= self._last_arrival_s:
             raise ValueError(
                 f"arrival_s must be >= the previous arrival {self._last_arrival_s}, got {arrival_s}"
@@ -424,14 +434,12 @@ class EdgeServer:
         j, m = self._state_at(arrival_s)
         up_s = self._up(arrival_s)
         backlog_s = max(0.0, self._work_before_s[j] - up_s + m)
-        self._i = j
-        self._m = max(m, up_s - self._work_before_s[j]) + service_s
-        self._last_arrival_s = arrival_s
+        m = max(m, up_s - self._work_before_s[j]) + service_s
         if not self._has_outages:
-            return backlog_s, arrival_s + backlog_s + service_s
+            return backlog_s, arrival_s + backlog_s + service_s, j, m
         start_s = max(arrival_s, self.schedule.time_at_uptime_s(up_s + backlog_s, after_down=True))
         finish_s = max(start_s, self.schedule.time_at_uptime_s(up_s + backlog_s + service_s, False))
-        return start_s - arrival_s, finish_s
+        return start_s - arrival_s, finish_s, j, m
 
     def is_down(self, t_s: float) -> bool:
         """Whether the server is down at ``t_s``."""

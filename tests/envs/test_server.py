@@ -50,6 +50,8 @@ def test_lindley_matches_hand_computation():
     server = _server([0.0, 1.0, 5.0], [2.0, 1.0, 1.0])
     assert server.backlog_s(0.0) == pytest.approx(2.0)
     assert server.backlog_s(1.5) == pytest.approx(0.5 + 1.0)
+    assert server.peek(1.5, 0.5) == pytest.approx((1.5, 3.5))
+    assert server.peek(1.5, 0.5) == pytest.approx((1.5, 3.5))  # peeking changes nothing
     assert server.submit(1.5, 0.5) == pytest.approx((1.5, 3.5))  # behind 1.5 s of work
     assert server.backlog_s(3.0) == pytest.approx(0.5)
     assert server.submit(4.0, 1.0) == pytest.approx((0.0, 5.0))  # idle since 3.5
@@ -112,7 +114,9 @@ def test_matches_event_simulation_with_outages(bg, ours, downs, permanent):
     server = _server([a for a, _ in bg], [s for _, s in bg], (starts, ends))
     expected = _reference([a for a, _ in bg], [s for _, s in bg], ours, starts, ends)
     for (a, s), (wait_ref, finish_ref) in zip(ours, expected, strict=True):
+        peeked = server.peek(a, s)
         wait_s, finish_s = server.submit(a, s)
+        assert (wait_s, finish_s) == peeked
         assert not (math.isnan(wait_s) or math.isnan(finish_s))
         assert wait_s == pytest.approx(wait_ref, abs=1e-9)
         assert finish_s == pytest.approx(finish_ref, abs=1e-9)
