@@ -387,7 +387,8 @@ class TraceChannel:
 def _check_transition(transition: np.ndarray, n: int) -> np.ndarray:
     p = np.array(transition, dtype=np.float64)
     _check(p.shape == (n, n), "transition", f"of shape ({n}, {n})", p.shape)
-    _check(bool(np.all(np.isfinite(p)) and np.all(p >= 0)), "transition", ">= 0", "negative")
+    ok = bool(np.all(np.isfinite(p)) and np.all(p >= 0))
+    _check(ok, "transition", ">= 0 and finite", p.tolist())
     _check(bool(np.allclose(p.sum(axis=1), 1.0, atol=1e-6)), "transition", "row-stochastic", p)
     return p / p.sum(axis=1, keepdims=True)
 
