@@ -494,7 +494,8 @@ def default_markov_channel() -> MarkovChannel:
 
 
 # Fading channel defaults. 3GPP TR 36.814 V9.0.0, Table A.2.1.1-2 (macro cell, case 1),
-# "Further advancements for E-UTRA physical layer aspects":
+# "Further advancements for E-UTRA physical layer aspects". Values as commonly quoted from these
+# documents; they could not be checked against the document text from this workplace.
 PATHLOSS_DB_AT_1KM = 128.1  # L = 128.1 + 37.6 log10(R), R in km (2 GHz carrier)
 PATHLOSS_EXPONENT = 3.76  # the 37.6 dB/decade slope of the same formula
 SHADOWING_STD_DB = 8.0  # log-normal shadowing standard deviation
