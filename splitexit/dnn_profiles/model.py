@@ -95,10 +95,10 @@ def images_to_input(images: np.ndarray) -> torch.Tensor:
 
 
 def max_softmax(logits: torch.Tensor) -> tuple[float, int]:
-    """Confidence (max softmax, as SDN: Kaya et al., ICML 2019) and prediction of one sample's
-    exit logits (1, classes). Live execution and the profiler both call this."""
-    p = torch.softmax(logits[0], dim=-1)
-    return float(p.max()), int(p.argmax())
+    """Confidence (max softmax, as SDN: Kaya et al., ICML 2019) and prediction (argmax of the
+    logits) of one sample's exit logits (1, classes). Live execution and the profiler both
+    call this."""
+    return float(torch.softmax(logits[0], dim=-1).max()), int(logits[0].argmax())
 
 
 def normalised_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -116,23 +116,23 @@ def normalised_entropy(logits: torch.Tensor) -> torch.Tensor:
 def encode_payload(features: torch.Tensor, compression: str) -> bytes:
     """Serialise one sample's split tensor. int8 is symmetric per tensor: a float32 scale
     followed by the int8 values (Jacob et al., CVPR 2018)."""
-    x = features.detach().contiguous().reshape(-1)
+    x = np.ascontiguousarray(features.detach().numpy(), dtype=np.float32).reshape(-1)
     if compression == "float32":
-        return x.to(torch.float32).numpy().tobytes()
+        return x.tobytes()
     if compression == "float16":
-        return x.to(torch.float16).numpy().tobytes()
+        return x.astype(np.float16).tobytes()
     if compression == "int8":
-        scale = float(x.abs().max()) / INT8_MAX
-        scale = scale if scale > 0 else 1.0
-        q = torch.clamp(torch.round(x / scale), -INT8_MAX, INT8_MAX).to(torch.int8)
-        return np.float32(scale).tobytes() + q.numpy().tobytes()
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        scale = np.float32(peak / INT8_MAX if peak > 0 else 1.0)
+        q = np.clip(np.rint(x / scale), -INT8_MAX, INT8_MAX).astype(np.int8)
+        return scale.tobytes() + q.tobytes()
     raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
 
 
 def decode_payload(data: bytes, compression: str, shape: tuple[int, ...]) -> torch.Tensor:
     """Inverse of :func:`encode_payload` (dequantised to float32)."""
     if compression == "float32":
-        arr = np.frombuffer(data, dtype=np.float32)
+        arr = np.frombuffer(data, dtype=np.float32).copy()
     elif compression == "float16":
         arr = np.frombuffer(data, dtype=np.float16).astype(np.float32)
     elif compression == "int8":
@@ -140,7 +140,7 @@ def decode_payload(data: bytes, compression: str, shape: tuple[int, ...]) -> tor
         arr = np.frombuffer(data[4:], dtype=np.int8).astype(np.float32) * scale
     else:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-    return torch.from_numpy(arr.copy()).reshape(shape)
+    return torch.from_numpy(arr).reshape(shape)
 
 
 def payload_num_bytes(numel: int, compression: str) -> int:
@@ -154,7 +154,7 @@ class Inference:
 
     prediction: int
     exit_block: int  # block whose exit answered
-    confidence: float
+    confidence: float | None  # max softmax of the answering exit; None for the final exit
     payload: bytes  # b"" when nothing was sent
     device_blocks: int  # blocks run on the device
     server_blocks: int  # blocks run on the server
@@ -174,22 +174,25 @@ def split_inference(
     num_blocks = model.num_blocks
     if not 0 <= split <= num_blocks:
         raise ValueError(f"split must be in 0..{num_blocks}, got {split}")
-    x = images_to_input(image)
-    payload = b""
+    if split == 0:  # the raw uint8 image goes over the uplink
+        payload = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+        x = images_to_input(np.frombuffer(payload, dtype=np.uint8))
+    else:
+        payload, x = b"", images_to_input(image)
     answer = None
     for b in range(1, num_blocks + 1):
-        if b == split + 1:  # the uplink: serialise, send, deserialise
-            if split == 0:
-                payload = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
-                x = images_to_input(np.frombuffer(payload, dtype=np.uint8))
-            else:
-                payload = encode_payload(x, compression)
-                x = decode_payload(payload, compression, tuple(x.shape))
+        if b == split + 1 and split > 0:  # the uplink: serialise, send, deserialise
+            payload = encode_payload(x, compression)
+            x = decode_payload(payload, compression, tuple(x.shape))
         x = model.blocks[b - 1](x)
-        # An exit head runs only if it can answer: thresholds above 1 never exit early.
-        if b in model.exit_blocks and (threshold <= 1.0 or b == num_blocks):
+        # An exit head runs only if it can answer: thresholds above 1 never exit early, and
+        # the final exit answers whatever its confidence (not computed then).
+        if b == num_blocks:
+            logits = model.exit_logits(b, x)
+            answer = (int(logits[0].argmax()), b, None)
+        elif b in model.exit_blocks and threshold <= 1.0:
             conf, pred = max_softmax(model.exit_logits(b, x))
-            if conf >= threshold or b == num_blocks:
+            if conf >= threshold:
                 answer = (pred, b, conf)
                 break
     pred, exit_block, conf = answer

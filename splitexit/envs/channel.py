@@ -114,6 +114,12 @@ class CapacityTrace:
             loops * self._total_bits + self._cum_bits[i] + self._cap_bps[i] * (x - i * self.slot_s)
         )
 
+    def cumulative_bits_many(self, t_s: np.ndarray) -> np.ndarray:
+        """:meth:`cumulative_bits` at many times at once (vectorised)."""
+        loops, x = np.divmod(np.asarray(t_s, dtype=np.float64), self._duration_s)
+        knots_s = np.arange(len(self._cum_bits)) * self.slot_s
+        return loops * self._total_bits + np.interp(x, knots_s, self._cum_bits)
+
     def time_at_bits_s(self, bits: float) -> float:
         """Earliest absolute time at which ``cumulative_bits`` reaches ``bits`` (s).
 

@@ -1,0 +1,32 @@
+"""splitexit: a Gymnasium environment for split computing and early exiting of DNN inference.
+
+Importing the package registers the environment ids (idempotently), so
+``gym.make("splitexit:SplitExit-v0")`` works in any process.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+__version__ = "0.1.0"
+
+ENTRY_POINT = "splitexit.envs.splitexit_env:SplitExitEnv"
+
+# Env ids are presets of the one config (splitexit.envs.default_config()).
+ENV_PRESETS: dict[str, dict] = {
+    "SplitExit-v0": {},
+    "SplitExitMarkov-v0": {"channel": "markov"},
+    "SplitExitFading-v0": {"channel": "fading"},
+    "SplitExitLive-v0": {"mode": "live"},
+    "SplitExitOutage-v0": {"outage": "intermittent"},
+}
+
+
+def register_envs() -> None:
+    """Register every id of ``ENV_PRESETS`` that is not registered yet."""
+    for env_id, preset in ENV_PRESETS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs={"preset": dict(preset)})
+
+
+register_envs()

@@ -1,0 +1,157 @@
+"""The environment's configuration: one ``default_config()``, validated with clear errors.
+
+Every world constant that is not a config choice lives with its source in the module that uses
+it (``dnn_profiles.hardware``, ``envs.channel``, ``envs.server``, ``envs.energy``). The defaults
+here are the scenario; their rationale is given beside each key.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from splitexit.dnn_profiles.hardware import DEVICE_PRESETS, SERVER_PRESETS
+from splitexit.dnn_profiles.model import COMPRESSIONS
+from splitexit.envs.energy import RADIO_MODELS
+
+CHANNELS = ("trace", "markov", "fading")
+SERVER_LOADS = ("none", "markov", "trace")
+OUTAGES = ("none", "intermittent", "permanent")
+MODES = ("replay", "live")
+ACTION_TYPES = ("discrete", "multidiscrete")
+REWARD_KEYS = ("accuracy", "latency", "energy", "deadline_miss")
+
+# Reward weights: reward = accuracy * correct - latency * latency_s - energy * energy_j
+#                          - deadline_miss * missed   (per request; latency in s, energy in J).
+REWARD_PRESETS: dict[str, dict[str, float]] = {
+    "balanced": {"accuracy": 1.0, "latency": 2.0, "energy": 5.0, "deadline_miss": 0.5},
+    "latency-critical": {"accuracy": 1.0, "latency": 5.0, "energy": 1.0, "deadline_miss": 1.0},
+    "battery-saver": {"accuracy": 1.0, "latency": 1.0, "energy": 20.0, "deadline_miss": 0.25},
+}
+
+
+def default_config() -> dict[str, Any]:
+    """The default configuration of ``SplitExit-v0`` (units in the key names)."""
+    return {
+        # What runs: "replay" steps from the profile, "live" executes the torch model.
+        "mode": "replay",
+        "profile": None,  # path to a profile .json; None = the shipped default profile
+        "weights": None,  # live mode: path to .safetensors weights; None = shipped
+        # Hardware presets (dnn_profiles/hardware.py) and radio (envs/energy.py).
+        "device": "mcu",
+        "server": "edge-gpu",
+        "radio": "lte",
+        "lte_tail": False,
+        # Uplink channel.
+        "channel": "trace",
+        "traces": "mahimahi-up",  # a shipped set, or a list of trace files / folders
+        "capacity_scale": 1.0,
+        "rtt_s": 0.04,  # propagation round trip device <-> edge server
+        # Edge server.
+        "server_load": "markov",
+        "outage": "none",
+        "outage_mean_up_s": 60.0,
+        "outage_mean_down_s": 5.0,
+        # Requests.
+        "frame_period_s": 0.1,
+        "deadline_s": 0.1,
+        "timeout_s": 1.0,
+        "horizon": 200,
+        # Actions.
+        "thresholds": [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99],  # + "never exit early", always
+        "compressions": ["int8"],
+        "action_type": "discrete",
+        # Reward: a preset name or a dict with the keys of REWARD_KEYS.
+        "reward": "balanced",
+        # Observation: how many past frame periods of measured uplink throughput.
+        "throughput_history": 4,
+        "battery_j": None,  # None = mains-powered; else the episode ends when it is spent
+    }
+
+
+def _fail(key: str, allowed: str, value: Any) -> ValueError:
+    return ValueError(f"config key {key!r} must be {allowed}, got {value!r}")
+
+
+def _choice(cfg: dict, key: str, options: Sequence[str]) -> None:
+    if cfg[key] not in options:
+        raise _fail(key, f"one of {list(options)}", cfg[key])
+
+
+def _number(cfg: dict, key: str, lo: float, hi: float = math.inf, lo_open=False) -> None:
+    v = cfg[key]
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (v > lo if lo_open else v >= lo) and v <= hi
+    if not ok:
+        bound = f"> {lo}" if lo_open else f">= {lo}"
+        raise _fail(key, f"a finite number {bound}" + (f" and <= {hi}" if hi < math.inf else ""), v)
+
+
+def make_config(config: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """``default_config()`` updated with ``config`` and ``kwargs``, validated."""
+    cfg = default_config()
+    overrides = {**dict(config or {}), **kwargs}
+    unknown = sorted(set(overrides) - set(cfg))
+    if unknown:
+        raise ValueError(f"unknown config key {unknown[0]!r}; known keys: {sorted(cfg)}")
+    cfg.update(copy.deepcopy(overrides))
+    _choice(cfg, "mode", MODES)
+    _choice(cfg, "device", list(DEVICE_PRESETS))
+    _choice(cfg, "server", list(SERVER_PRESETS))
+    _choice(cfg, "radio", list(RADIO_MODELS))
+    _choice(cfg, "channel", CHANNELS)
+    _choice(cfg, "server_load", SERVER_LOADS)
+    _choice(cfg, "outage", OUTAGES)
+    _choice(cfg, "action_type", ACTION_TYPES)
+    if not isinstance(cfg["lte_tail"], bool):
+        raise _fail("lte_tail", "True or False", cfg["lte_tail"])
+    _number(cfg, "capacity_scale", 0.0)
+    _number(cfg, "rtt_s", 0.0, 10.0)
+    _number(cfg, "outage_mean_up_s", 0.0, lo_open=True)
+    _number(cfg, "outage_mean_down_s", 0.0, lo_open=True)
+    _number(cfg, "frame_period_s", 0.0, 60.0, lo_open=True)
+    _number(cfg, "deadline_s", 0.0, 60.0)
+    _number(cfg, "timeout_s", 0.0, 60.0, lo_open=True)
+    h = cfg["horizon"]
+    if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 1_000_000:
+        raise _fail("horizon", "an integer in 1..1000000", h)
+    n = cfg["throughput_history"]
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
+        raise _fail("throughput_history", "an integer in 1..64", n)
+    thr = cfg["thresholds"]
+    if (
+        not isinstance(thr, (list, tuple))
+        or not all(isinstance(t, (int, float)) and 0.0 <= t <= 1.0 for t in thr)
+        or list(thr) != sorted(set(thr))
+    ):
+        raise _fail("thresholds", "a strictly increasing list of numbers in [0, 1]", thr)
+    comps = cfg["compressions"]
+    if (
+        not isinstance(comps, (list, tuple))
+        or not comps
+        or not all(c in COMPRESSIONS for c in comps)
+        or len(set(comps)) != len(comps)
+    ):
+        raise _fail("compressions", f"a non-empty list of distinct items of {COMPRESSIONS}", comps)
+    cfg["reward"] = reward_weights(cfg["reward"])
+    if cfg["battery_j"] is not None:
+        _number(cfg, "battery_j", 0.0, lo_open=True)
+    if cfg["traces"] is None or (isinstance(cfg["traces"], (list, tuple)) and not cfg["traces"]):
+        raise _fail("traces", "a shipped trace set name or a non-empty list of paths", cfg["traces"])
+    return cfg
+
+
+def reward_weights(reward: str | Mapping[str, float]) -> dict[str, float]:
+    """Weights of a reward preset name, or a validated dict of weights."""
+    if isinstance(reward, str):
+        if reward not in REWARD_PRESETS:
+            raise _fail("reward", f"one of {list(REWARD_PRESETS)} or a dict of weights", reward)
+        return dict(REWARD_PRESETS[reward])
+    if not isinstance(reward, Mapping) or set(reward) != set(REWARD_KEYS):
+        raise _fail("reward", f"a preset name or a dict with exactly the keys {REWARD_KEYS}", reward)
+    for k, v in reward.items():
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise _fail(f"reward.{k}", "a finite number >= 0", v)
+    return {k: float(reward[k]) for k in REWARD_KEYS}
