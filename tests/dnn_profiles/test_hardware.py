@@ -10,6 +10,7 @@ import pytest
 
 from splitexit.dnn_profiles.hardware import (
     DEVICE_PRESETS,
+    LTE_EDGE_RTT_S,
     SERVER_PRESETS,
     DevicePreset,
     ServerPreset,
@@ -37,7 +38,7 @@ def model_latency_s(preset: DevicePreset | ServerPreset) -> float:
 
 
 def test_required_presets_exist() -> None:
-    assert {"mcu", "rpi4", "jetson-nano", "phone"} <= set(DEVICE_PRESETS)
+    assert {"mcu", "mcu-m4", "rpi4", "jetson-nano", "phone"} <= set(DEVICE_PRESETS)
     assert {"edge-cpu", "edge-gpu"} <= set(SERVER_PRESETS)
     for key, preset in [*DEVICE_PRESETS.items(), *SERVER_PRESETS.items()]:
         assert preset.name == key
@@ -96,7 +97,7 @@ def test_negative_or_nonfinite_flops_rejected() -> None:
 
 def test_ordering_sanity() -> None:
     lat = {p.name: model_latency_s(p) for p in ALL_PRESETS}
-    assert lat["mcu"] > lat["rpi4"] > max(lat["jetson-nano"], lat["phone"])
+    assert lat["mcu-m4"] > lat["mcu"] > lat["rpi4"] > max(lat["jetson-nano"], lat["phone"])
     assert lat["edge-gpu"] < lat["rpi4"]
     assert lat["edge-cpu"] < lat["rpi4"]
 
@@ -104,11 +105,27 @@ def test_ordering_sanity() -> None:
 def test_whole_model_latencies_plausible() -> None:
     """The small ~18 MFLOP model: tens of ms on an MCU, ms on a Pi, sub-ms elsewhere."""
     assert 10e-3 < model_latency_s(get_device_preset("mcu")) < 100e-3
+    assert 100e-3 < model_latency_s(get_device_preset("mcu-m4")) < 1.0
     assert 1e-3 < model_latency_s(get_device_preset("rpi4")) < 10e-3
     for name in ("jetson-nano", "phone"):
         assert model_latency_s(get_device_preset(name)) < 1.5e-3
     for name in ("edge-cpu", "edge-gpu"):
         assert model_latency_s(get_server_preset(name)) < 1e-3
+
+
+def test_mcu_m4_figures_follow_from_mlperf_tiny() -> None:
+    """ResNet-8 (25 MFLOP) at 2.567 inf/s; power = energy per inference * inference rate."""
+    m4 = get_device_preset("mcu-m4")
+    assert m4.effective_flops_per_s == pytest.approx(25.0e6 * 2.567)
+    assert m4.compute_power_w == pytest.approx(20236.298e-6 * 2.566)
+    assert m4.compute_power_w < get_device_preset("mcu").compute_power_w
+    assert m4.per_block_overhead_s == 0.0
+
+
+def test_lte_edge_rtt_plausible() -> None:
+    assert isinstance(LTE_EDGE_RTT_S, float)
+    assert math.isfinite(LTE_EDGE_RTT_S)
+    assert 0.0 < LTE_EDGE_RTT_S < 0.2
 
 
 def test_unknown_names_raise_value_error() -> None:
