@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_train = sub.add_parser("train", help="train the multi-exit CNN on Fashion-MNIST")
     p_train.add_argument("--data-dir", help="folder of the train idx .gz files")
-    p_train.add_argument("--epochs", type=int, default=8)
+    p_train.add_argument("--epochs", type=int, default=10)
     p_train.add_argument("--seed", type=int, default=0)
     p_train.add_argument("--out", default=str(WEIGHTS_PATH), help="weights (.safetensors)")
     p_prof = sub.add_parser("profile", help="profile a trained model on the test split")

@@ -2,10 +2,10 @@
 
 Blocks 1..S run in order; split point ``s`` runs blocks 1..s on the device and s+1..S on the
 server (0 = send the raw input, S = everything on the device). Exits are small classifiers after
-some blocks; the last block's classifier is the final exit. Block 3 is a learned bottleneck
+some blocks; the last block's classifier is the final exit. Block 2 is a learned bottleneck
 encoder (BottleNet, Eshratifar et al. ISLPED 2019; head network distillation, Matsubara et al.
-2019): its 4x7x7 output is the payload of split 3 (200 bytes at int8, below the 784-byte raw
-input), and block 4 starts with the matching decoder on the server side.
+2019): its 8x7x7 output is the payload of split 2 (396 bytes at int8, half the 784-byte raw
+input), and block 3 starts with the matching decoder on the server side.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ RAW_INPUT_BYTES = IMAGE_SIDE * IMAGE_SIDE  # one uint8 grey-scale image as captu
 # Fashion-MNIST training-set pixel mean and standard deviation (of x / 255).
 PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
-BOTTLENECK_CHANNELS = 4
+BOTTLENECK_CHANNELS = 8
 
 
 def _conv(c_in: int, c_out: int, kernel: int = 3) -> list[nn.Module]:
@@ -37,10 +37,13 @@ class _Normalise(nn.Module):
 
 
 class MultiExitCNN(nn.Module):
-    """Five blocks, exits after blocks 1, 2, 4 and 5 (the final classifier)."""
+    """Five blocks, exits after blocks 1, 3, 4 and 5 (the final classifier).
 
-    name = "fmnist-multiexit-cnn-v1"
-    exit_blocks: tuple[int, ...] = (1, 2, 4, 5)
+    Block 2 is the bottleneck encoder, right after the first block as in head network
+    distillation, so that the device-side head stays light (about 0.6 MFLOP)."""
+
+    name = "fmnist-multiexit-cnn"
+    exit_blocks: tuple[int, ...] = (1, 3, 4, 5)
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,11 +51,11 @@ class MultiExitCNN(nn.Module):
         self.blocks = nn.ModuleList(
             [
                 nn.Sequential(_Normalise(), *_conv(1, 32), nn.ReLU(), nn.MaxPool2d(2)),  # 32x14x14
-                nn.Sequential(*_conv(32, 64), nn.ReLU(), nn.MaxPool2d(2)),  # 64x7x7
-                nn.Sequential(*_conv(64, c, 1)),  # bottleneck encoder: 4x7x7
-                nn.Sequential(  # decoder + conv: 128x3x3
-                    *_conv(c, 64), nn.ReLU(), *_conv(64, 128), nn.ReLU(), nn.MaxPool2d(2)
+                nn.Sequential(  # bottleneck encoder: 8x7x7
+                    nn.Conv2d(32, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c)
                 ),
+                nn.Sequential(*_conv(c, 64), nn.ReLU(), *_conv(64, 64), nn.ReLU()),  # 64x7x7
+                nn.Sequential(*_conv(64, 128), nn.ReLU(), nn.MaxPool2d(2)),  # 128x3x3
                 nn.Sequential(  # 128
                     *_conv(128, 128), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
                 ),
@@ -61,8 +64,8 @@ class MultiExitCNN(nn.Module):
         self.exits = nn.ModuleDict(
             {
                 "1": nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(512, 10)),
-                "2": nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(256, 10)),
-                "4": nn.Sequential(nn.Flatten(), nn.Linear(1152, NUM_CLASSES)),
+                "3": nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(256, 10)),
+                "4": nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10)),
                 "5": nn.Sequential(nn.Dropout(0.2), nn.Linear(128, NUM_CLASSES)),
             }
         )

@@ -67,7 +67,7 @@ def exit_accuracies(model: MultiExitCNN, data: Dataset, batch_size: int = 1000) 
 def train(
     train_data: Dataset,
     test_data: Dataset | None = None,
-    epochs: int = 8,
+    epochs: int = 10,
     batch_size: int = 128,
     lr: float = 3e-3,
     seed: int = 0,

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from splitexit.dnn_profiles.hardware import DEVICE_PRESETS, SERVER_PRESETS
+from splitexit.dnn_profiles.hardware import DEVICE_PRESETS, LTE_EDGE_RTT_S, SERVER_PRESETS
 from splitexit.dnn_profiles.model import COMPRESSIONS
 from splitexit.envs.energy import RADIO_MODELS
 
@@ -25,10 +25,12 @@ REWARD_KEYS = ("accuracy", "latency", "energy", "deadline_miss")
 
 # Reward weights: reward = accuracy * correct - latency * latency_s - energy * energy_j
 #                          - deadline_miss * missed   (per request; latency in s, energy in J).
+# The presets weigh a 1-point accuracy gain (0.01) like 20 ms of latency ("balanced"), 5 ms
+# ("latency-critical") or 1 mJ of energy ("battery-saver").
 REWARD_PRESETS: dict[str, dict[str, float]] = {
-    "balanced": {"accuracy": 1.0, "latency": 2.0, "energy": 5.0, "deadline_miss": 0.5},
-    "latency-critical": {"accuracy": 1.0, "latency": 5.0, "energy": 1.0, "deadline_miss": 1.0},
-    "battery-saver": {"accuracy": 1.0, "latency": 1.0, "energy": 20.0, "deadline_miss": 0.25},
+    "balanced": {"accuracy": 1.0, "latency": 0.5, "energy": 1.0, "deadline_miss": 0.5},
+    "latency-critical": {"accuracy": 1.0, "latency": 2.0, "energy": 0.5, "deadline_miss": 1.0},
+    "battery-saver": {"accuracy": 1.0, "latency": 0.25, "energy": 10.0, "deadline_miss": 0.25},
 }
 
 
@@ -39,8 +41,9 @@ def default_config() -> dict[str, Any]:
         "mode": "replay",
         "profile": None,  # path to a profile .json; None = the shipped default profile
         "weights": None,  # live mode: path to .safetensors weights; None = shipped
-        # Hardware presets (dnn_profiles/hardware.py) and radio (envs/energy.py).
-        "device": "mcu",
+        # Hardware presets (dnn_profiles/hardware.py) and radio (envs/energy.py): a Cortex-M4
+        # sensor board (MLPerf Tiny figures) with an LTE modem, next to an edge GPU.
+        "device": "mcu-m4",
         "server": "edge-gpu",
         "radio": "lte",
         "lte_tail": False,
@@ -48,13 +51,13 @@ def default_config() -> dict[str, Any]:
         "channel": "trace",
         "traces": "mahimahi-up",  # a shipped set, or a list of trace files / folders
         "capacity_scale": 1.0,
-        "rtt_s": 0.04,  # propagation round trip device <-> edge server
+        "rtt_s": LTE_EDGE_RTT_S,  # device <-> edge server over LTE (CMU Living Edge Lab 2022)
         # Edge server.
         "server_load": "markov",
         "outage": "none",
         "outage_mean_up_s": 60.0,
         "outage_mean_down_s": 5.0,
-        # Requests.
+        # Requests: a 10 frame/s camera, each answer due before the next frame.
         "frame_period_s": 0.1,
         "deadline_s": 0.1,
         "timeout_s": 1.0,
@@ -139,7 +142,9 @@ def make_config(config: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[
     if cfg["battery_j"] is not None:
         _number(cfg, "battery_j", 0.0, lo_open=True)
     if cfg["traces"] is None or (isinstance(cfg["traces"], (list, tuple)) and not cfg["traces"]):
-        raise _fail("traces", "a shipped trace set name or a non-empty list of paths", cfg["traces"])
+        raise _fail(
+            "traces", "a shipped trace set name or a non-empty list of paths", cfg["traces"]
+        )
     return cfg
 
 
@@ -150,7 +155,9 @@ def reward_weights(reward: str | Mapping[str, float]) -> dict[str, float]:
             raise _fail("reward", f"one of {list(REWARD_PRESETS)} or a dict of weights", reward)
         return dict(REWARD_PRESETS[reward])
     if not isinstance(reward, Mapping) or set(reward) != set(REWARD_KEYS):
-        raise _fail("reward", f"a preset name or a dict with exactly the keys {REWARD_KEYS}", reward)
+        raise _fail(
+            "reward", f"a preset name or a dict with exactly the keys {REWARD_KEYS}", reward
+        )
     for k, v in reward.items():
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise _fail(f"reward.{k}", "a finite number >= 0", v)

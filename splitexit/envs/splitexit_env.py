@@ -118,12 +118,18 @@ class SplitExitEnv(gym.Env):
         self.observation_space = spaces.Box(0.0, 1.0, (n_obs,), np.float32)
 
         self.device = get_device_preset(cfg["device"])
+        # A request's energy is what it adds to the device's idle draw: compute above idle,
+        # plus the radio (Huang et al. 2012 model, which is likewise power above idle).
+        self._compute_above_idle_w = max(
+            self.device.compute_power_w - self.device.idle_power_w, 0.0
+        )
         self.radio = radio_model(cfg["radio"], tail=cfg["lte_tail"])
         self.channel = make_channel(cfg)
         self.server = make_server(cfg)
         self.frame_s, self.deadline_s = cfg["frame_period_s"], cfg["deadline_s"]
         self.timeout_s, self.half_rtt_s = cfg["timeout_s"], cfg["rtt_s"] / 2
         self.horizon = cfg["horizon"]
+        self._max_backlog_s = MAX_OBS_BACKLOG_FRAMES * self.frame_s
         self.t0_s = self.history * self.frame_s  # the first request, after H measured periods
         self.weights = cfg["reward"]
         self._model = None  # live mode: the torch model, loaded on first use
@@ -143,11 +149,22 @@ class SplitExitEnv(gym.Env):
         scale = self.config["capacity_scale"]
         self.trace = trace.scaled(scale) if scale != 1.0 else trace
         self.server.reset(rng, duration_s)
-        # What the device measures: the mean uplink throughput over each frame period.
+        # Everything the device observes except its own backlog and battery is exogenous, so
+        # the whole episode's observations are laid out here; step() fills in the two others.
         t = self.t0_s + self.frame_s * np.arange(-self.history, n + 1)
         mbps = np.diff(self.trace.cumulative_bits_many(t)) / self.frame_s / 1e6
-        obs = np.log1p(mbps) / np.log1p(MAX_OBS_THROUGHPUT_MBPS)
-        self._throughput_obs = obs.clip(0.0, 1.0).astype(np.float32)
+        tp = (np.log1p(mbps) / np.log1p(MAX_OBS_THROUGHPUT_MBPS)).clip(0.0, 1.0)
+        heard = (t[self.history :] - self.frame_s).tolist()  # the server's last heartbeat
+        obs = np.empty((n + 1, self.observation_space.shape[0]), np.float32)
+        obs[:, : self.history] = np.lib.stride_tricks.sliding_window_view(tp, self.history)
+        h, cfg = self.history, self.config
+        obs[:, h + 0] = min(cfg["rtt_s"] / self.timeout_s, 1.0)
+        obs[:, h + 1] = [min(self.server.utilisation_level(x), 1.0) for x in heard]
+        obs[:, h + 2] = [0.0 if self.server.is_down(x) else 1.0 for x in heard]
+        obs[:, h + 4] = 1.0  # battery fraction (updated in step when there is a battery)
+        obs[:, h + 5] = min(self.deadline_s / self.timeout_s, 1.0)
+        self._obs = obs
+        self._throughput_obs = tp
         self._step_idx = 0
         self._device_free_s = 0.0
         self._last_tx_end_s = -math.inf
@@ -159,20 +176,13 @@ class SplitExitEnv(gym.Env):
         return self.t0_s + i * self.frame_s
 
     def _observation(self) -> np.ndarray:
-        i, cfg = self._step_idx, self.config
-        arrival = self._arrival_s(i)
-        heard_s = arrival - self.frame_s  # the server's last heartbeat (one frame ago)
-        battery = cfg["battery_j"]
-        obs = np.empty(self.observation_space.shape, np.float32)
-        obs[: self.history] = self._throughput_obs[i : i + self.history]
-        obs[self.history :] = (
-            min(cfg["rtt_s"] / self.timeout_s, 1.0),
-            min(self.server.utilisation_level(heard_s), 1.0),
-            0.0 if self.server.is_down(heard_s) else 1.0,
-            min(max(self._device_free_s - arrival, 0.0) / (MAX_OBS_BACKLOG_FRAMES * self.frame_s), 1.0),
-            1.0 if battery is None else max(1.0 - self._energy_j / battery, 0.0),
-            min(self.deadline_s / self.timeout_s, 1.0),
-        )
+        i = self._step_idx
+        obs = self._obs[i].copy()
+        backlog_s = self._device_free_s - self._arrival_s(i)
+        obs[self.history + 3] = min(max(backlog_s, 0.0) / self._max_backlog_s, 1.0)
+        battery = self.config["battery_j"]
+        if battery is not None:
+            obs[self.history + 4] = max(1.0 - self._energy_j / battery, 0.0)
         return obs
 
     # -- actions -----------------------------------------------------------------------------
@@ -188,7 +198,9 @@ class SplitExitEnv(gym.Env):
                     )
                 action = int(arr)
             if not 0 <= action < self.n_actions:
-                raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
+                raise ValueError(
+                    f"action {action!r} is not in the action space {self.action_space}"
+                )
             a = action
             return a // (self.n_t * self.n_c), (a // self.n_c) % self.n_t, a % self.n_c
         arr = np.asarray(action)
@@ -209,7 +221,7 @@ class SplitExitEnv(gym.Env):
         heartbeat from the server is missing, only all-on-device actions are valid."""
         mask = np.ones((self.num_splits, self.n_t, self.n_c), dtype=bool)
         mask[0, :, 1:] = mask[-1, :, 1:] = False
-        if self._step_idx >= 0 and self.server.is_down(self._arrival_s(self._step_idx) - self.frame_s):
+        if 0 <= self._step_idx <= self.horizon and self._obs[self._step_idx, self.history + 2] == 0:
             mask[:-1] = False
         return mask.reshape(-1)
 
@@ -228,7 +240,7 @@ class SplitExitEnv(gym.Env):
         if start >= timeout_at:  # dropped: waited for the device until its timeout
             return self.timeout_s, 0.0, True, device_wait, 0.0, 0.0, 0, 0.0
         dev_time = self.tables.device_time_s[split][exit_k][heads]
-        energy = self.device.compute_power_w * dev_time
+        energy = self._compute_above_idle_w * dev_time
         sent = start + dev_time
         if self.tables.exit_blocks[exit_k] <= split:  # answered on the device
             done = min(sent, timeout_at)
@@ -237,8 +249,12 @@ class SplitExitEnv(gym.Env):
             return done - arrival, energy, sent > timeout_at, device_wait, 0.0, 0.0, 0, 0.0
         payload = self.tables.payload_bytes[split][comp]
         uploaded = sent + self.trace.transfer_time_s(sent, payload)  # inf at zero capacity
-        tx_time = min(uploaded, timeout_at) - sent if sent < timeout_at else 0.0
-        bits = self.trace.cumulative_bits(sent + tx_time) - self.trace.cumulative_bits(sent)
+        if uploaded <= timeout_at:
+            tx_time, bits = uploaded - sent, 8.0 * payload
+        else:  # the upload is abandoned at the timeout
+            tx_time = max(timeout_at - sent, 0.0)
+            cum = self.trace.cumulative_bits
+            bits = max(cum(sent + tx_time) - cum(sent), 0.0)
         energy += self.radio.tx_energy_j(min(bits / 8, payload), tx_time)
         if self.radio.tail_enabled and tx_time > 0:
             energy += self.radio.tail_energy_j(sent - self._last_tx_end_s)
@@ -255,9 +271,7 @@ class SplitExitEnv(gym.Env):
             if tx_time > 0:
                 self._last_tx_end_s = sent + tx_time
         timed_out = answer > timeout_at
-        done = min(answer, timeout_at)
-        energy += self.device.idle_power_w * max(done - sent - tx_time, 0.0)
-        latency = done - arrival
+        latency = min(answer, timeout_at) - arrival
         return latency, energy, timed_out, device_wait, tx_time, server_wait, payload, uplink_bps
 
     def _reward_parts(self, correct: bool, latency_s: float, energy_j: float, missed: bool):
@@ -340,7 +354,10 @@ class SplitExitEnv(gym.Env):
                         lat, en, to, *_ = self._outcome(s, c, e, heads, commit=False)
                         missed = to or lat > self.deadline_s
                         parts = self._reward_parts(False, lat, en, missed)
-                        costs[heads, e] = (parts["latency"] + parts["energy"] + parts["deadline_miss"], to)
+                        costs[heads, e] = (
+                            parts["latency"] + parts["energy"] + parts["deadline_miss"],
+                            to,
+                        )
                 for t in range(self.n_t):
                     heads = t < self.n_t - 1
                     if hindsight:

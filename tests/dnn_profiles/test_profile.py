@@ -123,9 +123,9 @@ def test_shipped_profile_agrees_with_live_execution():
 def test_cli_show_json(capsys):
     assert cli(["show", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert [e["block"] for e in out["exits"]] == [1, 2, 4, 5]
+    assert [e["block"] for e in out["exits"]] == [1, 3, 4, 5]
     assert out["exits"][-1]["accuracy"] >= 0.92
-    split3 = out["splits"][3]["payload_bytes"]
-    assert set(split3) == {"float32", "float16", "int8"} and split3["int8"] < 784
+    split2 = out["splits"][2]["payload_bytes"]
+    assert set(split2) == {"float32", "float16", "int8"} and split2["int8"] < 784
     assert cli(["show"]) == 0
     assert "threshold" in capsys.readouterr().out
