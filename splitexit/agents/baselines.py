@@ -1,0 +1,436 @@
+"""Heuristic baselines and oracles for :class:`~splitexit.envs.splitexit_env.SplitExitEnv`.
+
+Every policy has the interface of a stable-baselines3 model, so the evaluation code treats the
+baselines, the oracles and the trained agents alike::
+
+    policy = make_policy("neurosurgeon", env.unwrapped).fit(train_env, seeds=range(10))
+    action, _ = policy.predict(obs, deterministic=True)
+
+``predict`` takes one observation (1-D, returns one action: an ``int`` for a ``Discrete``
+action space, an array ``[split, threshold, compression]`` for ``MultiDiscrete``) or a batch
+``(n, obs_dim)`` (returns an array of ``n`` actions). ``fit`` tunes a policy on training
+episodes, possibly of another env (other traces, other config with the same action grid); it
+is a no-op for the policies that need no tuning.
+
+The oracles (``deployable = False``) ignore the observation: they read the true state of the
+env they were built with (:meth:`SplitExitEnv.expected_rewards`), so they only act in that env,
+one request at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from splitexit.envs.server import DEFAULT_MEAN_SERVICE_S
+from splitexit.envs.splitexit_env import MAX_OBS_THROUGHPUT_MBPS, SplitExitEnv
+
+# The measured throughput may be 0 (an outage of the trace); the predictors use this floor so
+# that the predicted transfer time stays finite (and huge): 1 kbit/s.
+MIN_UPLINK_BPS = 1e3
+# M/M/1 expected wait rho / (1 - rho) * mean service grows without bound as rho -> 1; the
+# advertised utilisation is clipped here before the formula.
+MAX_QUEUE_UTILISATION = 0.95
+# Two expected accuracies closer than this count as equal (Edgent then takes the faster one).
+ACCURACY_TIE_TOL = 1e-9
+
+Triple = tuple[int, int, int]  # (split, threshold index, compression index)
+
+
+def _as_batch(env: SplitExitEnv, observation: Any) -> tuple[np.ndarray, bool]:
+    """Observation(s) as a float64 ``(n, obs_dim)`` array, and whether a single one was given."""
+    obs = np.asarray(observation, dtype=np.float64)
+    dim = env.observation_space.shape[0]
+    if obs.ndim not in (1, 2) or obs.shape[-1] != dim:
+        raise ValueError(
+            f"observation must have shape ({dim},) or (n, {dim}), got shape {obs.shape}"
+        )
+    return (obs[None, :], True) if obs.ndim == 1 else (obs, False)
+
+
+class Policy:
+    """Base class: a stateless policy with the ``predict`` signature of stable-baselines3.
+
+    Subclasses implement :meth:`_choose`, which maps a batch of observations to
+    ``(split, threshold index, compression index)`` triples; ``predict`` encodes them with
+    :meth:`SplitExitEnv.encode_action`.
+    """
+
+    name: str = "policy"
+    deployable: bool = True  # False for oracles: they read state the device cannot observe
+
+    def __init__(self, env: SplitExitEnv) -> None:
+        self.env = env.unwrapped
+
+    def fit(self, env: SplitExitEnv, seeds: Sequence[int]) -> Policy:
+        """Tune on the training episodes ``seeds`` of ``env`` (default: nothing to tune)."""
+        return self
+
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
+    ) -> tuple[int | np.ndarray, None]:
+        """Action(s) for one observation (1-D) or a batch ``(n, obs_dim)``; state is None."""
+        obs, single = _as_batch(self.env, observation)
+        triples = np.asarray(self._choose(obs), dtype=np.int64).reshape(len(obs), 3)
+        actions = [self.env.encode_action(int(s), int(t), int(c)) for s, t, c in triples]
+        if single:
+            a = actions[0]
+            return (int(a) if np.ndim(a) == 0 else a), None
+        return np.asarray(actions, dtype=np.int64), None
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        """``(n, 3)`` int array of (split, threshold index, compression index)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def run_episode_rewards(policy: Policy, env: SplitExitEnv, seeds: Sequence[int]) -> np.ndarray:
+    """Mean reward per request of each episode ``env.reset(seed=seed)``, acting with
+    ``policy.predict(obs, deterministic=True)``; shape ``(len(seeds),)``."""
+    if not policy.deployable and policy.env is not env.unwrapped:
+        raise ValueError(
+            f"{policy.name!r} is an oracle: it reads the state of the env it was built with "
+            "and can only be run in that env"
+        )
+    means = np.empty(len(seeds))
+    for i, seed in enumerate(seeds):
+        obs, _ = env.reset(seed=int(seed))
+        total, steps, done, start = 0.0, 0, False, True
+        while not done:
+            action, _ = policy.predict(obs, episode_start=start, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total, steps, start = total + float(reward), steps + 1, False
+            done = terminated or truncated
+        means[i] = total / steps
+    return means
+
+
+# -- fixed actions -----------------------------------------------------------------------------
+
+
+class FixedActionPolicy(Policy):
+    """The same (split, threshold index, compression index) for every request."""
+
+    name = "fixed"
+
+    def __init__(self, env: SplitExitEnv, split: int, threshold_idx: int, compression_idx: int = 0):
+        super().__init__(env)
+        e = self.env
+        if not (0 <= split < e.num_splits and 0 <= threshold_idx < e.n_t):
+            raise ValueError(f"no action ({split}, {threshold_idx}) in {e.action_space}")
+        if not 0 <= compression_idx < e.n_c:
+            raise ValueError(f"compression_idx {compression_idx} not in 0..{e.n_c - 1}")
+        self.triple: Triple = (split, threshold_idx, compression_idx)
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        return np.tile(np.asarray(self.triple, dtype=np.int64), (len(obs), 1))
+
+
+class LocalOnly(FixedActionPolicy):
+    """Whole model on the device (split S), no early exit, nothing sent: the classic on-device
+    baseline of the split-computing literature (Matsubara et al., ACM CSUR 2022, Sec. 3)."""
+
+    name = "local-only"
+
+    def __init__(self, env: SplitExitEnv) -> None:
+        e = env.unwrapped
+        super().__init__(e, e.num_splits - 1, e.n_t - 1, 0)
+
+
+class EdgeOnly(FixedActionPolicy):
+    """Raw input to the edge server (split 0), no early exit: full offloading, the other classic
+    baseline (Matsubara et al., ACM CSUR 2022, Sec. 3; Kang et al., ASPLOS 2017)."""
+
+    name = "edge-only"
+
+    def __init__(self, env: SplitExitEnv) -> None:
+        e = env.unwrapped
+        super().__init__(e, 0, e.n_t - 1, 0)
+
+
+def _check_same_grid(env: SplitExitEnv, train_env: SplitExitEnv) -> SplitExitEnv:
+    train = train_env.unwrapped
+    mine = (env.num_splits, env.thresholds, env.compressions)
+    theirs = (train.num_splits, train.thresholds, train.compressions)
+    if mine != theirs:
+        raise ValueError(
+            "fit needs a training env with the same (splits, thresholds, compressions), "
+            f"got {theirs} for {mine}"
+        )
+    return train
+
+
+class _TunedFixed(Policy):
+    """A fixed action chosen in :meth:`fit` (``RuntimeError`` if predicting before ``fit``)."""
+
+    triple: Triple | None = None
+
+    def _candidates(self, env: SplitExitEnv) -> list[Triple]:
+        raise NotImplementedError
+
+    def fit(self, env: SplitExitEnv, seeds: Sequence[int]) -> Policy:
+        """Pick the candidate with the highest mean reward on the episodes ``seeds`` of ``env``
+        (ties: the first candidate); records every candidate's score in ``fit_scores_``."""
+        train = _check_same_grid(self.env, env)
+        if len(seeds) == 0:
+            raise ValueError("fit needs at least one training seed")
+        candidates = self._candidates(train)
+        scores = np.array(
+            [
+                run_episode_rewards(FixedActionPolicy(train, *c), env, seeds).mean()
+                for c in candidates
+            ]
+        )
+        self.fit_scores_ = dict(zip(candidates, scores.tolist()))
+        self.triple = candidates[int(np.argmax(scores))]
+        return self
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        if self.triple is None:
+            raise RuntimeError(f"{self.name!r} is tuned on training episodes: call fit() first")
+        return np.tile(np.asarray(self.triple, dtype=np.int64), (len(obs), 1))
+
+
+class BranchyNet(_TunedFixed):
+    """All on the device (split S) with one early-exit threshold on the max softmax, tuned on
+    the training episodes: BranchyNet (Teerapittayanon, McDanel, Kung, ICPR 2016) and the
+    Shallow-Deep Network (Kaya, Hong, Dumitras, ICML 2019) with a confidence threshold."""
+
+    name = "branchynet"
+
+    def _candidates(self, env: SplitExitEnv) -> list[Triple]:
+        return [(env.num_splits - 1, t, 0) for t in range(env.n_t)]
+
+
+class BestStatic(_TunedFixed):
+    """The single (split, threshold, compression) with the highest mean reward on the training
+    episodes: the best fixed configuration, the usual static baseline of adaptive offloading
+    (e.g. the "fixed" policies of Matsubara et al., ACM CSUR 2022, Sec. 6)."""
+
+    name = "best-static"
+
+    def _candidates(self, env: SplitExitEnv) -> list[Triple]:
+        return [
+            (s, t, c) for s in range(env.num_splits) for t in range(env.n_t) for c in range(env.n_c)
+        ]
+
+
+# -- model-based heuristics --------------------------------------------------------------------
+
+
+class _Predictor(Policy):
+    """Shared latency / energy predictor from the profile tables and the observation.
+
+    From the observation: the uplink (the most recent measured throughput, ``obs[H - 1]``,
+    floored at ``MIN_UPLINK_BPS``), the server's expected queue wait (M/M/1,
+    ``rho / (1 - rho) * DEFAULT_MEAN_SERVICE_S`` with ``rho`` the advertised utilisation
+    ``obs[H + 1]`` clipped at ``MAX_QUEUE_UTILISATION``) and whether the server's last
+    heartbeat arrived (``obs[H + 2]``; if not, offloading is predicted to take forever).
+    """
+
+    def __init__(self, env: SplitExitEnv) -> None:
+        super().__init__(env)
+        e = self.env
+        n_s, n_e = e.num_splits, len(e.tables.exit_blocks)
+        # (S+1, E, 2) compute times (s); (S+1, C) payloads (bytes); (S+1, E) answered remotely.
+        self.device_s = np.asarray(e.tables.device_time_s, dtype=np.float64)
+        self.server_s = np.asarray(e.tables.server_time_s, dtype=np.float64)
+        self.payload_bytes = np.asarray(e.tables.payload_bytes, dtype=np.float64)
+        blocks = np.asarray(e.tables.exit_blocks)
+        self.remote = blocks[None, :] > np.arange(n_s)[:, None]
+        assert self.device_s.shape == (n_s, n_e, 2) and self.remote.shape == (n_s, n_e)
+        self.rtt_s = float(e.config["rtt_s"])
+
+    def uplink(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per observation: uplink estimate (bit/s), expected queue wait (s), server reachable."""
+        h = self.env.history
+        mbps = np.expm1(obs[:, h - 1] * np.log1p(MAX_OBS_THROUGHPUT_MBPS))
+        bps = np.maximum(mbps * 1e6, MIN_UPLINK_BPS)
+        rho = np.clip(obs[:, h + 1], 0.0, MAX_QUEUE_UTILISATION)
+        wait_s = rho / (1.0 - rho) * DEFAULT_MEAN_SERVICE_S
+        return bps, wait_s, obs[:, h + 2] > 0.5
+
+    def latency_s(self, bps: float, wait_s: float, reachable: bool) -> np.ndarray:
+        """Predicted latency (s) of every (split, compression, exit, heads): ``(S+1, C, E, 2)``."""
+        tx_s = self.payload_bytes * 8.0 / bps  # (S+1, C)
+        remote_s = tx_s[:, :, None, None] + self.rtt_s + wait_s + self.server_s[:, None]
+        if not reachable:
+            remote_s = np.full_like(remote_s, np.inf)
+        return self.device_s[:, None] + np.where(self.remote[:, None, :, None], remote_s, 0.0)
+
+
+class Neurosurgeon(_Predictor):
+    """Neurosurgeon (Kang, Hauswald, Gao, Rovinski, Mudge, Mars, Tang, ASPLOS 2017): no early
+    exits; per request, the split minimising the predicted end-to-end latency (or device energy
+    with ``objective="energy"``) from per-layer profiles and the current uplink estimate.
+
+    Latency of split ``s`` (final exit, no heads): device compute + payload / uplink + RTT +
+    M/M/1 queue wait + server compute (the last three only if ``s < S``). Energy (J): device
+    compute above idle + radio transmission energy (Huang et al., MobiSys 2012). The payload is
+    sent with compression index ``compression_idx`` (Neurosurgeon itself does not compress).
+    """
+
+    name = "neurosurgeon"
+
+    def __init__(
+        self, env: SplitExitEnv, objective: str = "latency", compression_idx: int = 0
+    ) -> None:
+        super().__init__(env)
+        if objective not in ("latency", "energy"):
+            raise ValueError(f"objective must be 'latency' or 'energy', got {objective!r}")
+        if not 0 <= compression_idx < self.env.n_c:
+            raise ValueError(f"compression_idx {compression_idx} not in 0..{self.env.n_c - 1}")
+        self.objective, self.compression_idx = objective, compression_idx
+
+    def costs(self, obs: np.ndarray) -> np.ndarray:
+        """Predicted latency (s) or energy (J) of every split, ``(n, S+1)``."""
+        e, c, final = self.env, self.compression_idx, len(self.env.tables.exit_blocks) - 1
+        out = np.empty((len(obs), e.num_splits))
+        for i, (bps, wait_s, reachable) in enumerate(zip(*self.uplink(obs))):
+            if self.objective == "latency":
+                out[i] = self.latency_s(bps, wait_s, reachable)[:, c, final, 0]
+                continue
+            for s in range(e.num_splits):
+                energy = e._compute_above_idle_w * self.device_s[s, final, 0]
+                if self.remote[s, final]:
+                    payload = self.payload_bytes[s, c]
+                    energy += e.radio.tx_energy_j(payload, payload * 8.0 / bps)
+                    energy = energy if reachable else np.inf
+                out[i, s] = energy
+        return out
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        split = np.argmin(self.costs(obs), axis=1)
+        out = np.empty((len(obs), 3), dtype=np.int64)
+        out[:, 0], out[:, 1] = split, self.env.n_t - 1
+        # split 0 (raw image) and S (nothing sent) ignore the compression: use index 0 there
+        last = self.env.num_splits - 1
+        out[:, 2] = np.where((split == 0) | (split == last), 0, self.compression_idx)
+        return out
+
+
+class Edgent(_Predictor):
+    """Edgent (Li, Zhou, Chen, "Edge AI: On-Demand Accelerating DNN Inference via Edge
+    Computing", IEEE Trans. Wireless Commun. 2019): jointly picks the partition point and the
+    early exit to maximise accuracy under a latency requirement.
+
+    Over all (split, threshold, compression): expected accuracy ``sum_e P(exit e answers and
+    is right)`` from the profile, expected latency ``sum_e P(exit e answers) * latency(s, c, e)``
+    with the Neurosurgeon predictor; the most accurate action whose expected latency meets
+    ``config["deadline_s"]`` (ties: the fastest), else the fastest action.
+    """
+
+    name = "edgent"
+
+    def __init__(self, env: SplitExitEnv) -> None:
+        super().__init__(env)
+        t = self.env.tables
+        # (S+1, C, T): expected accuracy; (S+1, C, T, E): exit distribution.
+        self.accuracy = np.asarray(t.exit_correct_prob, dtype=np.float64).sum(-1)
+        self.exit_prob = np.asarray(t.exit_prob, dtype=np.float64)
+        self.heads = (np.arange(self.env.n_t) < self.env.n_t - 1).astype(np.int64)
+        # Actions that are equivalent to another (compression of split 0 or S) are never chosen.
+        valid = np.ones_like(self.accuracy, dtype=bool)
+        valid[0, 1:] = valid[-1, 1:] = False
+        self.valid = valid
+
+    def expected_latency_s(self, bps: float, wait_s: float, reachable: bool) -> np.ndarray:
+        """Expected latency (s) of every (split, compression, threshold): ``(S+1, C, T)``."""
+        lat = self.latency_s(bps, wait_s, reachable)  # (S+1, C, E, 2)
+        per_t = np.moveaxis(lat[..., self.heads], -1, 2)  # (S+1, C, T, E)
+        p = self.exit_prob
+        return (p * np.where(p > 0, per_t, 0.0)).sum(-1)  # exits never taken add 0, not nan
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        deadline = float(self.env.config["deadline_s"])
+        out = np.empty((len(obs), 3), dtype=np.int64)
+        for i, (bps, wait_s, reachable) in enumerate(zip(*self.uplink(obs))):
+            lat = np.where(self.valid, self.expected_latency_s(bps, wait_s, reachable), np.inf)
+            ok = lat <= deadline
+            if ok.any():
+                best = self.accuracy[ok].max()
+                ok &= self.accuracy >= best - ACCURACY_TIE_TOL
+            else:
+                ok = self.valid
+            s, c, t = np.unravel_index(np.argmin(np.where(ok, lat, np.inf)), lat.shape)
+            out[i] = (s, t, c)
+        return out
+
+
+# -- random and oracles ------------------------------------------------------------------------
+
+
+class RandomPolicy(Policy):
+    """Uniform over the whole action space, from ``np.random.default_rng(seed)``: the floor of
+    every comparison. The same seed gives the same sequence of actions."""
+
+    name = "random"
+
+    def __init__(self, env: SplitExitEnv, seed: int = 0) -> None:
+        super().__init__(env)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        e = self.env
+        return self.rng.integers(0, [e.num_splits, e.n_t, e.n_c], size=(len(obs), 3))
+
+
+class _Oracle(Policy):
+    """Argmax of :meth:`SplitExitEnv.expected_rewards` for the env's current request; ignores
+    the observation (a batch gets the same action for every row)."""
+
+    deployable = False
+    hindsight = False
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        e = self.env
+        a = int(np.argmax(e.expected_rewards(hindsight=self.hindsight)))
+        s, t, c = np.unravel_index(a, (e.num_splits, e.n_t, e.n_c))
+        return np.tile(np.array([s, t, c], dtype=np.int64), (len(obs), 1))
+
+
+class ChannelOracle(_Oracle):
+    """Knows the true uplink capacity, server queue and device backlog (not the sample): the
+    per-request optimum in expectation over the sample's exits; greedy, not planning ahead."""
+
+    name = "channel-oracle"
+
+
+class HindsightOracle(_Oracle):
+    """Also knows the current sample's own exits (which exit answers, whether it is right): an
+    upper bound on any policy's per-request reward."""
+
+    name = "hindsight-oracle"
+    hindsight = True
+
+
+BASELINES: dict[str, type[Policy]] = {
+    cls.name: cls
+    for cls in (
+        LocalOnly,
+        EdgeOnly,
+        Neurosurgeon,
+        BranchyNet,
+        Edgent,
+        BestStatic,
+        RandomPolicy,
+        ChannelOracle,
+        HindsightOracle,
+    )
+}
+
+
+def make_policy(name: str, env: SplitExitEnv, **kwargs: Any) -> Policy:
+    """The baseline or oracle called ``name`` (a key of ``BASELINES``) acting in ``env``."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown policy {name!r}; known policies: {sorted(BASELINES)}")
+    return BASELINES[name](env, **kwargs)
