@@ -1,49 +1,235 @@
-"""The main job: train an RL agent on SplitExit-v0 and evaluate it (issue "train_agent.py").
+"""Train an RL agent on SplitExit, evaluate it against every baseline and oracle, write a report.
 
-Until the agents package lands, this script runs a short, seeded demonstration of the job's last
-step on the embedded default env: it evaluates a random policy and the channel oracle on the same
-evaluation episodes and prints their mean reward.
+    python train_agent.py                                  # PPO on SplitExit-v0, shipped settings
+    python train_agent.py --algo dqn --total-timesteps 500000
+    python train_agent.py --env-kwargs reward:"'latency-critical'" --name latency
+    python train_agent.py --name ppo-SplitExit-v0 --resume # continue an interrupted run
+
+Training uses the shipped uplink traces except one, held out for evaluation
+(``mahimahi-up-train`` / ``mahimahi-up-eval``). Everything lands in ``runs/<name>/``: model.zip,
+config.json, checkpoints/, tb/ (TensorBoard), episodes.csv / episodes.json, summary.json,
+report.md, pareto.png and timeline.png. Files are written atomically; a killed run resumes from
+its last checkpoint with ``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
+import torch
 
-import splitexit  # noqa: F401  (registers the ids)
+import splitexit
+from splitexit.agents.baselines import BASELINES, make_policy
+from splitexit.agents.evaluate import (
+    EVAL_SEED_BASE,
+    TRAIN_SEED_BASE,
+    SB3Policy,
+    add_oracle_normalized,
+    run_episodes,
+    summarise,
+)
+from splitexit.agents.report import write_report, write_results
+from splitexit.agents.sb3 import ALGOS, algo_class, load_hyperparams, parse_env_kwargs
+from splitexit.files import atomic_write_text
+
+CHECKPOINT_RE = re.compile(r"model_(\d+)_steps\.zip$")
 
 
-def evaluate(env, policy, seeds) -> float:
-    """Mean reward per request of ``policy(env) -> action`` over the seeded episodes."""
-    rewards = []
-    for seed in seeds:
-        env.reset(seed=seed)
-        done = False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(policy(env))
-            rewards.append(reward)
-            done = terminated or truncated
-    return float(np.mean(rewards))
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--algo", default="ppo", choices=ALGOS, help="RL algorithm (default: ppo)")
+    p.add_argument("--env", default="splitexit:SplitExit-v0", help="Gymnasium env id")
+    p.add_argument(
+        "--env-kwargs",
+        nargs="*",
+        default=[],
+        metavar="KEY:VALUE",
+        help="env config overrides, e.g. deadline_s:0.05 device:\"'rpi4'\"",
+    )
+    p.add_argument(
+        "--conf-file",
+        help="hyperparameter YAML keyed by env id with a 'default:' section "
+        "(default: the shipped splitexit/agents/hyperparams/<algo>.yml)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of training and of the agent")
+    p.add_argument("--n-envs", type=int, help="parallel training envs (default: from the YAML)")
+    p.add_argument("--vec-env", default="dummy", choices=("dummy", "subproc"), help="SB3 VecEnv")
+    p.add_argument("--total-timesteps", type=int, help="training steps (default: from the YAML)")
+    p.add_argument(
+        "--eval-freq",
+        type=int,
+        default=100_000,
+        help="steps between checkpoints and periodic evaluations (TensorBoard); 0 disables",
+    )
+    p.add_argument("--eval-episodes", type=int, default=30, help="final evaluation episodes")
+    p.add_argument("--train-traces", default="mahimahi-up-train", help="traces for training")
+    p.add_argument("--eval-traces", default="mahimahi-up-eval", help="held-out eval traces")
+    p.add_argument("--output", default="runs", help="folder of the runs")
+    p.add_argument("--name", help="run name (default: <algo>-<env>-seed<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--env", default="splitexit:SplitExit-v0")
-    parser.add_argument("--episodes", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    env = gym.make(args.env).unwrapped
-    seeds = range(args.seed, args.seed + args.episodes)
-    rng = np.random.default_rng(args.seed)
-    random_r = evaluate(env, lambda e: int(rng.integers(e.n_actions)), seeds)
-    oracle_r = evaluate(env, lambda e: int(e.expected_rewards().argmax()), seeds)
-    print(f"{args.env}: mean reward per request over {args.episodes} episodes")
-    print(f"  random          {random_r:+.4f}")
-    print(f"  channel oracle  {oracle_r:+.4f}")
-    print("PPO/DQN training and the full report come with the agents package.")
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint with the most steps in ``folder``, if any."""
+    found = [
+        (int(m.group(1)), p)
+        for p in folder.glob("model_*_steps.zip")
+        if (m := CHECKPOINT_RE.search(p.name))
+    ]
+    return max(found)[1] if found else None
+
+
+def save_model_atomically(model, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model.", suffix=".zip")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def train(args, run_dir: Path, env_config: dict, hyper: dict, total: int, n_envs: int):
+    """Train (or resume) and return the model."""
+    from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    cls = algo_class(args.algo)
+    vec_cls = SubprocVecEnv if args.vec_env == "subproc" else DummyVecEnv
+    train_env = make_vec_env(
+        args.env,
+        n_envs=n_envs,
+        seed=args.seed,
+        vec_env_cls=vec_cls,
+        env_kwargs={"config": {**env_config, "traces": args.train_traces}},
+    )
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoint = latest_checkpoint(ckpt_dir) if args.resume else None
+    if checkpoint is not None:
+        model = cls.load(
+            str(checkpoint), env=train_env, device="cpu", tensorboard_log=str(run_dir / "tb")
+        )
+        print(f"resuming from {checkpoint} ({model.num_timesteps} steps done)")
+    else:
+        if args.resume:
+            print(f"no checkpoint in {ckpt_dir}: starting afresh")
+        model = cls(
+            env=train_env,
+            seed=args.seed,
+            device="cpu",
+            tensorboard_log=str(run_dir / "tb"),
+            verbose=0,
+            **hyper,
+        )
+    callbacks = []
+    if args.eval_freq > 0:
+        every = max(args.eval_freq // n_envs, 1)
+        callbacks.append(CheckpointCallback(every, str(ckpt_dir), name_prefix="model"))
+        eval_env = gym.make(args.env, config={**env_config, "traces": args.eval_traces})
+        callbacks.append(
+            EvalCallback(eval_env, n_eval_episodes=5, eval_freq=every, verbose=0, warn=False)
+        )
+    remaining = max(total - model.num_timesteps, 0)
+    if remaining:
+        model.learn(
+            remaining,
+            callback=callbacks,
+            progress_bar=not args.no_progress,
+            reset_num_timesteps=checkpoint is None,
+            tb_log_name=args.algo,
+        )
+    train_env.close()
+    return model
+
+
+def evaluate_all(args, model, env_config: dict) -> tuple[list[dict], dict, list]:
+    """The agent, every baseline and both oracles on the same evaluation episodes."""
+    eval_env = gym.make(args.env, config={**env_config, "traces": args.eval_traces}).unwrapped
+    fit_env = gym.make(args.env, config={**env_config, "traces": args.train_traces}).unwrapped
+    eval_seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + args.eval_episodes)
+    fit_seeds = range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + 10)
+    agent = SB3Policy(model, eval_env, name=args.algo, masked=args.algo == "maskable_ppo")
+    policies = [agent] + [make_policy(name, eval_env).fit(fit_env, fit_seeds) for name in BASELINES]
+    summaries, episodes = [], {}
+    for policy in policies:
+        eps = run_episodes(policy, eval_env, eval_seeds, timeline=policy is agent)
+        episodes[policy.name] = eps
+        summaries.append(summarise(policy.name, eps, policy.deployable))
+        print(f"  {policy.name:<18} mean reward {summaries[-1]['mean_reward']:+.4f}")
+    return add_oracle_normalized(summaries), episodes, eps_timeline(episodes[agent.name])
+
+
+def eps_timeline(episodes: list) -> list:
+    return episodes[0].get("timeline", []) if episodes else []
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)  # small MLPs: threads cost more than they give
+    env_short = args.env.split(":")[-1]
+    name = args.name or f"{args.algo}-{env_short}-seed{args.seed}"
+    run_dir = Path(args.output) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env_config = parse_env_kwargs(args.env_kwargs)
+    hyper = load_hyperparams(args.algo, args.env, args.conf_file)
+    total = args.total_timesteps or int(hyper.pop("n_timesteps", 1_000_000))
+    hyper.pop("n_timesteps", None)
+    n_envs = args.n_envs or int(hyper.pop("n_envs", 1))
+    hyper.pop("n_envs", None)
+    full_env_config = gym.make(args.env, config=env_config).unwrapped.config
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    atomic_write_text(
+        run_dir / "config.json",
+        json.dumps(
+            {
+                "command": command,
+                "args": vars(args),
+                "hyperparameters": {**hyper, "n_envs": n_envs, "n_timesteps": total},
+                "env_config": full_env_config,
+                "splitexit": splitexit.__version__,
+                "torch": torch.__version__,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n",
+    )
+    start = time.perf_counter()
+    model = train(args, run_dir, env_config, hyper, total, n_envs)
+    train_s = time.perf_counter() - start
+    save_model_atomically(model, run_dir / "model.zip")
+    print(f"trained {model.num_timesteps} steps in {train_s:.0f} s; evaluating ...")
+    summaries, episodes, timeline = evaluate_all(args, model, env_config)
+    write_results(run_dir, summaries, episodes)
+    num_splits = gym.make(args.env, config=env_config).unwrapped.num_splits
+    context = {
+        "description": f"{args.algo.upper()} trained for {model.num_timesteps} steps on "
+        f"`{args.env}` ({n_envs} envs, seed {args.seed}).",
+        "command": command,
+        "eval_seeds": f"{EVAL_SEED_BASE}..{EVAL_SEED_BASE + args.eval_episodes - 1}",
+        "eval_traces": args.eval_traces,
+        "train_traces": args.train_traces,
+        "train_wall_time_s": round(train_s, 1),
+        "total_wall_time_s": round(time.perf_counter() - start, 1),
+    }
+    write_report(run_dir, summaries, args.algo, timeline, num_splits, context)
+    print(f"wrote {run_dir}/report.md ({time.perf_counter() - start:.0f} s in all)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -43,7 +43,7 @@ from splitexit.dnn_profiles.model import (
     max_softmax,
     normalised_entropy,
 )
-from splitexit.dnn_profiles.train import atomic_write_bytes
+from splitexit.files import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 DEFAULT_PROFILE_PATH = Path(__file__).parent / "data" / "fmnist_multiexit_cnn.profile.json"

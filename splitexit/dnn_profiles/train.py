@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from torch import nn
 
 from splitexit.dnn_profiles.data import Dataset
 from splitexit.dnn_profiles.model import MultiExitCNN, images_to_input
+from splitexit.files import atomic_write_bytes
 
 WEIGHTS_PATH = Path(__file__).parent / "data" / "fmnist_multiexit_cnn.safetensors"
 
@@ -35,20 +35,6 @@ def load_model(path: str | Path = WEIGHTS_PATH) -> MultiExitCNN:
     except Exception as err:  # safetensors and torch raise several types
         raise ValueError(f"{path}: not weights of {MultiExitCNN.name} ({err})") from None
     return model.eval()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @torch.no_grad()

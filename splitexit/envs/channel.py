@@ -333,17 +333,27 @@ def load_traces(
     return [load_trace(f, slot_s) for f in files]
 
 
-SHIPPED_TRACE_KINDS = ("mahimahi-up", "pensieve")
+SHIPPED_TRACE_KINDS = ("mahimahi-up", "mahimahi-up-train", "mahimahi-up-eval", "pensieve")
+# Held out from training by train_agent.py, so that agents are evaluated on an unseen trace:
+# a 120 s drive with a 1.91 Mbit/s mean, between the other three (0.83, 5.95, 13.3 Mbit/s).
+EVAL_TRACE = "ATT-LTE-driving-2016.up"
 
 
 def shipped_trace_paths(kind: str) -> list[Path]:
     """Paths of the traces shipped in ``splitexit/envs/traces`` (see its README for origins).
 
-    ``"mahimahi-up"``: the 4 LTE uplink saturator traces; ``"pensieve"``: the 127 cooked
-    (downlink) throughput traces of Pensieve.
+    ``"mahimahi-up"``: the 4 LTE uplink saturator traces, ``"mahimahi-up-eval"`` the one held
+    out for evaluation (``EVAL_TRACE``), ``"mahimahi-up-train"`` the other three;
+    ``"pensieve"``: the 127 cooked (downlink) throughput traces of Pensieve.
     """
-    if kind == "mahimahi-up":
-        return sorted((TRACES_DIR / "mahimahi").glob("*.up"))
+    if kind.startswith("mahimahi-up"):
+        paths = sorted((TRACES_DIR / "mahimahi").glob("*.up"))
+        if kind == "mahimahi-up":
+            return paths
+        if kind == "mahimahi-up-eval":
+            return [p for p in paths if p.name == EVAL_TRACE]
+        if kind == "mahimahi-up-train":
+            return [p for p in paths if p.name != EVAL_TRACE]
     if kind == "pensieve":
         return _trace_files(TRACES_DIR / "pensieve" / "cooked_traces")
     raise ValueError(f"kind must be one of {SHIPPED_TRACE_KINDS}, got {kind!r}")

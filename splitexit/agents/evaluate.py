@@ -1,0 +1,218 @@
+"""Evaluate policies (trained agents, baselines, oracles) on the same seeded episodes.
+
+    python -m splitexit.agents.evaluate --model runs/ppo/model.zip --algo ppo
+    python -m splitexit.agents.evaluate --baseline neurosurgeon --episodes 20
+
+Every policy meets the same requests, traces and server load (common random numbers), so their
+differences are the policies' own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import splitexit  # noqa: F401  (registers the ids)
+from splitexit.envs.splitexit_env import SplitExitEnv
+
+DEFAULT_ENV_ID = "splitexit:SplitExit-v0"
+EVAL_SEED_BASE = 0  # evaluation episodes use seeds 0..n-1 on the held-out traces
+TRAIN_SEED_BASE = 10_000  # baselines are tuned on seeds from here on the training traces
+Z95 = 1.96  # normal quantile of a two-sided 95% interval
+
+
+class SB3Policy:
+    """A saved stable-baselines3 model on the policy interface (``predict(obs)``)."""
+
+    deployable = True
+
+    def __init__(self, model, env: SplitExitEnv, name: str, masked: bool = False) -> None:
+        self.model, self.env, self.name, self.masked = model, env, name, masked
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        if self.masked:
+            masks = self.env.action_masks()
+            return self.model.predict(observation, deterministic=deterministic, action_masks=masks)
+        return self.model.predict(observation, deterministic=deterministic)
+
+
+def load_sb3_policy(path: str | Path, algo: str, env: SplitExitEnv) -> SB3Policy:
+    """Load ``model.zip`` of ``algo`` (ppo, dqn, maskable_ppo) as a policy."""
+    from splitexit.agents.sb3 import algo_class
+
+    model = algo_class(algo).load(str(path), device="cpu")
+    return SB3Policy(model, env, name=algo, masked=algo == "maskable_ppo")
+
+
+def make_env(env_id: str = DEFAULT_ENV_ID, **config: Any) -> SplitExitEnv:
+    """The unwrapped env of ``env_id`` with config overrides."""
+    return gym.make(env_id, config=config).unwrapped
+
+
+def run_episodes(policy, env: SplitExitEnv, seeds: Sequence[int], timeline: bool = False) -> list:
+    """Per-episode results of ``policy`` on ``env`` for each seed (and, with ``timeline``,
+    the per-request record of the first episode)."""
+    episodes = []
+    final = env.tables.exit_blocks[-1]
+    for k, seed in enumerate(seeds):
+        obs, _ = env.reset(seed=int(seed))
+        steps = []
+        done = False
+        while not done:
+            action, _ = policy.predict(obs, deterministic=True)
+            capacity_bps = env.trace.mean_capacity_bps(
+                env._arrival_s(env._step_idx) - env.frame_s, env._arrival_s(env._step_idx)
+            )
+            obs, reward, terminated, truncated, info = env.step(action)
+            steps.append((reward, info, capacity_bps))
+            done = terminated or truncated
+        rewards = np.array([r for r, _, _ in steps])
+        infos = [i for _, i, _ in steps]
+        latency = np.array([i["latency_s"] for i in infos])
+        episode = {
+            "seed": int(seed),
+            "steps": len(steps),
+            "reward": float(rewards.mean()),
+            "accuracy": float(np.mean([i["correct"] for i in infos])),
+            "latency_mean_s": float(latency.mean()),
+            "latency_p95_s": float(np.percentile(latency, 95)),
+            "energy_j": float(np.mean([i["energy_j"] for i in infos])),
+            "deadline_miss_rate": float(np.mean([i["deadline_missed"] for i in infos])),
+            "splits": np.bincount([i["split"] for i in infos], minlength=env.num_splits).tolist(),
+            "exits": {
+                str(b): sum(i["exit_block"] == b for i in infos) for b in env.tables.exit_blocks
+            },
+            "early_exit_rate": float(np.mean([i["exit_block"] != final for i in infos])),
+            "latencies_s": latency.tolist(),
+        }
+        if timeline and k == 0:
+            episode["timeline"] = [
+                {
+                    "step": n,
+                    "split": i["split"],
+                    "exit_block": i["exit_block"],
+                    "capacity_bps": c,
+                    "latency_s": i["latency_s"],
+                    "correct": i["correct"],
+                }
+                for n, (_, i, c) in enumerate(steps)
+            ]
+        episodes.append(episode)
+    return episodes
+
+
+def summarise(name: str, episodes: list, deployable: bool = True) -> dict:
+    """One summary row: mean over episodes with a 95% confidence interval of the mean reward."""
+    rewards = np.array([e["reward"] for e in episodes])
+    n = len(rewards)
+    ci95 = Z95 * float(rewards.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+    latencies = np.concatenate([e["latencies_s"] for e in episodes])
+    splits = np.sum([e["splits"] for e in episodes], axis=0)
+    exit_counts: dict[str, int] = {}
+    for e in episodes:
+        for b, c in e["exits"].items():
+            exit_counts[b] = exit_counts.get(b, 0) + c
+    total = int(splits.sum())
+
+    def mean(key: str) -> float:
+        return float(np.mean([e[key] for e in episodes]))
+
+    return {
+        "name": name,
+        "deployable": deployable,
+        "episodes": n,
+        "mean_reward": float(rewards.mean()),
+        "ci95": ci95,
+        "accuracy": mean("accuracy"),
+        "latency_mean_s": float(latencies.mean()),
+        "latency_p95_s": float(np.percentile(latencies, 95)),
+        "energy_j": mean("energy_j"),
+        "deadline_miss_rate": mean("deadline_miss_rate"),
+        "early_exit_rate": mean("early_exit_rate"),
+        "split_mix": [float(c) / total for c in splits],
+        "exit_mix": {b: c / total for b, c in exit_counts.items()},
+    }
+
+
+def add_oracle_normalized(summaries: list[dict]) -> list[dict]:
+    """Set ``oracle_normalized`` = (R - R_random) / (R_channel_oracle - R_random) on each row."""
+    by_name = {s["name"]: s["mean_reward"] for s in summaries}
+    if "random" in by_name and "channel-oracle" in by_name:
+        lo, hi = by_name["random"], by_name["channel-oracle"]
+        for s in summaries:
+            s["oracle_normalized"] = (s["mean_reward"] - lo) / (hi - lo) if hi != lo else None
+    return summaries
+
+
+def format_table(summaries: list[dict]) -> str:
+    """A Markdown table of summary rows."""
+    head = (
+        "| policy | mean reward (95% CI) | oracle-normalised | accuracy | latency mean / p95 (ms) "
+        "| energy (mJ) | deadline miss | early exit | split mix (0..S) |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for s in summaries:
+        norm = s.get("oracle_normalized")
+        mix = " ".join(f"{m:.2f}" for m in s["split_mix"])
+        rows.append(
+            f"| {s['name']}{'' if s['deployable'] else ' *'} "
+            f"| {s['mean_reward']:.4f} ± {s['ci95']:.4f} "
+            f"| {'-' if norm is None else f'{norm:.3f}'} | {s['accuracy']:.4f} "
+            f"| {s['latency_mean_s'] * 1e3:.1f} / {s['latency_p95_s'] * 1e3:.1f} "
+            f"| {s['energy_j'] * 1e3:.2f} | {s['deadline_miss_rate']:.3f} "
+            f"| {s['early_exit_rate']:.3f} | {mix} |"
+        )
+    return head + "\n".join(rows) + "\n\n\\* not deployable (upper bound)\n"
+
+
+def _parse_kwargs(items: Sequence[str]) -> dict:
+    from splitexit.agents.sb3 import parse_env_kwargs
+
+    return parse_env_kwargs(items)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m splitexit.agents.evaluate", description=__doc__
+    )
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="a saved SB3 model.zip")
+    what.add_argument("--baseline", help="a baseline or oracle name (see splitexit.agents)")
+    parser.add_argument(
+        "--algo", default="ppo", help="algorithm of --model: ppo, dqn, maskable_ppo"
+    )
+    parser.add_argument("--env", default=DEFAULT_ENV_ID)
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY:VALUE")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--traces", default="mahimahi-up-eval", help="evaluation traces")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    config = {"traces": args.traces, **_parse_kwargs(args.env_kwargs)}
+    env = make_env(args.env, **config)
+    if args.model:
+        policy = load_sb3_policy(args.model, args.algo, env)
+    else:
+        from splitexit.agents.baselines import make_policy
+
+        policy = make_policy(args.baseline, env)
+        train_env = make_env(args.env, **{**config, "traces": "mahimahi-up-train"})
+        policy.fit(train_env, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + args.episodes))
+    seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + args.episodes)
+    summary = summarise(policy.name, run_episodes(policy, env, seeds), policy.deployable)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_table([summary]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
