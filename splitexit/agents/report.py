@@ -7,8 +7,6 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
-
 from splitexit.agents.evaluate import format_table
 from splitexit.files import atomic_write_bytes, atomic_write_text
 
@@ -121,11 +119,13 @@ def write_report(
     verdict = ""
     if agent and best:
         apart = agent["mean_reward"] - agent["ci95"] > best["mean_reward"] + best["ci95"]
+        overlap = "do not overlap" if apart else "overlap"
+        norm = agent.get("oracle_normalized")
         verdict = (
             f"The agent's mean reward is {agent['mean_reward']:.4f} ± {agent['ci95']:.4f}; the "
             f"best deployable baseline, {best['name']}, has {best['mean_reward']:.4f} ± "
-            f"{best['ci95']:.4f}: {'the intervals do not overlap' if apart else 'the intervals overlap'}. "
-            f"Oracle-normalised score of the agent: {agent.get('oracle_normalized', float('nan')):.3f}.\n"
+            f"{best['ci95']:.4f}: the intervals {overlap}. Oracle-normalised score of the "
+            f"agent: {'-' if norm is None else f'{norm:.3f}'}.\n"
         )
     text = f"""# splitexit evaluation report: {agent_name}
 
@@ -160,8 +160,3 @@ per request; the oracle-normalised score is (R - R_random) / (R_channel_oracle -
 {json.dumps({k: v for k, v in context.items() if k not in ("command", "description")}, indent=2)}
 """
     atomic_write_text(run_dir / "report.md", text)
-
-
-def mean_ci_apart(a: dict, b: dict) -> bool:
-    """Whether the 95% intervals of two summary rows do not overlap."""
-    return bool(np.abs(a["mean_reward"] - b["mean_reward"]) > a["ci95"] + b["ci95"])
