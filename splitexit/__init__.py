@@ -23,10 +23,13 @@ ENV_PRESETS: dict[str, dict] = {
 
 
 def register_envs() -> None:
-    """Register every id of ``ENV_PRESETS`` that is not registered yet."""
+    """Register every id of ``ENV_PRESETS`` that is not registered yet, also under its
+    ``splitexit:`` form: ``gym.make`` resolves that form by itself, but tools that look the id
+    up in the registry first (the RL Zoo's ``--env splitexit:SplitExit-v0``) need the entry."""
     for env_id, preset in ENV_PRESETS.items():
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs={"preset": dict(preset)})
+        for name in (env_id, f"splitexit:{env_id}"):
+            if name not in gym.registry:
+                gym.register(id=name, entry_point=ENTRY_POINT, kwargs={"preset": dict(preset)})
 
 
 register_envs()

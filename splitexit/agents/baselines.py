@@ -24,15 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from splitexit.envs.server import DEFAULT_MEAN_SERVICE_S
-from splitexit.envs.splitexit_env import MAX_OBS_THROUGHPUT_MBPS, SplitExitEnv
+from splitexit.envs.splitexit_env import SplitExitEnv
 
 # The measured throughput may be 0 (an outage of the trace); the predictors use this floor so
 # that the predicted transfer time stays finite (and huge): 1 kbit/s.
 MIN_UPLINK_BPS = 1e3
-# M/M/1 expected wait rho / (1 - rho) * mean service grows without bound as rho -> 1; the
-# advertised utilisation is clipped here before the formula.
-MAX_QUEUE_UTILISATION = 0.95
 # Two expected accuracies closer than this count as equal (Edgent then takes the faster one).
 ACCURACY_TIE_TOL = 1e-9
 
@@ -230,10 +226,9 @@ class _Predictor(Policy):
     """Shared latency / energy predictor from the profile tables and the observation.
 
     From the observation: the uplink (the most recent measured throughput, ``obs[H - 1]``,
-    floored at ``MIN_UPLINK_BPS``), the server's expected queue wait (M/M/1,
-    ``rho / (1 - rho) * DEFAULT_MEAN_SERVICE_S`` with ``rho`` the advertised utilisation
-    ``obs[H + 1]`` clipped at ``MAX_QUEUE_UTILISATION``) and whether the server's last
-    heartbeat arrived (``obs[H + 2]``; if not, offloading is predicted to take forever).
+    floored at ``MIN_UPLINK_BPS``), the queueing delay the server reported in its last
+    heartbeat, and whether that heartbeat arrived (if not, offloading is predicted to take
+    forever); see ``SplitExitEnv.decode_observation``.
     """
 
     def __init__(self, env: SplitExitEnv) -> None:
@@ -250,13 +245,11 @@ class _Predictor(Policy):
         self.rtt_s = float(e.config["rtt_s"])
 
     def uplink(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per observation: uplink estimate (bit/s), expected queue wait (s), server reachable."""
-        h = self.env.history
-        mbps = np.expm1(obs[:, h - 1] * np.log1p(MAX_OBS_THROUGHPUT_MBPS))
-        bps = np.maximum(mbps * 1e6, MIN_UPLINK_BPS)
-        rho = np.clip(obs[:, h + 1], 0.0, MAX_QUEUE_UTILISATION)
-        wait_s = rho / (1.0 - rho) * DEFAULT_MEAN_SERVICE_S
-        return bps, wait_s, obs[:, h + 2] > 0.5
+        """Per observation: uplink estimate (bit/s), reported queue wait (s), server reachable."""
+        decoded = [self.env.decode_observation(o) for o in obs]
+        bps = np.array([max(d["uplink_bps"][-1], MIN_UPLINK_BPS) for d in decoded])
+        wait_s = np.array([d["server_queue_s"] for d in decoded])
+        return bps, wait_s, np.array([d["server_reachable"] for d in decoded])
 
     def latency_s(self, bps: float, wait_s: float, reachable: bool) -> np.ndarray:
         """Predicted latency (s) of every (split, compression, exit, heads): ``(S+1, C, E, 2)``."""

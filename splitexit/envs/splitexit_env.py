@@ -23,7 +23,7 @@ from splitexit.envs.world import (
 MAX_OBS_THROUGHPUT_MBPS = 100.0  # throughput features saturate here (log scale)
 MAX_OBS_BACKLOG_FRAMES = 10.0  # device backlog feature saturates at this many frame periods
 # Observation layout after the throughput history (each in [0, 1]).
-OBS_FEATURES = ("rtt", "server_load", "server_reachable", "device_backlog", "battery", "deadline")
+OBS_FEATURES = ("rtt", "server_queue", "server_reachable", "device_backlog", "battery", "deadline")
 
 
 class SplitExitEnv(gym.Env):
@@ -48,9 +48,10 @@ class SplitExitEnv(gym.Env):
 
     ``Box(0, 1, (H + 6,), float32)``, only what the device can know when the request arrives:
     the uplink throughput measured over each of the last ``H`` frame periods (log scale,
-    ``log1p(Mbit/s) / log1p(100)``), the RTT (/ timeout), the server's advertised load level,
-    whether the server's last heartbeat arrived, the device's own backlog (/ 10 frame periods),
-    the battery fraction and the deadline (/ timeout).
+    ``log1p(Mbit/s) / log1p(100)``), the RTT (/ timeout), the queueing delay the server
+    reported in its last heartbeat (one frame period ago; / 10 frame periods), whether that
+    heartbeat arrived, the device's own backlog (/ 10 frame periods), the battery fraction and
+    the deadline (/ timeout). ``decode_observation`` turns one back into physical units.
 
     ## Rewards
 
@@ -159,7 +160,9 @@ class SplitExitEnv(gym.Env):
         obs[:, : self.history] = np.lib.stride_tricks.sliding_window_view(tp, self.history)
         h, cfg = self.history, self.config
         obs[:, h + 0] = min(cfg["rtt_s"] / self.timeout_s, 1.0)
-        obs[:, h + 1] = [min(self.server.utilisation_level(x), 1.0) for x in heard]
+        # The heartbeat reports the server's queueing delay (work waiting, s); our own jobs,
+        # a fraction of a millisecond each, are not in it yet.
+        obs[:, h + 1] = [min(self.server.backlog_s(x) / self._max_backlog_s, 1.0) for x in heard]
         obs[:, h + 2] = [0.0 if self.server.is_down(x) else 1.0 for x in heard]
         obs[:, h + 4] = 1.0  # battery fraction (updated in step when there is a battery)
         obs[:, h + 5] = min(self.deadline_s / self.timeout_s, 1.0)
@@ -184,6 +187,20 @@ class SplitExitEnv(gym.Env):
         if battery is not None:
             obs[self.history + 4] = max(1.0 - self._energy_j / battery, 0.0)
         return obs
+
+    def decode_observation(self, observation: np.ndarray) -> dict[str, Any]:
+        """An observation in physical units (what a heuristic policy may use)."""
+        obs = np.asarray(observation, dtype=np.float64)
+        h = self.history
+        return {
+            "uplink_bps": np.expm1(obs[:h] * np.log1p(MAX_OBS_THROUGHPUT_MBPS)) * 1e6,
+            "rtt_s": obs[h] * self.timeout_s,
+            "server_queue_s": obs[h + 1] * self._max_backlog_s,
+            "server_reachable": bool(obs[h + 2] > 0.5),
+            "device_backlog_s": obs[h + 3] * self._max_backlog_s,
+            "battery_fraction": obs[h + 4],
+            "deadline_s": obs[h + 5] * self.timeout_s,
+        }
 
     # -- actions -----------------------------------------------------------------------------
 
