@@ -115,3 +115,30 @@ def test_weights_load_errors(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="bad.safetensors"):
         load_model(bad)
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path):
+    from splitexit.dnn_profiles.train import train
+
+    data = load_fashion_mnist("test").subset(256)
+    records = [
+        train(
+            data,
+            epochs=1,
+            batch_size=64,
+            seed=3,
+            out_path=tmp_path / f"{k}.safetensors",
+            log=lambda _: None,
+        )
+        for k in range(2)
+    ]
+    assert records[0]["weights_sha256"] == records[1]["weights_sha256"]
+    other = train(
+        data,
+        epochs=1,
+        batch_size=64,
+        seed=4,
+        out_path=tmp_path / "o.safetensors",
+        log=lambda _: None,
+    )
+    assert other["weights_sha256"] != records[0]["weights_sha256"]

@@ -101,7 +101,8 @@ def test_shipped_profile_matches_shipped_weights():
 
 
 def test_shipped_profile_agrees_with_live_execution():
-    """Replay is a faithful cache: same exit, prediction and bytes for 500 samples."""
+    """Replay is a faithful cache: same exit, prediction and bytes for 500 samples, each at a
+    random split and compression and at every threshold of a grid."""
     prof, model = Profile.load(), load_model()
     images = load_fashion_mnist("test").images
     answers = prof.answers(THRESHOLDS)
@@ -110,13 +111,13 @@ def test_shipped_profile_agrees_with_live_execution():
     for i in range(500):
         split = int(rng.integers(prof.num_blocks + 1))
         ci = int(rng.integers(len(COMPRESSIONS)))
-        t = int(rng.integers(len(THRESHOLDS)))
-        live = split_inference(model, images[i], split, float(THRESHOLDS[t]), COMPRESSIONS[ci])
-        k = answers[i, split, ci, t]
-        expected_bytes = prof.payload_bytes[split, ci] if prof.exit_blocks[k] > split else 0
-        replay = (prof.exit_blocks[k], int(prof.prediction[i, split, ci, k]), int(expected_bytes))
-        if replay != (live.exit_block, live.prediction, len(live.payload)):
-            mismatches.append((i, split, ci, t, replay, live))
+        for t, threshold in enumerate(THRESHOLDS):
+            live = split_inference(model, images[i], split, float(threshold), COMPRESSIONS[ci])
+            k = answers[i, split, ci, t]
+            sent = prof.payload_bytes[split, ci] if prof.exit_blocks[k] > split else 0
+            replay = (prof.exit_blocks[k], int(prof.prediction[i, split, ci, k]), int(sent))
+            if replay != (live.exit_block, live.prediction, len(live.payload)):
+                mismatches.append((i, split, ci, t, replay, live))
     assert mismatches == []
 
 

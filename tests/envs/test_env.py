@@ -292,3 +292,28 @@ def test_default_config_is_a_fresh_copy():
     a = default_config()
     a["thresholds"].append(0.999)
     assert 0.999 not in default_config()["thresholds"]
+
+
+def test_registration_is_idempotent_and_works_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    splitexit.register_envs()
+    splitexit.register_envs()
+    code = (
+        "import gymnasium as gym; env = gym.make('splitexit:SplitExit-v0'); "
+        "env.reset(seed=0); print(env.step(0)[1])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert math.isfinite(float(out.stdout.strip().splitlines()[-1]))
+
+
+def test_decode_observation_round_trips_units():
+    env = SplitExitEnv()
+    obs, _ = env.reset(seed=0)
+    d = env.decode_observation(obs)
+    assert d["rtt_s"] == pytest.approx(env.config["rtt_s"], rel=1e-6)
+    assert d["deadline_s"] == pytest.approx(env.config["deadline_s"], rel=1e-6)
+    assert d["server_reachable"] and d["device_backlog_s"] == 0.0
+    assert (d["uplink_bps"] >= 0).all() and len(d["uplink_bps"]) == env.history
