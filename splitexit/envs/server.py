@@ -387,6 +387,10 @@ class EdgeServer:
         self._work_before_s: list[float] = work_before_s.tolist()
         self._g: list[float] = (up_s - work_before_s[:-1]).tolist()
         self._has_outages = bool(self.schedule.down_start_s)
+        g = up_s - work_before_s[:-1]
+        self._bg_arrival_s = arrival_s
+        self._bg_work_before_s = work_before_s
+        self._bg_g_max = np.concatenate(([-np.inf], np.maximum.accumulate(g)))
         self._i = 0
         self._m = -math.inf
         self._last_arrival_s = 0.0
@@ -410,6 +414,14 @@ class EdgeServer:
             raise ValueError(f"t_s must be >= the last arrival {self._last_arrival_s}, got {t_s}")
         j, m = self._state_at(t_s)
         return max(0.0, self._work_before_s[j] - self._up(t_s) + m)
+
+    def background_backlog_s(self, t_s: np.ndarray) -> np.ndarray:
+        """Unfinished background work at each of the times ``t_s`` (s), vectorised: what
+        :meth:`backlog_s` gives before any job of ours is submitted."""
+        t = np.asarray(t_s, dtype=np.float64)
+        j = np.searchsorted(self._bg_arrival_s, t, side="right")
+        up = np.array([self._up(x) for x in t.tolist()]) if self._has_outages else t
+        return np.maximum(0.0, self._bg_work_before_s[j] - up + self._bg_g_max[j])
 
     def submit(self, arrival_s: float, service_s: float) -> tuple[float, float]:
         """Queue our job (``service_s`` of work, arriving at ``arrival_s``) behind the work

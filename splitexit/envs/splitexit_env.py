@@ -155,15 +155,19 @@ class SplitExitEnv(gym.Env):
         t = self.t0_s + self.frame_s * np.arange(-self.history, n + 1)
         mbps = np.diff(self.trace.cumulative_bits_many(t)) / self.frame_s / 1e6
         tp = (np.log1p(mbps) / np.log1p(MAX_OBS_THROUGHPUT_MBPS)).clip(0.0, 1.0)
-        heard = (t[self.history :] - self.frame_s).tolist()  # the server's last heartbeat
+        heard = t[self.history :] - self.frame_s  # the server's last heartbeat
         obs = np.empty((n + 1, self.observation_space.shape[0]), np.float32)
         obs[:, : self.history] = np.lib.stride_tricks.sliding_window_view(tp, self.history)
         h, cfg = self.history, self.config
         obs[:, h + 0] = min(cfg["rtt_s"] / self.timeout_s, 1.0)
         # The heartbeat reports the server's queueing delay (work waiting, s); our own jobs,
         # a fraction of a millisecond each, are not in it yet.
-        obs[:, h + 1] = [min(self.server.backlog_s(x) / self._max_backlog_s, 1.0) for x in heard]
-        obs[:, h + 2] = [0.0 if self.server.is_down(x) else 1.0 for x in heard]
+        queue_s = self.server.background_backlog_s(heard)
+        obs[:, h + 1] = np.minimum(queue_s / self._max_backlog_s, 1.0)
+        if self.server.schedule.down_start_s:
+            obs[:, h + 2] = [0.0 if self.server.is_down(x) else 1.0 for x in heard.tolist()]
+        else:
+            obs[:, h + 2] = 1.0
         obs[:, h + 4] = 1.0  # battery fraction (updated in step when there is a battery)
         obs[:, h + 5] = min(self.deadline_s / self.timeout_s, 1.0)
         self._obs = obs

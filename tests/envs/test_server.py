@@ -270,3 +270,15 @@ def test_azure_csv_header_and_shipped_trace(tmp_path):
     t_s, tokens = read_azure_trace(DEFAULT_AZURE_TRACE.resolve())
     assert t_s.size == tokens.size == 19_366
     assert t_s[0] == 0.0 and t_s[-1] == pytest.approx(3501.7, abs=1.0)
+
+
+def test_background_backlog_matches_the_scalar_query():
+    from splitexit.envs.server import EdgeServer, OutageProcess, PoissonMarkovLoad
+
+    for outages in (None, OutageProcess(mean_up_s=2.0, mean_down_s=0.5)):
+        server = EdgeServer(PoissonMarkovLoad(), outages)
+        server.reset(np.random.default_rng(3), 30.0)
+        times = np.linspace(0.0, 29.0, 300)
+        vector = server.background_backlog_s(times)
+        scalar = [server.backlog_s(t) for t in times]
+        np.testing.assert_allclose(vector, scalar, rtol=0, atol=1e-12)
