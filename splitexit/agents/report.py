@@ -54,18 +54,27 @@ def pareto_plot(summaries: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    lat = [s["latency_mean_s"] * 1e3 for s in summaries]
-    acc = [s["accuracy"] for s in summaries]
-    energy = [s["energy_j"] * 1e3 for s in summaries]
+    # Policies that mostly fail (accuracy below half) would squash the rest: listed, not drawn.
+    shown = [s for s in summaries if s["accuracy"] >= 0.5]
+    hidden = [s for s in summaries if s["accuracy"] < 0.5]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lat = [s["latency_mean_s"] * 1e3 for s in shown]
+    acc = [s["accuracy"] for s in shown]
+    energy = [s["energy_j"] * 1e3 for s in shown]
     points = ax.scatter(lat, acc, c=energy, cmap="viridis", s=60, edgecolors="k")
-    for s, x, y in zip(summaries, lat, acc):
+    for s, x, y in zip(shown, lat, acc):
         ax.annotate(s["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     fig.colorbar(points, ax=ax, label="energy per request (mJ)")
-    ax.set_xlabel("mean latency (ms)")
+    ax.set_xscale("log")
+    ax.set_xlabel("mean latency (ms, log scale)")
     ax.set_ylabel("accuracy")
-    ax.set_title("Policies: accuracy, latency and energy")
-    ax.grid(alpha=0.3)
+    title = "Policies: accuracy, latency and energy"
+    if hidden:
+        title += "\nnot drawn: " + ", ".join(
+            f"{s['name']} (accuracy {s['accuracy']:.2f})" for s in hidden
+        )
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
     _save_figure(fig, path)
     plt.close(fig)
 
