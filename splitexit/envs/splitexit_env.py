@@ -21,7 +21,10 @@ from splitexit.envs.world import (
 )
 
 MAX_OBS_THROUGHPUT_MBPS = 100.0  # throughput features saturate here (log scale)
-MAX_OBS_BACKLOG_FRAMES = 10.0  # device backlog feature saturates at this many frame periods
+# Waiting times (server queue, device backlog) are observed on a log scale from 1 ms to this
+# many frame periods, where the differences that matter (a few ms to a deadline) stay visible.
+MAX_OBS_BACKLOG_FRAMES = 10.0
+WAIT_UNIT_S = 1e-3
 # Observation layout after the throughput history (each in [0, 1]).
 OBS_FEATURES = ("rtt", "server_queue", "server_reachable", "device_backlog", "battery", "deadline")
 
@@ -49,9 +52,10 @@ class SplitExitEnv(gym.Env):
     ``Box(0, 1, (H + 6,), float32)``, only what the device can know when the request arrives:
     the uplink throughput measured over each of the last ``H`` frame periods (log scale,
     ``log1p(Mbit/s) / log1p(100)``), the RTT (/ timeout), the queueing delay the server
-    reported in its last heartbeat (one frame period ago; / 10 frame periods), whether that
-    heartbeat arrived, the device's own backlog (/ 10 frame periods), the battery fraction and
-    the deadline (/ timeout). ``decode_observation`` turns one back into physical units.
+    reported in its last heartbeat (one frame period ago), whether that heartbeat arrived, the
+    device's own backlog (both waits as ``log1p(wait / 1 ms) / log1p(10 frame periods / 1 ms)``),
+    the battery fraction and the deadline (/ timeout). ``decode_observation`` turns an
+    observation back into physical units.
 
     ## Rewards
 
@@ -131,6 +135,7 @@ class SplitExitEnv(gym.Env):
         self.timeout_s, self.half_rtt_s = cfg["timeout_s"], cfg["rtt_s"] / 2
         self.horizon = cfg["horizon"]
         self._max_backlog_s = MAX_OBS_BACKLOG_FRAMES * self.frame_s
+        self._wait_scale = math.log1p(self._max_backlog_s / WAIT_UNIT_S)
         self.t0_s = self.history * self.frame_s  # the first request, after H measured periods
         self.weights = cfg["reward"]
         self._model = None  # live mode: the torch model, loaded on first use
@@ -163,11 +168,12 @@ class SplitExitEnv(gym.Env):
         # The heartbeat reports the server's queueing delay (work waiting, s); our own jobs,
         # a fraction of a millisecond each, are not in it yet.
         queue_s = self.server.background_backlog_s(heard)
-        obs[:, h + 1] = np.minimum(queue_s / self._max_backlog_s, 1.0)
+        obs[:, h + 1] = np.minimum(np.log1p(queue_s / WAIT_UNIT_S) / self._wait_scale, 1.0)
         if self.server.schedule.down_start_s:
             obs[:, h + 2] = [0.0 if self.server.is_down(x) else 1.0 for x in heard.tolist()]
         else:
             obs[:, h + 2] = 1.0
+        obs[:, h + 3] = 0.0  # device backlog (set in step when the device is busy)
         obs[:, h + 4] = 1.0  # battery fraction (updated in step when there is a battery)
         obs[:, h + 5] = min(self.deadline_s / self.timeout_s, 1.0)
         self._obs = obs
@@ -186,7 +192,8 @@ class SplitExitEnv(gym.Env):
         i = self._step_idx
         obs = self._obs[i].copy()
         backlog_s = self._device_free_s - self._arrival_s(i)
-        obs[self.history + 3] = min(max(backlog_s, 0.0) / self._max_backlog_s, 1.0)
+        if backlog_s > 0.0:
+            obs[self.history + 3] = min(math.log1p(backlog_s / WAIT_UNIT_S) / self._wait_scale, 1.0)
         battery = self.config["battery_j"]
         if battery is not None:
             obs[self.history + 4] = max(1.0 - self._energy_j / battery, 0.0)
@@ -199,9 +206,9 @@ class SplitExitEnv(gym.Env):
         return {
             "uplink_bps": np.expm1(obs[:h] * np.log1p(MAX_OBS_THROUGHPUT_MBPS)) * 1e6,
             "rtt_s": obs[h] * self.timeout_s,
-            "server_queue_s": obs[h + 1] * self._max_backlog_s,
+            "server_queue_s": math.expm1(obs[h + 1] * self._wait_scale) * WAIT_UNIT_S,
             "server_reachable": bool(obs[h + 2] > 0.5),
-            "device_backlog_s": obs[h + 3] * self._max_backlog_s,
+            "device_backlog_s": math.expm1(obs[h + 3] * self._wait_scale) * WAIT_UNIT_S,
             "battery_fraction": obs[h + 4],
             "deadline_s": obs[h + 5] * self.timeout_s,
         }

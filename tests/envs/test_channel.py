@@ -84,7 +84,9 @@ def test_transfer_time_inverts_cumulative_bits(cap, slot_s, start_s, payload_byt
         return
     assert 0 < dt < math.inf
     bits = trace.cumulative_bits(start_s + dt) - trace.cumulative_bits(start_s)
-    assert bits == pytest.approx(8 * payload_bytes, rel=1e-9)
+    # the difference of two large cumulative counts: float64 rounding of their magnitude
+    rounding = 1e-12 * trace.cumulative_bits(start_s + dt)
+    assert bits == pytest.approx(8 * payload_bytes, rel=1e-9, abs=rounding)
     # Earliest such time: a moment earlier, fewer bits got through.
     earlier = trace.cumulative_bits(start_s + dt * (1 - 1e-6)) - trace.cumulative_bits(start_s)
     assert earlier < 8 * payload_bytes
