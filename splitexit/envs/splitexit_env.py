@@ -284,7 +284,8 @@ class SplitExitEnv(gym.Env):
             cum = self.trace.cumulative_bits
             bits = max(cum(sent + tx_time) - cum(sent), 0.0)
         energy += self.radio.tx_energy_j(min(bits / 8, payload), tx_time)
-        if self.radio.tail_enabled and tx_time > 0:
+        if self.radio.tail_enabled and tx_time > 0 and self._last_tx_end_s > -math.inf:
+            # the LTE tail of the previous transmission, cut short by this one
             energy += self.radio.tail_energy_j(sent - self._last_tx_end_s)
         uplink_bps = bits / tx_time if tx_time > 0 else self.trace.capacity_at_bps(sent)
         at_server = uploaded + self.half_rtt_s
@@ -326,7 +327,6 @@ class SplitExitEnv(gym.Env):
             sample = self._samples[i]
             exit_k = int(self.tables.exit_index[sample, split, comp, t])
             correct = self.tables.correct[sample, split, comp, exit_k]
-            prediction = None
         latency, energy, timed_out, dev_wait, tx_time, srv_wait, payload, uplink = self._outcome(
             split, comp, exit_k, heads, commit=True
         )

@@ -317,3 +317,15 @@ def test_decode_observation_round_trips_units():
     assert d["deadline_s"] == pytest.approx(env.config["deadline_s"], rel=1e-6)
     assert d["server_reachable"] and d["device_backlog_s"] == 0.0
     assert (d["uplink_bps"] >= 0).all() and len(d["uplink_bps"]) == env.history
+
+
+def test_lte_tail_energy_is_charged_between_transmissions_only():
+    with_tail, without = SplitExitEnv(lte_tail=True), SplitExitEnv(lte_tail=False)
+    with_tail.reset(seed=0)
+    without.reset(seed=0)
+    raw = with_tail.encode_action(0, with_tail.n_t - 1)
+    first = with_tail.step(raw)[4]["energy_j"] - without.step(raw)[4]["energy_j"]
+    assert first == 0.0  # no earlier transmission, no tail to pay for
+    second = with_tail.step(raw)[4]["energy_j"] - without.step(raw)[4]["energy_j"]
+    gap_s = with_tail.frame_s  # one frame period between the two uploads, roughly
+    assert 0.5 * gap_s * 1.06 < second < 1.5 * gap_s * 1.06  # Huang et al.: 1060 mW tail
