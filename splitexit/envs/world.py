@@ -69,7 +69,8 @@ def _compute_times(profile: Profile, preset, device_side: bool) -> list:
             # exit heads run on this side: all those passed (heads on), or only the final one
             run = [k for k, b in enumerate(exit_blocks[: e + 1]) if lo < b <= hi]
             with_heads = t_blocks + float(heads[run].sum())
-            final_only = t_blocks + (float(heads[e]) if e == len(exit_blocks) - 1 and run else 0.0)
+            final_here = e == len(exit_blocks) - 1 and lo < eb <= hi
+            final_only = t_blocks + (float(heads[e]) if final_here else 0.0)
             row.append((final_only, with_heads))
         table.append(row)
     return table

@@ -329,3 +329,21 @@ def test_lte_tail_energy_is_charged_between_transmissions_only():
     second = with_tail.step(raw)[4]["energy_j"] - without.step(raw)[4]["energy_j"]
     gap_s = with_tail.frame_s  # one frame period between the two uploads, roughly
     assert 0.5 * gap_s * 1.06 < second < 1.5 * gap_s * 1.06  # Huang et al.: 1060 mW tail
+
+
+def test_compute_times_follow_the_blocks_and_heads_on_each_side():
+    from splitexit.dnn_profiles.hardware import compute_latency_s, get_device_preset
+
+    env = SplitExitEnv()
+    prof, dev = env.profile, get_device_preset(env.config["device"])
+    block_s = [compute_latency_s(float(f), dev) for f in prof.block_flops]
+    head_s = [compute_latency_s(float(f), dev) for f in prof.exit_flops]
+    final = len(prof.exit_blocks) - 1
+    # split 3, answered by the final exit on the server, no early exits: blocks 1-3 only
+    assert env.tables.device_time_s[3][final][False] == pytest.approx(sum(block_s[:3]))
+    # with early exits the device also runs the heads of the exits at blocks 1 and 3
+    assert env.tables.device_time_s[3][final][True] == pytest.approx(
+        sum(block_s[:3]) + head_s[0] + head_s[1]
+    )
+    # all on the device, no early exit: every block and the final head
+    assert env.tables.device_time_s[5][final][False] == pytest.approx(sum(block_s) + head_s[-1])
