@@ -46,7 +46,7 @@ def num_timesteps(model_zip: Path) -> int:
         return json.loads(z.read("data"))["num_timesteps"]
 
 
-@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "maskable_ppo"])
 def test_smoke_run_writes_the_whole_report(tmp_path, algo):
     result = train_agent(
         "--algo",
