@@ -170,11 +170,8 @@ def evaluate_all(args, model, env_config: dict) -> tuple[list[dict], dict, list]
         episodes[policy.name] = eps
         summaries.append(summarise(policy.name, eps, policy.deployable))
         print(f"  {policy.name:<18} mean reward {summaries[-1]['mean_reward']:+.4f}")
-    return add_oracle_normalized(summaries), episodes, eps_timeline(episodes[agent.name])
-
-
-def eps_timeline(episodes: list) -> list:
-    return episodes[0].get("timeline", []) if episodes else []
+    timeline = episodes[agent.name][0].get("timeline", [])
+    return add_oracle_normalized(summaries), episodes, timeline
 
 
 def main(argv=None) -> int:

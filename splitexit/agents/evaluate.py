@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 import splitexit  # noqa: F401  (registers the ids)
+from splitexit.agents.sb3 import algo_class, parse_env_kwargs
 from splitexit.envs.splitexit_env import SplitExitEnv
 
 DEFAULT_ENV_ID = "splitexit:SplitExit-v0"
@@ -45,8 +46,6 @@ class SB3Policy:
 
 def load_sb3_policy(path: str | Path, algo: str, env: SplitExitEnv) -> SB3Policy:
     """Load ``model.zip`` of ``algo`` (ppo, dqn, maskable_ppo) as a policy."""
-    from splitexit.agents.sb3 import algo_class
-
     model = algo_class(algo).load(str(path), device="cpu")
     return SB3Policy(model, env, name=algo, masked=algo == "maskable_ppo")
 
@@ -67,9 +66,8 @@ def run_episodes(policy, env: SplitExitEnv, seeds: Sequence[int], timeline: bool
         done = False
         while not done:
             action, _ = policy.predict(obs, deterministic=True)
-            capacity_bps = env.trace.mean_capacity_bps(
-                env._arrival_s(env._step_idx) - env.frame_s, env._arrival_s(env._step_idx)
-            )
+            now_s = env.arrival_s
+            capacity_bps = env.trace.mean_capacity_bps(now_s - env.frame_s, now_s)
             obs, reward, terminated, truncated, info = env.step(action)
             steps.append((reward, info, capacity_bps))
             done = terminated or truncated
@@ -173,12 +171,6 @@ def format_table(summaries: list[dict]) -> str:
     return head + "\n".join(rows) + "\n\n\\* not deployable (upper bound)\n"
 
 
-def _parse_kwargs(items: Sequence[str]) -> dict:
-    from splitexit.agents.sb3 import parse_env_kwargs
-
-    return parse_env_kwargs(items)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m splitexit.agents.evaluate", description=__doc__
@@ -195,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--traces", default="mahimahi-up-eval", help="evaluation traces")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    config = {"traces": args.traces, **_parse_kwargs(args.env_kwargs)}
+    config = {"traces": args.traces, **parse_env_kwargs(args.env_kwargs)}
     env = make_env(args.env, **config)
     if args.model:
         policy = load_sb3_policy(args.model, args.algo, env)

@@ -188,6 +188,11 @@ class SplitExitEnv(gym.Env):
     def _arrival_s(self, i: int) -> float:
         return self.t0_s + i * self.frame_s
 
+    @property
+    def arrival_s(self) -> float:
+        """Arrival time of the current request (s, episode time)."""
+        return self._arrival_s(self._step_idx)
+
     def _observation(self) -> np.ndarray:
         i = self._step_idx
         obs = self._obs[i].copy()
