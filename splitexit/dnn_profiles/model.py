@@ -80,8 +80,8 @@ class MultiExitCNN(nn.Module):
     def run_blocks(self, x: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, dict]:
         """Run blocks start+1..stop on ``x``; return the features and the exits' logits."""
         logits = {}
-        for b in range(start + 1, stop + 1):
-            x = self.blocks[b - 1](x)
+        for b, block in enumerate(self.blocks[start:stop], start=start + 1):
+            x = block(x)
             if b in self.exit_blocks:
                 logits[b] = self.exit_logits(b, x)
         return x, logits
@@ -186,11 +186,11 @@ def split_inference(
     else:
         payload, x = b"", images_to_input(image)
     answer = None
-    for b in range(1, num_blocks + 1):
+    for b, block in enumerate(model.blocks, start=1):  # (ModuleList indexing is slow)
         if b == split + 1 and split > 0:  # the uplink: serialise, send, deserialise
             payload = encode_payload(x, compression)
             x = decode_payload(payload, compression, tuple(x.shape))
-        x = model.blocks[b - 1](x)
+        x = block(x)
         # An exit head runs only if it can answer: thresholds above 1 never exit early, and
         # the final exit answers whatever its confidence (not computed then).
         if b == num_blocks:
