@@ -15,12 +15,11 @@ its last checkpoint with ``--resume``.
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import os
 import re
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from splitexit.agents.evaluate import (
 )
 from splitexit.agents.report import write_report, write_results
 from splitexit.agents.sb3 import ALGOS, algo_class, load_hyperparams, parse_env_kwargs
-from splitexit.files import atomic_write_text
+from splitexit.files import atomic_write_bytes, atomic_write_text
 
 CHECKPOINT_RE = re.compile(r"model_(\d+)_steps\.zip$")
 
@@ -93,13 +92,9 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 def save_model_atomically(model, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model.", suffix=".zip")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    buf = io.BytesIO()
+    model.save(buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def train(args, run_dir: Path, env_config: dict, hyper: dict, total: int, n_envs: int):
@@ -187,7 +182,7 @@ def main(argv=None) -> int:
     hyper.pop("n_timesteps", None)
     n_envs = args.n_envs or int(hyper.pop("n_envs", 1))
     hyper.pop("n_envs", None)
-    full_env_config = gym.make(args.env, config=env_config).unwrapped.config
+    probe = gym.make(args.env, config=env_config).unwrapped  # the full config, validated
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     atomic_write_text(
         run_dir / "config.json",
@@ -196,7 +191,7 @@ def main(argv=None) -> int:
                 "command": command,
                 "args": vars(args),
                 "hyperparameters": {**hyper, "n_envs": n_envs, "n_timesteps": total},
-                "env_config": full_env_config,
+                "env_config": probe.config,
                 "splitexit": splitexit.__version__,
                 "torch": torch.__version__,
             },
@@ -212,7 +207,6 @@ def main(argv=None) -> int:
     print(f"trained {model.num_timesteps} steps in {train_s:.0f} s; evaluating ...")
     summaries, episodes, timeline = evaluate_all(args, model, env_config)
     write_results(run_dir, summaries, episodes)
-    num_splits = gym.make(args.env, config=env_config).unwrapped.num_splits
     context = {
         "description": f"{args.algo.upper()} trained for {model.num_timesteps} steps on "
         f"`{args.env}` ({n_envs} envs, seed {args.seed}).",
@@ -223,7 +217,7 @@ def main(argv=None) -> int:
         "train_wall_time_s": round(train_s, 1),
         "total_wall_time_s": round(time.perf_counter() - start, 1),
     }
-    write_report(run_dir, summaries, args.algo, timeline, num_splits, context)
+    write_report(run_dir, summaries, args.algo, timeline, probe.num_splits, context)
     print(f"wrote {run_dir}/report.md ({time.perf_counter() - start:.0f} s in all)")
     return 0
 

@@ -138,6 +138,8 @@ class SplitExitEnv(gym.Env):
         self._wait_scale = math.log1p(self._max_backlog_s / WAIT_UNIT_S)
         self.t0_s = self.history * self.frame_s  # the first request, after H measured periods
         self.weights = cfg["reward"]
+        self._live_mode = cfg["mode"] == "live"
+        self._battery_j = cfg["battery_j"]
         self._model = None  # live mode: the torch model, loaded on first use
         self._images = None
         self._step_idx = -1
@@ -199,9 +201,8 @@ class SplitExitEnv(gym.Env):
         backlog_s = self._device_free_s - self._arrival_s(i)
         if backlog_s > 0.0:
             obs[self.history + 3] = min(math.log1p(backlog_s / WAIT_UNIT_S) / self._wait_scale, 1.0)
-        battery = self.config["battery_j"]
-        if battery is not None:
-            obs[self.history + 4] = max(1.0 - self._energy_j / battery, 0.0)
+        if self._battery_j is not None:
+            obs[self.history + 4] = max(1.0 - self._energy_j / self._battery_j, 0.0)
         return obs
 
     def decode_observation(self, observation: np.ndarray) -> dict[str, Any]:
@@ -325,7 +326,7 @@ class SplitExitEnv(gym.Env):
         split, t, comp = self.decode_action(action)
         i = self._step_idx
         heads = t < self.n_t - 1
-        if self.config["mode"] == "live":
+        if self._live_mode:
             exit_k, prediction = self._live(split, t, comp)
             correct = prediction == int(self.profile.labels[self._samples[i]])
         else:
@@ -341,8 +342,7 @@ class SplitExitEnv(gym.Env):
         reward = parts["accuracy"] + parts["latency"] + parts["energy"] + parts["deadline_miss"]
         self._energy_j += energy
         self._step_idx += 1
-        battery = self.config["battery_j"]
-        terminated = battery is not None and self._energy_j >= battery
+        terminated = self._battery_j is not None and self._energy_j >= self._battery_j
         truncated = self._step_idx >= self.horizon and not terminated
         info = {
             "split": split,
