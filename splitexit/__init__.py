@@ -11,6 +11,8 @@ import gymnasium as gym
 __version__ = "0.1.0"
 
 ENTRY_POINT = "splitexit.envs.splitexit_env:SplitExitEnv"
+# The numpy-batched vector env: ``gym.make_vec(id, num_envs=N)`` uses it by default.
+VECTOR_ENTRY_POINT = "splitexit.envs.vector:SplitExitVectorEnv"
 
 # Env ids are presets of the one config (splitexit.envs.default_config()).
 ENV_PRESETS: dict[str, dict] = {
@@ -20,6 +22,9 @@ ENV_PRESETS: dict[str, dict] = {
     "SplitExitLive-v0": {"mode": "live"},
     "SplitExitOutage-v0": {"outage": "intermittent"},
 }
+# Live mode runs torch per request and the fading channel draws a trace per episode: these ids
+# vectorise with vectorization_mode="sync" or "async" only.
+NOT_VECTORISED = ("SplitExitFading-v0", "SplitExitLive-v0")
 
 
 def register_envs() -> None:
@@ -29,7 +34,12 @@ def register_envs() -> None:
     for env_id, preset in ENV_PRESETS.items():
         for name in (env_id, f"splitexit:{env_id}"):
             if name not in gym.registry:
-                gym.register(id=name, entry_point=ENTRY_POINT, kwargs={"preset": dict(preset)})
+                gym.register(
+                    id=name,
+                    entry_point=ENTRY_POINT,
+                    vector_entry_point=None if env_id in NOT_VECTORISED else VECTOR_ENTRY_POINT,
+                    kwargs={"preset": dict(preset)},
+                )
 
 
 register_envs()

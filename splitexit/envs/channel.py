@@ -73,6 +73,7 @@ class CapacityTrace:
     name: str = "trace"
     _cum_bits: list[float] = field(init=False, repr=False)
     _cap_bps: list[float] = field(init=False, repr=False)
+    _cum_bits_array: np.ndarray = field(init=False, repr=False)
     _total_bits: float = field(init=False, repr=False)
     _duration_s: float = field(init=False, repr=False)
 
@@ -86,7 +87,9 @@ class CapacityTrace:
         cum = np.concatenate(([0.0], np.cumsum(cap * slot_s)))
         object.__setattr__(self, "slot_s", slot_s)
         object.__setattr__(self, "capacity_bps", cap)
+        cum.flags.writeable = False
         object.__setattr__(self, "_cum_bits", cum.tolist())
+        object.__setattr__(self, "_cum_bits_array", cum)
         object.__setattr__(self, "_cap_bps", cap.tolist())
         object.__setattr__(self, "_total_bits", float(cum[-1]))
         object.__setattr__(self, "_duration_s", cap.size * slot_s)
@@ -115,10 +118,17 @@ class CapacityTrace:
         )
 
     def cumulative_bits_many(self, t_s: np.ndarray) -> np.ndarray:
-        """:meth:`cumulative_bits` at many times at once (vectorised)."""
+        """:meth:`cumulative_bits` at many times at once: the same arithmetic, element-wise, so
+        the results are bit-for-bit equal."""
         loops, x = np.divmod(np.asarray(t_s, dtype=np.float64), self._duration_s)
-        knots_s = np.arange(len(self._cum_bits)) * self.slot_s
-        return loops * self._total_bits + np.interp(x, knots_s, self._cum_bits)
+        i = np.minimum((x / self.slot_s).astype(np.int64), self.capacity_bps.size - 1)
+        cum = self.cum_bits_array
+        return loops * self._total_bits + cum[i] + self.capacity_bps[i] * (x - i * self.slot_s)
+
+    @property
+    def cum_bits_array(self) -> np.ndarray:
+        """Bits deliverable up to each slot boundary (read-only array of ``size + 1``)."""
+        return self._cum_bits_array
 
     def time_at_bits_s(self, bits: float) -> float:
         """Earliest absolute time at which ``cumulative_bits`` reaches ``bits`` (s).
@@ -188,6 +198,42 @@ class CapacityTrace:
         bits = np.interp(edges_s, knots_s, np.asarray(self._cum_bits))
         cap = np.maximum(np.diff(bits) / slot_s, 0.0)
         return CapacityTrace(slot_s, cap, self.name)
+
+
+@dataclass(frozen=True, eq=False)
+class ShiftedTrace:
+    """A looping :class:`CapacityTrace` read from ``shift_s`` on: time ``t`` of the episode is
+    time ``t + shift_s`` of ``base``. Nothing is copied, so drawing an episode costs nothing.
+
+    ``cumulative_bits`` counts from the base's time 0; only its differences have a meaning.
+    """
+
+    base: CapacityTrace
+    shift_s: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.base.name}@{self.shift_s:g}s"
+
+    def capacity_at_bps(self, t_s: float) -> float:
+        """Instantaneous capacity at episode time ``t_s`` (bit/s)."""
+        return self.base.capacity_at_bps(t_s + self.shift_s)
+
+    def cumulative_bits(self, t_s: float) -> float:
+        """Bits deliverable up to episode time ``t_s``, from the base's time 0."""
+        return self.base.cumulative_bits(t_s + self.shift_s)
+
+    def cumulative_bits_many(self, t_s: np.ndarray) -> np.ndarray:
+        """:meth:`cumulative_bits` at many times at once (bit-for-bit equal)."""
+        return self.base.cumulative_bits_many(np.asarray(t_s, dtype=np.float64) + self.shift_s)
+
+    def transfer_time_s(self, start_s: float, payload_bytes: float) -> float:
+        """Time to push ``payload_bytes`` through the link from episode time ``start_s`` (s)."""
+        return self.base.transfer_time_s(start_s + self.shift_s, payload_bytes)
+
+    def mean_capacity_bps(self, t0_s: float, t1_s: float) -> float:
+        """Mean capacity over episode times ``[t0_s, t1_s]`` (bit/s)."""
+        return self.base.mean_capacity_bps(t0_s + self.shift_s, t1_s + self.shift_s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,6 +425,10 @@ class TraceChannel:
         self.traces = list(traces)
         self.scale = _check_non_negative("scale", scale)
         self.name = name
+        # The traces as episodes read them (scaled once here, not per episode).
+        self.scaled_traces = (
+            [tr.scaled(self.scale) for tr in self.traces] if self.scale != 1.0 else self.traces
+        )
 
     @classmethod
     def from_paths(
@@ -398,6 +448,14 @@ class TraceChannel:
         start = int(rng.integers(trace.capacity_bps.size))
         window = trace.window(start, _n_slots(duration_s, trace.slot_s))
         return window.scaled(self.scale) if self.scale != 1.0 else window
+
+    def sample_shifted(self, rng: np.random.Generator) -> ShiftedTrace:
+        """The episode's capacity without copying: a uniformly chosen (scaled) trace read from a
+        uniformly chosen slot on, looping (the same draws as :meth:`sample`)."""
+        k = int(rng.integers(len(self.traces)))
+        trace = self.scaled_traces[k]
+        start = int(rng.integers(trace.capacity_bps.size))
+        return ShiftedTrace(trace, start * trace.slot_s)
 
 
 def _check_transition(transition: np.ndarray, n: int) -> np.ndarray:

@@ -71,6 +71,10 @@ def default_config() -> dict[str, Any]:
         # Observation: how many past frame periods of measured uplink throughput.
         "throughput_history": 4,
         "battery_j": None,  # None = mains-powered; else the episode ends when it is spent
+        # Seed of the long realisations that every episode reads from a random offset (server
+        # background load, intermittent outages, the Markov channel); the env's own seed
+        # draws the offsets. Change it to train or evaluate in another realised world.
+        "world_seed": 0,
     }
 
 
@@ -120,6 +124,9 @@ def make_config(config: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[
     h = cfg["horizon"]
     if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 1_000_000:
         raise _fail("horizon", "an integer in 1..1000000", h)
+    ws = cfg["world_seed"]
+    if isinstance(ws, bool) or not isinstance(ws, int) or ws < 0:
+        raise _fail("world_seed", "an integer >= 0", ws)
     n = cfg["throughput_history"]
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
         raise _fail("throughput_history", "an integer in 1..64", n)

@@ -343,68 +343,155 @@ class OutageProcess:
         return OutageSchedule(tuple(starts), tuple(ends))
 
 
-class EdgeServer:
-    """FIFO single-server queue with background load and outages, realised per episode.
+@dataclass(frozen=True, eq=False)
+class ServerWorld:
+    """Background jobs and outages as the queue reads them, with the per-job prefix arrays of
+    :class:`EdgeServer` (``work_before_s[j]``: work of jobs ``< j``; ``g_max[j]``: the running
+    maximum of ``U(a_k) - work_before_s[k]`` over jobs ``k < j``, ``-inf`` first)."""
 
-    The state is one number ``m`` and a pointer into the background jobs: the unfinished work
-    at time ``t`` (after all jobs that arrived at or before ``t``) is
-    ``max(0, S[i] - U(t) + m)``, where ``S[i]`` is the background work that arrived so far and
-    ``U(t)`` the server's cumulative up time. A job of ``s`` seconds arriving at ``a`` updates
-    ``m <- max(m, U(a) - S[i]) + s`` (Lindley's recursion in these coordinates), so a batch of
-    background jobs is a running maximum, precomputed per job at reset.
-    """
+    background: BackgroundLoad
+    schedule: OutageSchedule
+    duration_s: float = math.inf
+    arrival_s: np.ndarray = field(init=False, repr=False)
+    work_before_s: np.ndarray = field(init=False, repr=False)
+    g_max: np.ndarray = field(init=False, repr=False)
+    lists: tuple[list[float], list[float], list[float]] = field(init=False, repr=False)
 
-    def __init__(
-        self,
-        load: PoissonMarkovLoad | TraceLoad | None = None,
-        outages: OutageProcess | None = None,
-    ):
-        self.load = load
-        self.outages = outages
-        self.reset(np.random.default_rng(0), 0.0)
-
-    def reset(self, rng: np.random.Generator, duration_s: float) -> None:
-        """Realise background arrivals and outages for ``[0, duration_s)`` and empty the queue.
-
-        Nothing is realised beyond ``duration_s``: afterwards no background jobs arrive and the
-        server stays up (or down, after a permanent failure). Pass the longest time the
-        episode can reach.
-        """
-        self.horizon_s = _check_non_negative("duration_s", duration_s)
-        self.background = (
-            self.load.sample(rng, duration_s) if self.load is not None else BackgroundLoad.empty()
-        )
-        self.schedule = (
-            self.outages.sample(rng, duration_s) if self.outages is not None else OutageSchedule()
-        )
+    def __post_init__(self) -> None:
         arrival_s = np.asarray(self.background.arrival_s, dtype=np.float64)
         work_before_s = np.concatenate(([0.0], np.cumsum(self.background.service_s)))
         if self.schedule.down_start_s:
             up_s = np.array([self.schedule.uptime_s(a) for a in arrival_s.tolist()])
         else:
             up_s = arrival_s
-        self._arrival_s: list[float] = arrival_s.tolist()
-        self._work_before_s: list[float] = work_before_s.tolist()
-        self._g: list[float] = (up_s - work_before_s[:-1]).tolist()
-        self._has_outages = bool(self.schedule.down_start_s)
-        g = up_s - work_before_s[:-1]
-        self._bg_arrival_s = arrival_s
-        self._bg_work_before_s = work_before_s
-        self._bg_g_max = np.concatenate(([-np.inf], np.maximum.accumulate(g)))
-        self._i = 0
-        self._m = -math.inf
+        g_max = np.concatenate(([-np.inf], np.maximum.accumulate(up_s - work_before_s[:-1])))
+        for name, value in (("arrival_s", arrival_s), ("work_before_s", work_before_s)):
+            value.flags.writeable = False
+            object.__setattr__(self, name, value)
+        g_max.flags.writeable = False
+        object.__setattr__(self, "g_max", g_max)
+        lists = (arrival_s.tolist(), work_before_s.tolist(), g_max.tolist())
+        object.__setattr__(self, "lists", lists)
+
+    @classmethod
+    def realise(
+        cls,
+        load: PoissonMarkovLoad | TraceLoad | None,
+        outages: OutageProcess | None,
+        duration_s: float,
+        seed: int,
+    ) -> ServerWorld:
+        """One long realisation from ``seed``, shared by the episodes of :class:`EdgeServer`
+        (a permanent failure is drawn per episode instead)."""
+        rng = np.random.default_rng(seed)
+        background = load.sample(rng, duration_s) if load is not None else BackgroundLoad.empty()
+        schedule = OutageSchedule()
+        if outages is not None and not outages.permanent:
+            schedule = outages.sample(rng, duration_s)
+        return cls(background, schedule, duration_s)
+
+
+class EdgeServer:
+    """FIFO single-server queue with background load and outages.
+
+    The state is one number ``m`` and a pointer into the background jobs: the unfinished work
+    at time ``t`` (after all jobs that arrived at or before ``t``) is
+    ``max(0, S[i] - U(t) + m)``, where ``S[i]`` is the background work that arrived so far and
+    ``U(t)`` the server's cumulative up time. A job of ``s`` seconds arriving at ``a`` updates
+    ``m <- max(m, U(a) - S[i]) + s`` (Lindley's recursion in these coordinates), so a batch of
+    background jobs is a running maximum, precomputed per job.
+
+    Two ways to realise an episode:
+
+    * ``world=None``: background jobs and outages are drawn for each episode at :meth:`reset`
+      and the queue starts empty.
+    * ``world``: a long :class:`ServerWorld` realised once; each episode starts at a random
+      offset into it, with whatever backlog the server has there (the stationary regime), and
+      costs one draw (two with a permanent failure). Server time is episode time plus
+      ``offset_s``; the methods take and return episode times.
+    """
+
+    def __init__(
+        self,
+        load: PoissonMarkovLoad | TraceLoad | None = None,
+        outages: OutageProcess | None = None,
+        world: ServerWorld | None = None,
+    ):
+        self.load = load
+        self.outages = outages
+        self.world = world
+        self.reset(np.random.default_rng(0), 0.0)
+
+    def reset(self, rng: np.random.Generator, duration_s: float) -> None:
+        """Start an episode of ``duration_s`` (the longest time the episode can reach).
+
+        Without a shared world: realise background arrivals and outages for ``[0, duration_s)``
+        and empty the queue; nothing is realised beyond ``duration_s`` (no more background jobs,
+        the server stays up, or down after a permanent failure). With one: draw the offset.
+        """
+        self.horizon_s = _check_non_negative("duration_s", duration_s)
+        permanent = bool(getattr(self.outages, "permanent", False))
+        if self.world is None:
+            background = (
+                self.load.sample(rng, duration_s)
+                if self.load is not None
+                else BackgroundLoad.empty()
+            )
+            schedule = (
+                self.outages.sample(rng, duration_s)
+                if self.outages is not None
+                else OutageSchedule()
+            )
+            world = ServerWorld(background, schedule)
+            self.offset_s = 0.0
+        else:
+            world = self.world
+            spare_s = world.duration_s - duration_s
+            _check(
+                spare_s >= 0,
+                "duration_s",
+                f"<= the shared world's {world.duration_s} s",
+                duration_s,
+            )
+            self.offset_s = float(rng.random()) * spare_s
+            schedule = world.schedule
+            if permanent:
+                t_fail_s = rng.exponential(self.outages.mean_up_s)
+                if t_fail_s < duration_s:
+                    schedule = OutageSchedule((self.offset_s + t_fail_s,), (math.inf,))
+        self.background = world.background
+        self.schedule = schedule  # in server time
+        self._arrival_s, self._work_before_s, self._g_max = world.lists
+        self._bg_arrival_s, self._bg_work_before_s = world.arrival_s, world.work_before_s
+        self._bg_g_max = world.g_max
+        self._has_outages = bool(schedule.down_start_s)
+        # After a permanent failure at F (in a shared world) the up time stays F, so the running
+        # maximum past the first job at or after F is the constant max(g_max[k_F], F - S[k_F]).
+        self._fail_k = len(self._g_max)
+        if self.world is not None and permanent and self._has_outages:
+            fail_s = schedule.down_start_s[0]
+            k = bisect_left(self._arrival_s, fail_s)
+            self._fail_k = k
+            self._fail_g = max(self._g_max[k], fail_s - self._work_before_s[k])
+        self._i = bisect_right(self._arrival_s, self.offset_s)
+        self._m = self._gmax(self._i)
         self._last_arrival_s = 0.0
 
+    def _gmax(self, j: int) -> float:
+        return self._fail_g if j > self._fail_k else self._g_max[j]
+
     def _up(self, t_s: float) -> float:
+        """Cumulative up time at server time ``t_s``."""
         return self.schedule.uptime_s(t_s) if self._has_outages else t_s
 
     def _state_at(self, t_s: float) -> tuple[int, float]:
-        """Pointer and ``m`` after the background jobs that arrived at or before ``t_s``."""
+        """Pointer and ``m`` after the background jobs that arrived at or before server time
+        ``t_s`` (``m`` is already at least the running maximum up to the pointer)."""
         i = self._i
         j = bisect_right(self._arrival_s, t_s, i)
         m = self._m
         if j > i:
-            m = max(m, max(self._g[i:j]))
+            m = max(m, self._gmax(j))
         return j, m
 
     def backlog_s(self, t_s: float) -> float:
@@ -412,16 +499,20 @@ class EdgeServer:
         before the last submitted arrival."""
         if t_s < self._last_arrival_s:
             raise ValueError(f"t_s must be >= the last arrival {self._last_arrival_s}, got {t_s}")
+        t_s = t_s + self.offset_s
         j, m = self._state_at(t_s)
         return max(0.0, self._work_before_s[j] - self._up(t_s) + m)
 
     def background_backlog_s(self, t_s: np.ndarray) -> np.ndarray:
         """Unfinished background work at each of the times ``t_s`` (s), vectorised: what
         :meth:`backlog_s` gives before any job of ours is submitted."""
-        t = np.asarray(t_s, dtype=np.float64)
+        t = np.asarray(t_s, dtype=np.float64) + self.offset_s
         j = np.searchsorted(self._bg_arrival_s, t, side="right")
         up = np.array([self._up(x) for x in t.tolist()]) if self._has_outages else t
-        return np.maximum(0.0, self._bg_work_before_s[j] - up + self._bg_g_max[j])
+        g_max = self._bg_g_max[j]
+        if self._fail_k < len(self._g_max):
+            g_max = np.where(j > self._fail_k, self._fail_g, g_max)
+        return np.maximum(0.0, self._bg_work_before_s[j] - up + g_max)
 
     def submit(self, arrival_s: float, service_s: float) -> tuple[float, float]:
         """Queue our job (``service_s`` of work, arriving at ``arrival_s``) behind the work
@@ -443,29 +534,33 @@ class EdgeServer:
             )
         if not 0.0 <= service_s < math.inf:
             raise ValueError(f"service_s must be >= 0 and finite, got {service_s}")
-        j, m = self._state_at(arrival_s)
-        up_s = self._up(arrival_s)
+        t_s = arrival_s + self.offset_s
+        j, m = self._state_at(t_s)
+        up_s = self._up(t_s)
         backlog_s = max(0.0, self._work_before_s[j] - up_s + m)
         m = max(m, up_s - self._work_before_s[j]) + service_s
         if not self._has_outages:
-            return backlog_s, arrival_s + backlog_s + service_s, j, m
-        start_s = max(arrival_s, self.schedule.time_at_uptime_s(up_s + backlog_s, after_down=True))
+            return backlog_s, t_s + backlog_s + service_s - self.offset_s, j, m
+        start_s = max(t_s, self.schedule.time_at_uptime_s(up_s + backlog_s, after_down=True))
         finish_s = max(start_s, self.schedule.time_at_uptime_s(up_s + backlog_s + service_s, False))
-        return start_s - arrival_s, finish_s, j, m
+        return start_s - t_s, finish_s - self.offset_s, j, m
 
     def is_down(self, t_s: float) -> bool:
-        """Whether the server is down at ``t_s``."""
-        return self.schedule.is_down(t_s)
+        """Whether the server is down at episode time ``t_s``."""
+        return self.schedule.is_down(t_s + self.offset_s)
 
     def down_until(self, t_s: float) -> float:
         """End of the outage containing ``t_s`` (``math.inf`` if permanent); ``t_s`` if up."""
-        return self.schedule.down_until(t_s)
+        t = t_s + self.offset_s
+        end = self.schedule.down_until(t)
+        return t_s if end == t else end - self.offset_s
 
     def utilisation_level(self, t_s: float) -> float:
         """The background load level at ``t_s``: the Markov level's utilisation, or for a trace
         the offered utilisation in the current window; 0 beyond the realised horizon."""
         bg = self.background
-        k = int(t_s // bg.level_slot_s)
+        t = t_s + self.offset_s
+        k = int(t // bg.level_slot_s)
         if k < 0 or k >= bg.level_utilisation.size or t_s >= self.horizon_s:
             return 0.0
         return float(bg.level_utilisation[k])

@@ -10,10 +10,12 @@ import numpy as np
 from gymnasium import spaces
 
 from splitexit.dnn_profiles.hardware import get_device_preset
+from splitexit.envs.channel import TraceChannel
 from splitexit.envs.config import make_config
 from splitexit.envs.energy import radio_model
 from splitexit.envs.world import (
     NEVER_EXIT,
+    episode_duration_s,
     load_profile,
     make_channel,
     make_server,
@@ -137,6 +139,7 @@ class SplitExitEnv(gym.Env):
         self._max_backlog_s = MAX_OBS_BACKLOG_FRAMES * self.frame_s
         self._wait_scale = math.log1p(self._max_backlog_s / WAIT_UNIT_S)
         self.t0_s = self.history * self.frame_s  # the first request, after H measured periods
+        self._duration_s = episode_duration_s(cfg)
         self.weights = cfg["reward"]
         self._live_mode = cfg["mode"] == "live"
         self._battery_j = cfg["battery_j"]
@@ -152,10 +155,13 @@ class SplitExitEnv(gym.Env):
         n = self.horizon
         self._samples = rng.integers(self.profile.num_samples, size=n)
         # Long enough for the last request to time out: nothing is drawn after reset.
-        duration_s = self.t0_s + n * self.frame_s + 2 * self.timeout_s
-        trace = self.channel.sample(rng, duration_s)
-        scale = self.config["capacity_scale"]
-        self.trace = trace.scaled(scale) if scale != 1.0 else trace
+        duration_s = self._duration_s
+        if isinstance(self.channel, TraceChannel):
+            self.trace = self.channel.sample_shifted(rng)
+        else:
+            trace = self.channel.sample(rng, duration_s)
+            scale = self.config["capacity_scale"]
+            self.trace = trace.scaled(scale) if scale != 1.0 else trace
         self.server.reset(rng, duration_s)
         # Everything the device observes except its own backlog and battery is exogenous, so
         # the whole episode's observations are laid out here; step() fills in the two others.
@@ -200,7 +206,8 @@ class SplitExitEnv(gym.Env):
         obs = self._obs[i].copy()
         backlog_s = self._device_free_s - self._arrival_s(i)
         if backlog_s > 0.0:
-            obs[self.history + 3] = min(math.log1p(backlog_s / WAIT_UNIT_S) / self._wait_scale, 1.0)
+            # np.log1p, not math.log1p: the vector env computes the same feature with numpy.
+            obs[self.history + 3] = min(np.log1p(backlog_s / WAIT_UNIT_S) / self._wait_scale, 1.0)
         if self._battery_j is not None:
             obs[self.history + 4] = max(1.0 - self._energy_j / self._battery_j, 0.0)
         return obs

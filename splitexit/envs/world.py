@@ -27,7 +27,13 @@ from splitexit.envs.channel import (
     load_traces,
     shipped_trace_paths,
 )
-from splitexit.envs.server import EdgeServer, OutageProcess, PoissonMarkovLoad, TraceLoad
+from splitexit.envs.server import (
+    EdgeServer,
+    OutageProcess,
+    PoissonMarkovLoad,
+    ServerWorld,
+    TraceLoad,
+)
 
 NEVER_EXIT = float("inf")  # the top threshold: no early exit, exit heads are not even run
 
@@ -112,31 +118,75 @@ def world_tables(
     )
 
 
+# Length of the long realisations that episodes read from a random offset (background load,
+# intermittent outages, the Markov channel): one hour holds ~160 default episodes end to end.
+# A modelling choice, long enough that episodes rarely overlap, short enough to realise in
+# ~0.1 s once per process.
+WORLD_REALISATION_S = 3600.0
+
+
+def episode_duration_s(cfg: dict) -> float:
+    """The longest time an episode can reach: its last request's timeout (s)."""
+    frame_s = cfg["frame_period_s"]
+    return cfg["throughput_history"] * frame_s + cfg["horizon"] * frame_s + 2 * cfg["timeout_s"]
+
+
+def realisation_s(cfg: dict) -> float:
+    """Length of the shared realisations of a config (s)."""
+    return max(WORLD_REALISATION_S, 2 * episode_duration_s(cfg))
+
+
 @lru_cache(maxsize=16)
-def _trace_channel(traces: tuple[str, ...]) -> TraceChannel:
+def _trace_channel(traces: tuple[str, ...], scale: float) -> TraceChannel:
     if len(traces) == 1 and traces[0] in SHIPPED_TRACE_KINDS:
-        return TraceChannel(load_traces(shipped_trace_paths(traces[0])), name=traces[0])
-    return TraceChannel.from_paths(list(traces))
+        return TraceChannel(load_traces(shipped_trace_paths(traces[0])), scale, name=traces[0])
+    return TraceChannel.from_paths(list(traces), scale)
 
 
-def make_channel(cfg: dict):
-    """The channel model of a config: anything with ``sample(rng, duration_s) -> CapacityTrace``
-    (unscaled: the env applies ``capacity_scale`` to every model alike)."""
+@lru_cache(maxsize=16)
+def _markov_channel(duration_s: float, seed: int, scale: float) -> TraceChannel:
+    trace = default_markov_channel().sample(np.random.default_rng(seed), duration_s)
+    return TraceChannel([trace], scale, name="markov")
+
+
+def make_channel(cfg: dict) -> TraceChannel | FadingChannel:
+    """The channel model of a config, cached per process.
+
+    Trace and Markov channels are :class:`TraceChannel` s that episodes read from a random slot
+    (``sample_shifted``; the Markov channel as one long path realised from ``world_seed``),
+    with ``capacity_scale`` applied. The fading channel draws a distance, a shadowing and the
+    fading of each episode (``sample``), unscaled: the env scales it.
+    """
+    scale = float(cfg["capacity_scale"])
     if cfg["channel"] == "trace":
         traces = cfg["traces"]
         traces = (traces,) if isinstance(traces, (str, Path)) else tuple(traces)
-        return _trace_channel(tuple(str(t) for t in traces))
+        return _trace_channel(tuple(str(t) for t in traces), scale)
     if cfg["channel"] == "markov":
-        return default_markov_channel()
+        return _markov_channel(realisation_s(cfg), cfg["world_seed"], scale)
     return FadingChannel()
 
 
-def make_server(cfg: dict) -> EdgeServer:
-    """The edge server of a config (background load and outages)."""
+def _load_and_outages(cfg: dict):
     load = {"none": None, "markov": PoissonMarkovLoad, "trace": TraceLoad}[cfg["server_load"]]
     outages = None
     if cfg["outage"] != "none":
         outages = OutageProcess(
             cfg["outage_mean_up_s"], cfg["outage_mean_down_s"], cfg["outage"] == "permanent"
         )
-    return EdgeServer(load() if load else None, outages)
+    return (load() if load else None), outages
+
+
+@lru_cache(maxsize=16)
+def _server_world(key: tuple, duration_s: float, seed: int) -> ServerWorld:
+    load, outages = _load_and_outages(dict(key))
+    return ServerWorld.realise(load, outages, duration_s, seed)
+
+
+def make_server(cfg: dict) -> EdgeServer:
+    """The edge server of a config: background load and outages realised once from
+    ``world_seed`` (cached per process), read by each episode from a random offset."""
+    keys = ("server_load", "outage", "outage_mean_up_s", "outage_mean_down_s")
+    key = tuple((k, cfg[k]) for k in keys)
+    world = _server_world(key, realisation_s(cfg), cfg["world_seed"])
+    return EdgeServer(*_load_and_outages(cfg), world=world)
