@@ -4,12 +4,13 @@
     python train_agent.py --algo dqn --total-timesteps 500000
     python train_agent.py --env-kwargs reward:"'latency-critical'" --name latency
     python train_agent.py --name ppo-SplitExit-v0 --resume # continue an interrupted run
+    python train_agent.py --backend rllib                  # Ray RLlib PPO (extra "rllib")
 
 Training uses the shipped uplink traces except one, held out for evaluation
-(``mahimahi-up-train`` / ``mahimahi-up-eval``). Everything lands in ``runs/<name>/``: model.zip,
-config.json, checkpoints/, tb/ (TensorBoard), episodes.csv / episodes.json, summary.json,
-report.md, pareto.png and timeline.png. Files are written atomically; a killed run resumes from
-its last checkpoint with ``--resume``.
+(``mahimahi-up-train`` / ``mahimahi-up-eval``). Everything lands in ``runs/<name>/``: model.zip
+(model.safetensors with ``--backend rllib``), config.json, checkpoints/, tb/ (TensorBoard),
+episodes.csv / episodes.json, summary.json, report.md, pareto.png and timeline.png. Files are
+written atomically; a killed run resumes from its last checkpoint with ``--resume``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--algo", default="ppo", choices=ALGOS, help="RL algorithm (default: ppo)")
+    p.add_argument(
+        "--backend",
+        default="sb3",
+        choices=("sb3", "rllib"),
+        help="sb3: stable-baselines3 in this process; rllib: Ray RLlib PPO on a Ray cluster "
+        "(pip install -e '.[rllib]'; --n-envs is then envs per env runner)",
+    )
+    p.add_argument(
+        "--num-env-runners", type=int, default=2, help="rllib: sampling actors (default: 2)"
+    )
+    p.add_argument(
+        "--ray-address",
+        help="rllib: address of a running Ray cluster (default: $RAY_ADDRESS, else a local one)",
+    )
     p.add_argument("--env", default="splitexit:SplitExit-v0", help="Gymnasium env id")
     p.add_argument(
         "--env-kwargs",
@@ -78,7 +93,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--name", help="run name (default: <algo>-<env>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.backend == "rllib" and args.algo != "ppo":
+        p.error(f"--backend rllib trains --algo ppo only, got --algo {args.algo}")
+    if args.num_env_runners < 0:
+        p.error(f"--num-env-runners must be >= 0, got {args.num_env_runners}")
+    return args
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -157,7 +177,12 @@ def evaluate_all(args, model, env_config: dict) -> tuple[list[dict], dict, list]
     fit_env = gym.make(args.env, config={**env_config, "traces": args.train_traces}).unwrapped
     eval_seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + args.eval_episodes)
     fit_seeds = range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + 10)
-    agent = SB3Policy(model, eval_env, name=args.algo, masked=args.algo == "maskable_ppo")
+    if args.backend == "rllib":
+        from splitexit.agents.rllib import RLlibPolicy
+
+        agent = RLlibPolicy(model.module, eval_env, name=args.algo)
+    else:
+        agent = SB3Policy(model, eval_env, name=args.algo, masked=args.algo == "maskable_ppo")
     policies = [agent] + [make_policy(name, eval_env).fit(fit_env, fit_seeds) for name in BASELINES]
     summaries, episodes = [], {}
     for policy in policies:
@@ -173,11 +198,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)  # small MLPs: threads cost more than they give
     env_short = args.env.split(":")[-1]
-    name = args.name or f"{args.algo}-{env_short}-seed{args.seed}"
+    backend = "" if args.backend == "sb3" else f"{args.backend}-"  # its run and YAML prefix
+    name = args.name or f"{backend}{args.algo}-{env_short}-seed{args.seed}"
     run_dir = Path(args.output) / name
     run_dir.mkdir(parents=True, exist_ok=True)
     env_config = parse_env_kwargs(args.env_kwargs)
-    hyper = load_hyperparams(args.algo, args.env, args.conf_file)
+    hyper = load_hyperparams(backend + args.algo, args.env, args.conf_file)  # rllib-ppo.yml
     total = args.total_timesteps or int(hyper.pop("n_timesteps", 1_000_000))
     hyper.pop("n_timesteps", None)
     n_envs = args.n_envs or int(hyper.pop("n_envs", 1))
@@ -201,15 +227,23 @@ def main(argv=None) -> int:
         + "\n",
     )
     start = time.perf_counter()
-    model = train(args, run_dir, env_config, hyper, total, n_envs)
-    train_s = time.perf_counter() - start
-    save_model_atomically(model, run_dir / "model.zip")
+    if args.backend == "rllib":
+        from splitexit.agents import rllib
+
+        model = rllib.train(args, run_dir, env_config, hyper, total, n_envs)
+        train_s = time.perf_counter() - start
+        rllib.save_model(model, run_dir / "model.safetensors")
+    else:
+        model = train(args, run_dir, env_config, hyper, total, n_envs)
+        train_s = time.perf_counter() - start
+        save_model_atomically(model, run_dir / "model.zip")
     print(f"trained {model.num_timesteps} steps in {train_s:.0f} s; evaluating ...")
     summaries, episodes, timeline = evaluate_all(args, model, env_config)
     write_results(run_dir, summaries, episodes)
+    runners = f" on each of {args.num_env_runners} RLlib env runners" if backend else ""
     context = {
         "description": f"{args.algo.upper()} trained for {model.num_timesteps} steps on "
-        f"`{args.env}` ({n_envs} envs, seed {args.seed}).",
+        f"`{args.env}` ({n_envs} envs{runners}, seed {args.seed}).",
         "command": command,
         "eval_seeds": f"{EVAL_SEED_BASE}..{EVAL_SEED_BASE + args.eval_episodes - 1}",
         "eval_traces": args.eval_traces,

@@ -1,0 +1,337 @@
+"""Ray RLlib backend of ``train_agent.py --backend rllib``: PPO on RLlib's new API stack.
+
+Training runs on a Ray cluster: a light local one by default, or the one at ``--ray-address``
+(or ``$RAY_ADDRESS``), with ``--num-env-runners`` actors sampling the env and the learner in
+the driver. Checkpoints land atomically in ``runs/<name>/checkpoints/rllib_<steps>_steps/``
+(RLlib's own checkpoint format, pickle files included: only RLlib reads them, to resume).
+The trained policy is saved as ``model.safetensors`` (no pickle) and evaluated greedily by
+:class:`RLlibPolicy`, which has the ``predict(obs)`` interface of the SB3 policies.
+
+The env itself needs nothing RLlib-specific: ``SplitExitEnv`` takes its config dict (RLlib's
+``EnvContext``) as first argument::
+
+    PPOConfig().environment(SplitExitEnv, env_config={"horizon": 100})
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from splitexit.agents.evaluate import EVAL_SEED_BASE, run_episodes
+from splitexit.envs.splitexit_env import SplitExitEnv
+from splitexit.files import atomic_write_bytes
+
+CHECKPOINT_RE = re.compile(r"^rllib_(\d+)_steps$")
+# A local cluster's object store: it holds the weights of a small MLP and sample batches of a
+# few MB, so a fraction of Ray's default (30% of the RAM) is plenty.
+LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
+# Hyperparameters of rllib-ppo.yml that shape the network rather than PPOConfig.training().
+MODEL_KEYS = ("net_arch", "activation")
+DEFAULT_NET_ARCH = (64, 64)
+DEFAULT_ACTIVATION = "tanh"
+PERIODIC_EVAL_EPISODES = 5  # per checkpoint, on the eval traces (like SB3's EvalCallback)
+MODEL_FORMAT = "splitexit-rllib-ppo-v1"  # safetensors metadata: what wrote the file
+
+
+@dataclass
+class RLlibModel:
+    """A trained policy: the inference-only RLModule (torch, CPU) and the steps it took."""
+
+    module: Any  # ray.rllib.core.rl_module.torch.TorchRLModule
+    num_timesteps: int
+    net_arch: tuple[int, ...] = DEFAULT_NET_ARCH
+    activation: str = DEFAULT_ACTIVATION
+
+
+def init_ray(address: str | None, num_env_runners: int) -> bool:
+    """Connect to the cluster at ``address`` (or ``$RAY_ADDRESS``), else start a local one.
+
+    Returns whether this call started Ray (so the caller shuts it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        # Each env runner takes a CPU: never fewer CPUs than runners, or they would wait forever.
+        ray.init(
+            address="local",
+            num_cpus=max(os.cpu_count() or 1, num_env_runners),
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+        )
+    return True
+
+
+def model_config(hyper: Mapping[str, Any]):
+    """RLlib's ``DefaultModelConfig``: separate policy and value MLPs, like SB3's MlpPolicy."""
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    return DefaultModelConfig(
+        fcnet_hiddens=list(hyper.get("net_arch", DEFAULT_NET_ARCH)),
+        fcnet_activation=hyper.get("activation", DEFAULT_ACTIVATION),
+        vf_share_layers=False,
+    )
+
+
+def ppo_config(
+    env: str | type,
+    env_config: Mapping[str, Any],
+    hyper: Mapping[str, Any],
+    num_env_runners: int,
+    envs_per_runner: int,
+    seed: int,
+    source: str = "the hyperparameters",
+):
+    """The ``PPOConfig`` of a run; ``hyper`` holds PPOConfig.training() arguments and
+    ``net_arch`` / ``activation`` (``source`` names where they came from, for errors)."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    if num_env_runners < 0:
+        raise ValueError(f"--num-env-runners must be >= 0, got {num_env_runners}")
+    if envs_per_runner < 1:
+        raise ValueError(f"--n-envs (envs per env runner) must be >= 1, got {envs_per_runner}")
+    training = {k: v for k, v in hyper.items() if k not in MODEL_KEYS}
+    allowed = {  # PPO's own arguments and those it passes on to AlgorithmConfig.training()
+        name
+        for cls in PPOConfig.__mro__
+        if "training" in vars(cls)
+        for name, param in inspect.signature(vars(cls)["training"]).parameters.items()
+        if name != "self" and param.kind is not param.VAR_KEYWORD
+    }
+    unknown = sorted(set(training) - allowed)
+    if unknown:
+        raise ValueError(
+            f"hyperparameter {unknown[0]!r} in {source} is not an argument of RLlib's "
+            "PPOConfig.training() (nor net_arch / activation)"
+        )
+    return (
+        PPOConfig()
+        .environment(env, env_config=dict(env_config))
+        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=envs_per_runner)
+        .training(**training)
+        .rl_module(model_config=model_config(hyper))
+        .debugging(seed=seed)
+    )
+
+
+def stop(algo) -> None:
+    """Stop ``algo`` (its env runners) and remove the empty ``~/ray_results/<date>`` folder
+    that an Algorithm makes for itself outside Tune."""
+    logdir = Path(algo.logdir)
+    algo.stop()
+    if logdir.is_dir() and not any(logdir.iterdir()):
+        logdir.rmdir()
+
+
+def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:
+    """``(steps, path)`` of the complete checkpoint with the most steps in ``folder``."""
+    found = [
+        (int(m.group(1)), p)
+        for p in (folder.iterdir() if folder.is_dir() else [])
+        if (m := CHECKPOINT_RE.match(p.name)) and (p / "rllib_checkpoint.json").is_file()
+    ]
+    return max(found) if found else None
+
+
+def save_checkpoint(algo, folder: Path, steps: int) -> Path:
+    """Save ``algo`` to ``folder/rllib_<steps>_steps`` atomically: into a hidden folder, then
+    renamed (a killed run leaves a hidden partial folder, never a partial checkpoint)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"rllib_{steps}_steps"
+    tmp = folder / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    algo.save_to_path(tmp.resolve())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def build_module(
+    env: SplitExitEnv,
+    net_arch: tuple[int, ...] = DEFAULT_NET_ARCH,
+    activation: str = DEFAULT_ACTIVATION,
+):
+    """An inference-only PPO RLModule (torch, CPU) for ``env``'s spaces, weights untrained."""
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import (
+        DefaultPPOTorchRLModule,
+    )
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    spec = RLModuleSpec(
+        module_class=DefaultPPOTorchRLModule,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        inference_only=True,
+        model_config=model_config({"net_arch": net_arch, "activation": activation}),
+    )
+    return spec.build().eval()
+
+
+def save_model(model: RLlibModel, path: Path) -> None:
+    """The module's weights as safetensors (atomically), with its shape in the metadata."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
+    meta = {
+        "format": MODEL_FORMAT,
+        "net_arch": ",".join(str(n) for n in model.net_arch),
+        "activation": model.activation,
+        "num_timesteps": str(model.num_timesteps),
+    }
+    atomic_write_bytes(path, save(state, metadata=meta))
+
+
+def load_model(path: str | Path, env: SplitExitEnv) -> RLlibModel:
+    """A model written by :func:`save_model`, for ``env``'s spaces."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path}: not a splitexit RLlib model (metadata {meta})")
+    net_arch = tuple(int(n) for n in meta["net_arch"].split(","))
+    module = build_module(env, net_arch, meta["activation"])
+    module.load_state_dict(load_file(str(path)), strict=True)
+    return RLlibModel(module, int(meta["num_timesteps"]), net_arch, meta["activation"])
+
+
+class RLlibPolicy:
+    """A trained RLlib RLModule on the policy interface (``predict(obs)``) of SB3Policy.
+
+    Greedy by default: the mode of the action distribution, no exploration."""
+
+    deployable = True
+
+    def __init__(self, module, env: SplitExitEnv, name: str = "ppo") -> None:
+        self.module, self.env, self.name = module.eval(), env, name
+        self.dist_cls = module.get_inference_action_dist_cls()
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        """Action(s) for one observation (1-D) or a batch ``(n, obs_dim)``; state is None."""
+        from ray.rllib.core import Columns
+
+        obs = np.asarray(observation, dtype=np.float32)
+        single = obs.ndim == 1
+        with torch.no_grad():
+            out = self.module.forward_inference(
+                {Columns.OBS: torch.from_numpy(obs.reshape(-1, obs.shape[-1]))}
+            )
+            dist = self.dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
+            actions = (dist.to_deterministic() if deterministic else dist).sample().numpy()
+        if single:
+            a = actions[0]
+            return (int(a) if np.ndim(a) == 0 else a), None
+        return actions, None
+
+
+def _scalar(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _log(writer, result: dict, steps: int) -> None:
+    """Training curves under SB3's TensorBoard names."""
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, LEARNER_RESULTS
+
+    runners = result.get(ENV_RUNNER_RESULTS, {})
+    learner = result.get(LEARNER_RESULTS, {}).get("default_policy", {})
+    tags = {
+        "rollout/ep_rew_mean": runners.get("episode_return_mean"),
+        "rollout/ep_len_mean": runners.get("episode_len_mean"),
+        "train/policy_gradient_loss": learner.get("policy_loss"),
+        "train/value_loss": learner.get("vf_loss"),
+        "train/entropy": learner.get("entropy"),
+        "train/explained_variance": learner.get("vf_explained_var"),
+        "time/iteration_s": result.get("time_this_iter_s"),
+    }
+    for tag, value in tags.items():
+        if (v := _scalar(value)) is not None:
+            writer.add_scalar(tag, v, steps)
+
+
+def train(args, run_dir: Path, env_config: dict, hyper: dict, total: int, n_envs: int):
+    """Train (or, with ``args.resume``, continue) PPO on RLlib; return an :class:`RLlibModel`.
+
+    Uses ``args``: env, seed, num_env_runners, ray_address, train_traces, eval_traces,
+    eval_freq (steps between checkpoints), resume, no_progress, conf_file."""
+    import gymnasium as gym
+    import ray
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    net_arch = tuple(int(n) for n in hyper.get("net_arch", DEFAULT_NET_ARCH))
+    activation = str(hyper.get("activation", DEFAULT_ACTIVATION))
+    config = ppo_config(
+        args.env,
+        {**env_config, "traces": args.train_traces},
+        hyper,
+        args.num_env_runners,
+        n_envs,
+        args.seed,
+        source=args.conf_file or "splitexit/agents/hyperparams/rllib-ppo.yml",
+    )
+    eval_env = gym.make(args.env, config={**env_config, "traces": args.eval_traces}).unwrapped
+    module = build_module(eval_env, net_arch, activation)
+    ckpt_dir = run_dir / "checkpoints"
+    started = init_ray(args.ray_address, args.num_env_runners)
+    try:
+        algo = config.build_algo()
+        try:
+            steps = 0
+            checkpoint = latest_checkpoint(ckpt_dir) if args.resume else None
+            if checkpoint is not None:
+                algo.restore_from_path(checkpoint[1].resolve())
+                steps = checkpoint[0]
+                print(f"resuming from {checkpoint[1]} ({steps} steps done)")
+            elif args.resume:
+                print(f"no checkpoint in {ckpt_dir}: starting afresh")
+            every = args.eval_freq
+            next_save = (steps // every + 1) * every if every > 0 else math.inf
+            writer = SummaryWriter(str(run_dir / "tb" / "rllib_ppo"))
+            bar = tqdm(total=total, initial=steps, disable=args.no_progress, unit="step")
+            while steps < total:
+                result = algo.train()
+                done = int(result[ENV_RUNNER_RESULTS][NUM_ENV_STEPS_SAMPLED_LIFETIME])
+                bar.update(done - steps)
+                steps = done
+                _log(writer, result, steps)
+                if steps >= next_save:
+                    save_checkpoint(algo, ckpt_dir, steps)
+                    next_save = (steps // every + 1) * every
+                    module.set_state(algo.learner_group.get_weights()[DEFAULT_MODULE_ID])
+                    seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + PERIODIC_EVAL_EPISODES)
+                    eps = run_episodes(RLlibPolicy(module, eval_env), eval_env, seeds)
+                    mean = float(np.mean([e["reward"] * e["steps"] for e in eps]))
+                    writer.add_scalar("eval/mean_reward", mean, steps)
+            bar.close()
+            writer.close()
+            module.set_state(algo.learner_group.get_weights()[DEFAULT_MODULE_ID])
+        finally:
+            stop(algo)
+    finally:
+        if started:
+            ray.shutdown()
+    return RLlibModel(module.eval(), steps, net_arch, activation)

@@ -1,0 +1,165 @@
+"""The Ray RLlib backend: the env under RLlib, PPO with 2 env runners, train_agent.py end to end.
+
+Needs the extra ``rllib`` (``pip install -e ".[dev,rllib]"``, as CI does)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from ray.rllib.env.env_context import EnvContext  # noqa: E402
+
+from splitexit.agents import rllib  # noqa: E402
+from splitexit.envs import SplitExitEnv  # noqa: E402
+from splitexit.envs.config import make_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_PPO = {
+    "train_batch_size_per_learner": 256,
+    "minibatch_size": 128,
+    "num_epochs": 1,
+    "gamma": 0.9,
+    "lambda_": 0.9,
+    "lr": 3e-4,
+    "net_arch": [16, 16],
+}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    started = rllib.init_ray(None, num_env_runners=2)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def test_the_env_takes_an_env_context_as_its_config():
+    ctx = EnvContext({"horizon": 30, "deadline_s": 0.05}, worker_index=3, vector_index=1)
+    assert make_config(ctx)["horizon"] == 30
+    env = SplitExitEnv(ctx)
+    assert env.config["horizon"] == 30 and env.config["deadline_s"] == 0.05
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert SplitExitEnv(EnvContext({}, worker_index=0)).config["horizon"] == 200
+    with pytest.raises(ValueError, match="unknown config key 'deadline'"):
+        SplitExitEnv(EnvContext({"deadline": 0.1}, worker_index=1))
+
+
+def test_ppo_trains_with_two_env_runners_and_acts_greedily(local_ray, tmp_path):
+    # The env class itself, as a user would pass it: PPOConfig().environment(SplitExitEnv, ...)
+    config = rllib.ppo_config(SplitExitEnv, {"horizon": 50}, TINY_PPO, 2, 2, seed=0)
+    assert config.env is SplitExitEnv and config.num_env_runners == 2
+    algo = config.build_algo()
+    try:
+        result = algo.train()
+        steps = result["env_runners"]["num_env_steps_sampled_lifetime"]
+        assert steps >= TINY_PPO["train_batch_size_per_learner"]
+        assert result["env_runners"]["episode_len_mean"] == 50
+        ckpt = rllib.save_checkpoint(algo, tmp_path / "checkpoints", int(steps))
+        assert rllib.latest_checkpoint(tmp_path / "checkpoints") == (int(steps), ckpt)
+        weights = algo.learner_group.get_weights()["default_policy"]
+    finally:
+        rllib.stop(algo)
+    env = SplitExitEnv(horizon=50)
+    module = rllib.build_module(env, (16, 16))
+    module.set_state(weights)
+    policy = rllib.RLlibPolicy(module, env)
+    assert policy.name == "ppo" and policy.deployable
+    obs, _ = env.reset(seed=0)
+    action, state = policy.predict(obs)
+    assert isinstance(action, int) and env.action_space.contains(action) and state is None
+    assert policy.predict(obs)[0] == action  # greedy: no exploration noise
+    batch = np.stack([obs, env.step(action)[0]])
+    actions, _ = policy.predict(batch)
+    assert actions.shape == (2,) and actions[0] == action
+    # model.safetensors round-trips to the same actions
+    model = rllib.RLlibModel(module, int(steps), (16, 16), "tanh")
+    rllib.save_model(model, tmp_path / "model.safetensors")
+    loaded = rllib.load_model(tmp_path / "model.safetensors", env)
+    assert loaded.num_timesteps == int(steps) and loaded.net_arch == (16, 16)
+    assert (rllib.RLlibPolicy(loaded.module, env).predict(batch)[0] == actions).all()
+
+
+def test_policy_on_a_multidiscrete_action_space():
+    env = SplitExitEnv(action_type="multidiscrete", compressions=["int8", "float16"])
+    policy = rllib.RLlibPolicy(rllib.build_module(env), env)
+    obs, _ = env.reset(seed=1)
+    action, _ = policy.predict(obs)
+    assert action.shape == (3,) and env.action_space.contains(action)
+
+
+def test_unknown_hyperparameter_names_itself():
+    with pytest.raises(ValueError, match="'n_steps' in the hyperparameters"):
+        rllib.ppo_config(SplitExitEnv, {}, {"n_steps": 128}, 2, 1, seed=0)
+    with pytest.raises(ValueError, match="--num-env-runners"):
+        rllib.ppo_config(SplitExitEnv, {}, {}, -1, 1, seed=0)
+
+
+def train_agent(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train_agent.py"), "--backend", "rllib", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+def test_train_agent_rllib_writes_the_whole_report_and_resumes(tmp_path):
+    conf = tmp_path / "tiny.yml"
+    conf.write_text(json.dumps({"default": {**TINY_PPO, "n_envs": 1}}))  # JSON is YAML
+    args = [
+        "--num-env-runners",
+        "2",
+        "--conf-file",
+        str(conf),
+        "--eval-freq",
+        "256",
+        "--eval-episodes",
+        "2",
+        "--no-progress",
+        "--env-kwargs",
+        "horizon:50",
+        "--output",
+        str(tmp_path),
+        "--name",
+        "run",
+    ]
+    result = train_agent("--total-timesteps", "512", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "summary.json",
+        "episodes.csv",
+        "episodes.json",
+        "report.md",
+        "pareto.png",
+        "timeline.png",
+    ):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    names = [s["name"] for s in summary]
+    assert names[0] == "ppo" and {"random", "channel-oracle", "neurosurgeon"} <= set(names)
+    oracle = next(s for s in summary if s["name"] == "channel-oracle")
+    assert oracle["oracle_normalized"] == pytest.approx(1.0)
+    assert "2 RLlib env runners" in (run / "report.md").read_text()
+    assert rllib.latest_checkpoint(run / "checkpoints")[0] == 512
+    assert list((run / "tb").iterdir())
+
+    result = train_agent("--total-timesteps", "1024", "--resume", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming from" in result.stdout and "(512 steps done)" in result.stdout
+    assert rllib.latest_checkpoint(run / "checkpoints")[0] == 1024
+    assert "trained 1024 steps" in result.stdout
+
+
+def test_rllib_backend_trains_ppo_only():
+    result = train_agent("--algo", "dqn")
+    assert result.returncode == 2 and "--backend rllib trains --algo ppo only" in result.stderr
