@@ -449,12 +449,12 @@ class TraceChannel:
         window = trace.window(start, _n_slots(duration_s, trace.slot_s))
         return window.scaled(self.scale) if self.scale != 1.0 else window
 
-    def sample_shifted(self, rng: np.random.Generator) -> ShiftedTrace:
-        """The episode's capacity without copying: a uniformly chosen (scaled) trace read from a
-        uniformly chosen slot on, looping (the same draws as :meth:`sample`)."""
-        k = int(rng.integers(len(self.traces)))
+    def sample_shifted(self, u_trace: float, u_start: float) -> ShiftedTrace:
+        """The episode's capacity without copying, from two uniforms in ``[0, 1)``: trace
+        ``floor(u_trace * n)`` (scaled), read from slot ``floor(u_start * size)`` on, looping."""
+        k = min(int(u_trace * len(self.traces)), len(self.traces) - 1)
         trace = self.scaled_traces[k]
-        start = int(rng.integers(trace.capacity_bps.size))
+        start = min(int(u_start * trace.capacity_bps.size), trace.capacity_bps.size - 1)
         return ShiftedTrace(trace, start * trace.slot_s)
 
 

@@ -422,12 +422,17 @@ class EdgeServer:
         self.world = world
         self.reset(np.random.default_rng(0), 0.0)
 
-    def reset(self, rng: np.random.Generator, duration_s: float) -> None:
+    def reset(
+        self, rng: np.random.Generator, duration_s: float, draws: np.ndarray | None = None
+    ) -> None:
         """Start an episode of ``duration_s`` (the longest time the episode can reach).
 
         Without a shared world: realise background arrivals and outages for ``[0, duration_s)``
         and empty the queue; nothing is realised beyond ``duration_s`` (no more background jobs,
-        the server stays up, or down after a permanent failure). With one: draw the offset.
+        the server stays up, or down after a permanent failure). With one: the offset is
+        ``draws[0] * (world length - duration_s)`` and a permanent failure comes after an
+        exponential time ``-mean_up_s * log1p(-draws[1])`` (``draws``: two uniforms in
+        ``[0, 1)``, drawn from ``rng`` if not given).
         """
         self.horizon_s = _check_non_negative("duration_s", duration_s)
         permanent = bool(getattr(self.outages, "permanent", False))
@@ -453,10 +458,11 @@ class EdgeServer:
                 f"<= the shared world's {world.duration_s} s",
                 duration_s,
             )
-            self.offset_s = float(rng.random()) * spare_s
+            u = rng.random(2) if draws is None else draws
+            self.offset_s = float(u[0]) * spare_s
             schedule = world.schedule
             if permanent:
-                t_fail_s = rng.exponential(self.outages.mean_up_s)
+                t_fail_s = float(-self.outages.mean_up_s * np.log1p(-u[1]))
                 if t_fail_s < duration_s:
                     schedule = OutageSchedule((self.offset_s + t_fail_s,), (math.inf,))
         self.background = world.background

@@ -27,6 +27,8 @@ MAX_OBS_THROUGHPUT_MBPS = 100.0  # throughput features saturate here (log scale)
 # many frame periods, where the differences that matter (a few ms to a deadline) stay visible.
 MAX_OBS_BACKLOG_FRAMES = 10.0
 WAIT_UNIT_S = 1e-3
+# Uniforms drawn per episode besides one per request (see reset).
+EPISODE_DRAWS = 4
 # Observation layout after the throughput history (each in [0, 1]).
 OBS_FEATURES = ("rtt", "server_queue", "server_reachable", "device_backlog", "battery", "deadline")
 
@@ -153,16 +155,20 @@ class SplitExitEnv(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         n = self.horizon
-        self._samples = rng.integers(self.profile.num_samples, size=n)
+        # One call draws the episode (the vector env draws and uses it alike): the samples that
+        # arrive, a trace and a slot in it, an offset into the server's world, a failure time.
+        u = rng.random(n + EPISODE_DRAWS)
+        n_samples = self.profile.num_samples
+        self._samples = np.minimum((u[:n] * n_samples).astype(np.int64), n_samples - 1)
         # Long enough for the last request to time out: nothing is drawn after reset.
         duration_s = self._duration_s
         if isinstance(self.channel, TraceChannel):
-            self.trace = self.channel.sample_shifted(rng)
+            self.trace = self.channel.sample_shifted(u[n], u[n + 1])
         else:
             trace = self.channel.sample(rng, duration_s)
             scale = self.config["capacity_scale"]
             self.trace = trace.scaled(scale) if scale != 1.0 else trace
-        self.server.reset(rng, duration_s)
+        self.server.reset(rng, duration_s, u[n + 2 :])
         # Everything the device observes except its own backlog and battery is exogenous, so
         # the whole episode's observations are laid out here; step() fills in the two others.
         t = self.t0_s + self.frame_s * np.arange(-self.history, n + 1)

@@ -23,6 +23,7 @@ from gymnasium.vector.utils import batch_space
 from splitexit.envs.channel import TraceChannel
 from splitexit.envs.energy import MW_PER_W
 from splitexit.envs.splitexit_env import (
+    EPISODE_DRAWS,
     MAX_OBS_THROUGHPUT_MBPS,
     WAIT_UNIT_S,
     SplitExitEnv,
@@ -47,9 +48,54 @@ INFO_KEYS = (
 )
 
 
+def searchsorted(a: np.ndarray, v: np.ndarray, side: str) -> np.ndarray:
+    """``np.searchsorted(a, v, side)`` with the keys searched in sorted order: with a large
+    ``a`` and scattered keys, the sorted walk stays in cache and is several times faster."""
+    order = np.argsort(v, axis=None)
+    out = np.empty(v.size, dtype=np.int64)
+    out[order] = np.searchsorted(a, v.reshape(-1)[order], side=side)
+    return out.reshape(v.shape)
+
+
+NEAR = 8  # entries looked at around a hint
+_BYTE_SUM = np.uint64(0x0101010101010101)  # times 8 bytes of 0/1: their sum in the top byte
+
+
+def searchsorted_near(
+    a: np.ndarray,
+    window: np.ndarray,
+    v: np.ndarray,
+    hint: np.ndarray,
+    side: str,
+    need: np.ndarray,
+    limit: np.ndarray | int,
+    fallback,
+) -> np.ndarray:
+    """``np.searchsorted(a, v, side)`` where ``need``, for keys whose answers are likely in
+    ``hint .. hint + NEAR``: one look at those entries (``window``: ``a``'s sliding window view
+    of ``NEAR``), and ``fallback(rows)`` for the keys it misses or whose window would pass
+    ``limit``. With a large ``a`` this reads a cache line or two per key, not a binary
+    search's worth."""
+    h = np.minimum(np.maximum(hint, 1), window.shape[0] - 1)
+    left = side == "left"
+    below = window[h] < v[:, None] if left else window[h] <= v[:, None]
+    count = ((below.view(np.uint64)[:, 0] * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)
+    before = a[h - 1]
+    ok = before < v if left else before <= v
+    ok &= (count < NEAR) & (h + NEAR <= limit)
+    out = h + count
+    miss = np.flatnonzero(need & ~ok)
+    if miss.size:
+        out[miss] = fallback(miss)
+    return out
+
+
 class _TraceBank:
     """The channel's traces as flat arrays, with :class:`CapacityTrace`'s arithmetic
-    element-wise over sub-envs that each read trace ``k`` shifted by ``shift_s``."""
+    element-wise over sub-envs that each read trace ``k`` shifted by ``shift_s``.
+
+    ``pairs[off_k + i]`` holds trace ``k``'s cumulative bits at slot boundary ``i`` and the
+    capacity of slot ``i``: the two numbers a step reads sit in one cache line."""
 
     def __init__(self, channel: TraceChannel):
         traces = channel.scaled_traces
@@ -57,14 +103,16 @@ class _TraceBank:
         self.slot_s = np.array([tr.slot_s for tr in traces])
         self.duration_s = np.array([tr.duration_s for tr in traces])
         self.total_bits = np.array([tr.cum_bits_array[-1] for tr in traces])
-        self.cap_offset = np.concatenate(([0], np.cumsum(self.size)[:-1]))
-        self.cum_offset = self.cap_offset + np.arange(len(traces))
-        self.cap_bps = np.concatenate([tr.capacity_bps for tr in traces])
-        self.cum_bits = np.concatenate([tr.cum_bits_array for tr in traces])
+        self.offset = np.concatenate(([0], np.cumsum(self.size + 1)[:-1]))
+        pairs = [np.stack((tr.cum_bits_array, np.append(tr.capacity_bps, 0.0)), 1) for tr in traces]
+        pairs.append(np.full((NEAR, 2), np.inf))  # so that every window has NEAR entries
+        self.pairs = np.concatenate(pairs)
+        self.cum_bits = self.pairs[:, 0]
+        self.window = np.lib.stride_tricks.sliding_window_view(self.cum_bits, NEAR)
         # One sorted search key for all traces: trace k's cumulative bits lifted by k * span.
         span = 2.0 ** math.ceil(math.log2(float(self.total_bits.max()) + 2.0))
         self.key_shift = np.arange(len(traces)) * span
-        self.keys = self.cum_bits + np.repeat(self.key_shift, self.size + 1)
+        self.keys = self.cum_bits[:-NEAR] + np.repeat(self.key_shift, self.size + 1)
 
     def params(self, k: np.ndarray) -> tuple:
         """Per-sub-env parameters of traces ``k``."""
@@ -73,8 +121,7 @@ class _TraceBank:
             self.slot_s[k],
             self.size[k],
             self.total_bits[k],
-            self.cum_offset[k],
-            self.cap_offset[k],
+            self.offset[k],
             self.key_shift[k],
         )
 
@@ -83,37 +130,63 @@ class _TraceBank:
 
     def cumulative_bits(self, t_s: np.ndarray, p: tuple) -> np.ndarray:
         """``CapacityTrace.cumulative_bits`` at base times ``t_s``."""
+        return self.cumulative_bits_and_slot(t_s, p)[0]
+
+    def cumulative_bits_and_slot(self, t_s: np.ndarray, p: tuple) -> tuple:
+        """:meth:`cumulative_bits` and the slot index within the trace."""
+        if (t_s < p[0]).all():  # no loop: divmod gives (0.0, t_s), and 0.0 * total + c == c
+            i = self.slot(t_s, p)
+            pair = self.pairs[p[4] + i]
+            return pair[..., 0] + pair[..., 1] * (t_s - i * p[1]), i
         loops, x = np.divmod(t_s, p[0])
         i = self.slot(x, p)
-        return loops * p[3] + self.cum_bits[p[4] + i] + self.cap_bps[p[5] + i] * (x - i * p[1])
+        pair = self.pairs[p[4] + i]
+        return loops * p[3] + pair[..., 0] + pair[..., 1] * (x - i * p[1]), i
 
     def capacity_at_bps(self, t_s: np.ndarray, p: tuple) -> np.ndarray:
         """``CapacityTrace.capacity_at_bps`` at base times ``t_s``."""
-        return self.cap_bps[p[5] + self.slot(np.remainder(t_s, p[0]), p)]
+        return self.pairs[p[4] + self.slot(np.remainder(t_s, p[0]), p), 1]
 
-    def time_at_bits_s(self, bits: np.ndarray, p: tuple) -> np.ndarray:
-        """``CapacityTrace.time_at_bits_s``, element-wise."""
-        duration_s, slot_s, size, total, cum_off, cap_off, key_shift = p
-        with np.errstate(divide="ignore", invalid="ignore"):
+    def time_at_bits_s(
+        self, bits: np.ndarray, p: tuple, hint: np.ndarray, need: np.ndarray
+    ) -> np.ndarray:
+        """``CapacityTrace.time_at_bits_s``, element-wise, exact where ``need``; ``hint``: the
+        slot where the transfer starts."""
+        duration_s, slot_s, size, total, offset, key_shift = p
+        need = need & (total > 0) & (bits > 0)
+        within = bits <= total  # the first loop of the trace: loops = 0, rest = bits
+        if within[need].all():
+            loops, rest = None, bits
+        else:
             loops = np.ceil(bits / total) - 1.0
             rest = bits - loops * total
             low = rest <= 0
             high = ~low & (rest > total)
             loops = np.where(low, loops - 1.0, np.where(high, loops + 1.0, loops))
             rest = np.where(low, rest + total, np.where(high, rest - total, rest))
-            # bisect_left(cum_bits, rest), found in the lifted keys and checked exactly
-            at = np.searchsorted(self.keys, rest + key_shift, side="left") - cum_off
-            at = np.clip(at, 1, size)
-            ok = (self.cum_bits[cum_off + at - 1] < rest) & (self.cum_bits[cum_off + at] >= rest)
-            for r in np.flatnonzero(~ok & (total > 0) & (bits > 0)).tolist():
-                row = self.cum_bits[cum_off[r] : cum_off[r] + size[r] + 1]
-                at[r] = np.searchsorted(row, rest[r], side="left")
-            i = at - 1
-            t = (
-                loops * duration_s
-                + i * slot_s
-                + (rest - self.cum_bits[cum_off + i]) / self.cap_bps[cap_off + i]
-            )
+
+        # bisect_left(cum_bits, rest): near the slot where the transfer starts, else in the
+        # lifted keys (exact in one trace; in several, lifting rounds, so the result is checked
+        # and the rare misses searched again in their own trace)
+        def fallback(rows: np.ndarray) -> np.ndarray:
+            at = np.searchsorted(self.keys, rest[rows] + key_shift[rows], side="left")
+            at = np.minimum(np.maximum(at, offset[rows] + 1), offset[rows] + size[rows])
+            ok = (self.cum_bits[at - 1] < rest[rows]) & (self.cum_bits[at] >= rest[rows])
+            for k in np.flatnonzero(~ok).tolist():
+                r = rows[k]
+                row = self.cum_bits[offset[r] : offset[r] + size[r] + 1]
+                at[k] = offset[r] + np.searchsorted(row, rest[r], side="left")
+            return at
+
+        limit = offset + size + 1
+        at = searchsorted_near(
+            self.cum_bits, self.window, rest, offset + hint + 1, "left", need, limit, fallback
+        )
+        i = np.maximum(at - 1, offset) - offset
+        pair = self.pairs[offset + i]
+        t = i * slot_s + (rest - pair[:, 0]) / pair[:, 1]
+        if loops is not None:  # loops * duration + i * slot + ..., as CapacityTrace computes it
+            t = loops * duration_s + i * slot_s + (rest - pair[:, 0]) / pair[:, 1]
         return np.where(bits <= 0, 0.0, np.where(total <= 0, np.inf, t))
 
 
@@ -166,16 +239,28 @@ class SplitExitVectorEnv(VectorEnv):
         self.action_space = batch_space(env.action_space, num_envs)
         self._multidiscrete = cfg["action_type"] == "multidiscrete"
 
-        tables = env.tables
-        self._exit_index = tables.exit_index
-        self._correct = tables.correct
-        self._device_time_s = np.asarray(tables.device_time_s)  # (S+1, E, heads)
-        self._server_time_s = np.asarray(tables.server_time_s)
-        self._payload_bytes = np.asarray(tables.payload_bytes, dtype=np.int64)  # (S+1, C)
+        # Lookup tables. Per (sample, flat action): the answering exit and whether it is right,
+        # packed in one int8 (one gather from a table that stays in cache); per (split, exit,
+        # heads): compute times.
+        tables, n_actions = env.tables, env.n_actions
+        a = np.arange(n_actions)
+        split = a // (env.n_t * env.n_c)
+        thr = (a // env.n_c) % env.n_t
+        comp = a % env.n_c
+        exit_k = tables.exit_index[:, split, comp, thr].astype(np.int64)  # (N, A)
+        correct = np.take_along_axis(tables.correct[:, split, comp, :], exit_k[..., None], 2)
+        self._answer = (2 * exit_k + correct[..., 0]).astype(np.int8).reshape(-1)
+        self._split, self._thr, self._comp = split, thr, comp
+        n_exits = len(tables.exit_blocks)
+        # time index of an action answered by exit e: split_heads[a] + 2 * e
+        self._time_index = split * (2 * n_exits) + (thr < env.n_t - 1)
+        self._device_time_s = np.asarray(tables.device_time_s).reshape(-1)  # (S+1, E, heads)
+        self._server_time_s = np.asarray(tables.server_time_s).reshape(-1)
+        self._payload_bytes = np.asarray(tables.payload_bytes, dtype=np.int64)[split, comp]
         self._exit_blocks = np.asarray(tables.exit_blocks, dtype=np.int64)
         self._thresholds = np.asarray(env.thresholds)
         self._compressions = np.asarray(env.compressions)
-        self._n_t, self._n_c = env.n_t, env.n_c
+        self._n_actions = n_actions
         self._horizon, self._history = env.horizon, env.history
         self._bank = _TraceBank(env.channel)
         self._n_traces = len(env.channel.traces)
@@ -183,6 +268,9 @@ class SplitExitVectorEnv(VectorEnv):
         world = env.server.world
         self._spare_s = world.duration_s - env._duration_s
         self._bg_arrival_s = world.arrival_s
+        self._bg_window = np.lib.stride_tricks.sliding_window_view(
+            np.concatenate((world.arrival_s, np.full(NEAR + 1, np.inf))), NEAR
+        )
         self._bg_work_before_s = world.work_before_s
         self._bg_g_max = world.g_max
         self._permanent = bool(env.server.outages is not None and env.server.outages.permanent)
@@ -197,23 +285,25 @@ class SplitExitVectorEnv(VectorEnv):
         self._t_obs_s = env.t0_s + env.frame_s * np.arange(-h, n + 1)  # as SplitExitEnv.reset
         self._heard_s = self._t_obs_s[h:] - env.frame_s
         self._rngs: list[np.random.Generator] = []
-        n_envs = num_envs
-        self._samples = np.zeros((n_envs, n), dtype=np.int64)
-        self._obs = np.zeros((n_envs, n + 1, self.single_observation_space.shape[0]), np.float32)
-        self._trace_k = np.zeros(n_envs, dtype=np.int64)
-        self._shift_s = np.zeros(n_envs)
-        self._offset_s = np.zeros(n_envs)
-        self._fail_s = np.full(n_envs, np.inf)
-        self._fail_k = np.full(n_envs, len(self._bg_g_max), dtype=np.int64)
-        self._fail_g = np.zeros(n_envs)
-        self._step_idx = np.zeros(n_envs, dtype=np.int64)
-        self._device_free_s = np.zeros(n_envs)
-        self._last_tx_end_s = np.full(n_envs, -np.inf)
-        self._energy_j = np.zeros(n_envs)
-        self._ptr = np.zeros(n_envs, dtype=np.int64)
-        self._m = np.zeros(n_envs)
-        self._prev_done = np.zeros(n_envs, dtype=bool)
-        self._rows = np.arange(n_envs)
+        self._draws = np.zeros((num_envs, n + EPISODE_DRAWS))
+        self._samples = np.zeros((n, num_envs), dtype=np.int64)  # request-major
+        # Observations of the episodes, request-major: (request, sub-env, feature).
+        self._obs = np.zeros((n + 1, num_envs, self.single_observation_space.shape[0]), np.float32)
+        self._trace_k = np.zeros(num_envs, dtype=np.int64)
+        self._shift_s = np.zeros(num_envs)
+        self._offset_s = np.zeros(num_envs)
+        self._fail_s = np.full(num_envs, np.inf)
+        self._fail_k = np.full(num_envs, len(self._bg_g_max), dtype=np.int64)
+        self._fail_g = np.zeros(num_envs)
+        self._j_heard = np.zeros((n + 1, num_envs), dtype=np.int64)  # hints for the queue
+        self._step_idx = np.zeros(num_envs, dtype=np.int64)
+        self._in_step = True  # every sub-env is at the same request
+        self._device_free_s = np.zeros(num_envs)
+        self._last_tx_end_s = np.full(num_envs, -np.inf)
+        self._energy_j = np.zeros(num_envs)
+        self._m = np.zeros(num_envs)
+        self._prev_done = np.zeros(num_envs, dtype=bool)
+        self._rows = np.arange(num_envs)
         self._params = self._bank.params(self._trace_k)
 
     # -- episodes ----------------------------------------------------------------------------
@@ -230,62 +320,66 @@ class SplitExitVectorEnv(VectorEnv):
                 if len(seeds) != self.num_envs:
                     raise ValueError(f"seed must list {self.num_envs} seeds, got {len(seeds)}")
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        self._reset_rows(self._rows)
+        with np.errstate(all="ignore"):
+            self._reset_rows(self._rows)
+        self._in_step = True
         self._prev_done[:] = False
-        return self._obs[:, 0].copy(), {}
+        return self._observation(), {}
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         """Draw new episodes for ``rows``, as ``SplitExitEnv.reset`` does for each."""
         env, n = self.env, self._horizon
-        n_samples, n_traces, sizes = env.profile.num_samples, self._n_traces, self._bank.size
-        mean_up_s = self.config["outage_mean_up_s"]
-        duration_s = env._duration_s
-        fail = self._permanent
-        for r in rows.tolist():
-            rng = self._rngs[r]
-            self._samples[r] = rng.integers(n_samples, size=n)
-            k = int(rng.integers(n_traces))  # TraceChannel.sample_shifted
-            self._trace_k[r] = k
-            self._shift_s[r] = int(rng.integers(sizes[k])) * self._bank.slot_s[k]
-            self._offset_s[r] = float(rng.random()) * self._spare_s  # EdgeServer.reset
-            if fail:
-                t_fail_s = rng.exponential(mean_up_s)
-                self._fail_s[r] = self._offset_s[r] + t_fail_s if t_fail_s < duration_s else np.inf
-        self._params = self._bank.params(self._trace_k)
-        offset = self._offset_s[rows]
-        if fail:
-            fail_s = self._fail_s[rows]
+        draws = self._draws
+        for r in rows.tolist():  # as SplitExitEnv.reset: one call per episode
+            self._rngs[r].random(out=draws[r])
+        u = draws[rows]
+        n_samples = env.profile.num_samples
+        self._samples[:, rows] = np.minimum(
+            (u[:, :n] * n_samples).astype(np.int64), n_samples - 1
+        ).T
+        bank = self._bank
+        n_traces = self._n_traces
+        k = np.minimum((u[:, n] * n_traces).astype(np.int64), n_traces - 1)  # sample_shifted
+        size = bank.size[k]
+        start = np.minimum((u[:, n + 1] * size).astype(np.int64), size - 1)
+        self._trace_k[rows] = k
+        self._shift_s[rows] = start * bank.slot_s[k]
+        self._offset_s[rows] = offset = u[:, n + 2] * self._spare_s  # EdgeServer.reset
+        self._params = bank.params(self._trace_k)
+        if self._permanent:
+            t_fail_s = -self.config["outage_mean_up_s"] * np.log1p(-u[:, n + 3])
+            fail_s = np.where(t_fail_s < env._duration_s, offset + t_fail_s, np.inf)
+            self._fail_s[rows] = fail_s
             k = np.searchsorted(self._bg_arrival_s, fail_s, side="left")
             self._fail_k[rows] = np.where(np.isfinite(fail_s), k, len(self._bg_g_max))
-            with np.errstate(invalid="ignore"):
-                gap = fail_s - self._bg_work_before_s[k]
-            self._fail_g[rows] = np.maximum(self._bg_g_max[k], gap)
+            self._fail_g[rows] = np.maximum(self._bg_g_max[k], fail_s - self._bg_work_before_s[k])
         ptr = np.searchsorted(self._bg_arrival_s, offset, side="right")
-        self._ptr[rows] = ptr
         self._m[rows] = self._g_max(ptr, rows)
 
         # Observations of the whole episode, as SplitExitEnv.reset lays them out.
         h = self._history
-        p = self._bank.params(self._trace_k[rows])
-        p = tuple(x[:, None] for x in p)
+        p = tuple(x[:, None] for x in self._bank.params(self._trace_k[rows]))
         base_t = self._t_obs_s[None, :] + self._shift_s[rows, None]
         mbps = np.diff(self._bank.cumulative_bits(base_t, p), axis=1) / env.frame_s / 1e6
         tp = (np.log1p(mbps) / np.log1p(MAX_OBS_THROUGHPUT_MBPS)).clip(0.0, 1.0)
-        obs = self._obs[rows]
-        obs[:, :, :h] = np.lib.stride_tricks.sliding_window_view(tp, h, axis=1)
+        every = len(rows) == self.num_envs
+        obs = self._obs if every else np.empty((n + 1, len(rows), self._obs.shape[2]), np.float32)
+        obs[:, :, :h] = np.lib.stride_tricks.sliding_window_view(tp.T, h, axis=0)
         obs[:, :, h] = min(self.config["rtt_s"] / env.timeout_s, 1.0)
         heard = self._heard_s[None, :] + offset[:, None]
-        j = np.searchsorted(self._bg_arrival_s, heard, side="right")
+        j = np.searchsorted(self._bg_arrival_s, heard, side="right")  # background jobs by then
+        self._j_heard[:, rows] = j.T
         queue_s = np.maximum(
             0.0,
             self._bg_work_before_s[j] - self._uptime(heard, rows[:, None]) + self._g_max(j, rows),
         )
-        obs[:, :, h + 1] = np.minimum(np.log1p(queue_s / WAIT_UNIT_S) / env._wait_scale, 1.0)
-        obs[:, :, h + 2] = np.where(self._is_down(heard, rows[:, None]), 0.0, 1.0)
+        obs[:, :, h + 1] = np.minimum(np.log1p(queue_s / WAIT_UNIT_S) / env._wait_scale, 1.0).T
+        obs[:, :, h + 2] = np.where(self._is_down(heard, rows[:, None]), 0.0, 1.0).T
         obs[:, :, h + 3] = 0.0
         obs[:, :, h + 4] = 1.0
         obs[:, :, h + 5] = min(env.deadline_s / env.timeout_s, 1.0)
-        self._obs[rows] = obs
+        if not every:
+            self._obs[:, rows] = obs
         self._step_idx[rows] = 0
         self._device_free_s[rows] = 0.0
         self._last_tx_end_s[rows] = -np.inf
@@ -296,8 +390,9 @@ class SplitExitVectorEnv(VectorEnv):
     def _g_max(self, j: np.ndarray, rows) -> np.ndarray:
         g = self._bg_g_max[j]
         if self._permanent:
-            fail_k = self._fail_k[rows] if np.ndim(j) < 2 else self._fail_k[rows][:, None]
-            fail_g = self._fail_g[rows] if np.ndim(j) < 2 else self._fail_g[rows][:, None]
+            fail_k, fail_g = self._fail_k[rows], self._fail_g[rows]
+            if np.ndim(j) == 2:
+                fail_k, fail_g = fail_k[:, None], fail_g[:, None]
             g = np.where(j > fail_k, fail_g, g)
         return g
 
@@ -333,7 +428,8 @@ class SplitExitVectorEnv(VectorEnv):
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _decode(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _flat_actions(self, actions) -> np.ndarray:
+        """Flat action indices; ``ValueError`` naming the sub-env and the space if invalid."""
         a = np.asarray(actions)
         n = self.num_envs
         shape = (n, 3) if self._multidiscrete else (n,)
@@ -342,41 +438,44 @@ class SplitExitVectorEnv(VectorEnv):
                 f"actions must be integers of shape {shape} in {self.action_space}, "
                 f"got {a.dtype} of shape {a.shape}"
             )
-        a = a.astype(np.int64)
+        a = a.astype(np.int64, copy=False)
         if self._multidiscrete:
-            bad = np.flatnonzero(((a < 0) | (a >= self.single_action_space.nvec)).any(axis=1))
-            s, t, c = a[:, 0], a[:, 1], a[:, 2]
+            bad = ((a < 0) | (a >= self.single_action_space.nvec)).any(axis=1)
         else:
-            bad = np.flatnonzero((a < 0) | (a >= self.env.n_actions))
-            s, t, c = a // (self._n_t * self._n_c), (a // self._n_c) % self._n_t, a % self._n_c
-        if bad.size:
-            i = int(bad[0])
+            bad = (a < 0) | (a >= self._n_actions)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"action {a[i].tolist()!r} of sub-env {i} is not in the action space "
                 f"{self.single_action_space}"
             )
-        return s, t, c
+        if self._multidiscrete:
+            n_t, n_c = self.env.n_t, self.env.n_c
+            return (a[:, 0] * n_t + a[:, 1]) * n_c + a[:, 2]
+        return a
 
     def step(self, actions):
-        s, t, c = self._decode(actions)
+        a = self._flat_actions(actions)
         n = self.num_envs
-        reset_rows = np.flatnonzero(self._prev_done)
-        if reset_rows.size:
-            self._reset_rows(reset_rows)
-        live = ~self._prev_done
-        rows = self._rows if not reset_rows.size else np.flatnonzero(live)
         reward = np.zeros(n)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
         info: dict[str, Any] = {}
-        if rows.size:
-            if rows.size < n:
-                s, t, c = s[rows], t[rows], c[rows]
-            out = self._step_rows(rows, s, t, c)
-            reward[rows], terminated[rows], truncated[rows] = out.pop("reward"), *out.pop("flags")
-            info = self._vector_info(rows, live, out)
-        obs = self._observation()
+        with np.errstate(all="ignore"):
+            reset_rows = np.flatnonzero(self._prev_done)
+            if reset_rows.size:
+                self._reset_rows(reset_rows)
+                self._in_step = False
+            live = ~self._prev_done
+            rows = np.flatnonzero(live) if reset_rows.size else self._rows
+            if rows.size:
+                out = self._step_rows(rows, a if rows.size == n else a[rows])
+                reward[rows], terminated[rows], truncated[rows] = out.pop("flags")
+                info = self._vector_info(rows, live, out)
+            obs = self._observation()
         self._prev_done = terminated | truncated
+        if not rows.size:
+            self._in_step = True  # all sub-envs were reset together
         return obs, reward, terminated, truncated, info
 
     def _vector_info(self, rows: np.ndarray, live: np.ndarray, out: dict) -> dict:
@@ -405,28 +504,29 @@ class SplitExitVectorEnv(VectorEnv):
         """The current observations, with each sub-env's device backlog and battery."""
         env, h = self.env, self._history
         i = self._step_idx
-        obs = self._obs[self._rows, i]
+        obs = self._obs[i[0]].copy() if self._in_step else self._obs[i, self._rows]
         backlog_s = self._device_free_s - (env.t0_s + i * env.frame_s)
         busy = backlog_s > 0.0
         if busy.any():
-            with np.errstate(invalid="ignore", divide="ignore"):
-                feature = np.minimum(np.log1p(backlog_s / WAIT_UNIT_S) / env._wait_scale, 1.0)
+            feature = np.minimum(np.log1p(backlog_s / WAIT_UNIT_S) / env._wait_scale, 1.0)
             obs[busy, h + 3] = feature[busy]
         if env._battery_j is not None:
             obs[:, h + 4] = np.maximum(1.0 - self._energy_j / env._battery_j, 0.0)
         return obs
 
-    def _step_rows(self, rows: np.ndarray, s, t, c) -> dict:
-        """One request for each of ``rows``: ``SplitExitEnv._outcome`` and ``step``,
-        element-wise."""
+    def _step_rows(self, rows: np.ndarray, a: np.ndarray) -> dict:
+        """One request for each of ``rows`` taking flat actions ``a``: ``SplitExitEnv.step``
+        and ``_outcome``, element-wise (call under ``np.errstate(all="ignore")``)."""
         env = self.env
         full = rows.size == self.num_envs
         sel = slice(None) if full else rows
         i = self._step_idx[sel].copy()
-        sample = self._samples[rows, i]
-        exit_k = self._exit_index[sample, s, c, t].astype(np.int64)
-        correct = self._correct[sample, s, c, exit_k]
-        heads = (t < self._n_t - 1).astype(np.int64)
+        sample = self._samples[i, rows]
+        code = self._answer[sample * self._n_actions + a]
+        exit_k = code >> 1
+        split = self._split[a]
+        exit_block = self._exit_blocks[exit_k]
+        time_index = self._time_index[a] + 2 * exit_k
 
         arrival = env.t0_s + i * env.frame_s
         timeout_at = arrival + env.timeout_s
@@ -434,26 +534,32 @@ class SplitExitVectorEnv(VectorEnv):
         start = np.maximum(arrival, device_free)
         device_wait = start - arrival
         dropped = start >= timeout_at
-        device_time = self._device_time_s[s, exit_k, heads]
+        device_time = self._device_time_s[time_index]
         energy = env._compute_above_idle_w * device_time
         sent = start + device_time
-        local = self._exit_blocks[exit_k] <= s
+        local = exit_block <= split
         done_local = np.minimum(sent, timeout_at)
         off = ~local & ~dropped
 
         # The uplink (ShiftedTrace / CapacityTrace.transfer_time_s).
         bank = self._bank
         p = self._params if full else tuple(x[rows] for x in self._params)
-        payload = self._payload_bytes[s, c]
-        base_sent = sent + self._shift_s[sel]
-        bits_sent = bank.cumulative_bits(base_sent, p)
-        end = bank.time_at_bits_s(bits_sent + 8.0 * payload, p)
+        payload = self._payload_bytes[a]
+        shift_s = self._shift_s[sel]
+        base_sent = sent + shift_s
+        bits_sent, slot_sent = bank.cumulative_bits_and_slot(base_sent, p)
+        end = bank.time_at_bits_s(bits_sent + 8.0 * payload, p, slot_sent, off)
         transfer = np.where(payload <= 0, 0.0, np.maximum(end - base_sent, 0.0))
         uploaded = sent + transfer
         in_time = uploaded <= timeout_at
         tx_time = np.where(in_time, uploaded - sent, np.maximum(timeout_at - sent, 0.0))
-        got = bank.cumulative_bits(sent + tx_time + self._shift_s[sel], p) - bits_sent
-        bits = np.where(in_time, 8.0 * payload, np.maximum(got, 0.0))
+        bits = 8.0 * payload
+        late = np.flatnonzero(off & ~in_time)
+        if late.size:  # abandoned at the timeout: the bits that got through
+            p_late = tuple(x[late] for x in p)
+            got = bank.cumulative_bits(sent[late] + tx_time[late] + shift_s[late], p_late)
+            bits = bits.astype(np.float64)
+            bits[late] = np.maximum(got - bits_sent[late], 0.0)
         radio = env.radio
         mbit = 8.0 * np.minimum(bits / 8, payload) / 1e6
         energy_off = energy + (
@@ -465,17 +571,33 @@ class SplitExitVectorEnv(VectorEnv):
             tail = (tx_time > 0) & (last_tx_end > -np.inf) & (gap > 0)
             tail_j = np.minimum(gap, radio.tail_s) * radio.tail_power_mw / MW_PER_W
             energy_off = np.where(tail, energy_off + tail_j, energy_off)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rate = bits / tx_time
-        uplink_bps = np.where(tx_time > 0, rate, bank.capacity_at_bps(base_sent, p))
+        uplink_bps = bits / tx_time
+        idle = np.flatnonzero(off & (tx_time <= 0))
+        if idle.size:
+            p_idle = tuple(x[idle] for x in p)
+            uplink_bps[idle] = bank.capacity_at_bps(base_sent[idle], p_idle)
 
         # The server (EdgeServer.submit), in server time = episode time + offset.
         at_server = uploaded + env.half_rtt_s
         offset = self._offset_s[sel]
         t_srv = at_server + offset
         reach = off & (at_server < timeout_at) & ~self._is_down(t_srv, sel)
-        service = self._server_time_s[s, exit_k, heads]
-        j = np.searchsorted(self._bg_arrival_s, t_srv, side="right")
+        service = self._server_time_s[time_index]
+        # the jobs by now: a few more than at the last heartbeat before it
+        beat = np.clip(
+            ((at_server - env.t0_s) / env.frame_s).astype(np.int64) + 1, 0, self._horizon
+        )
+        arrival_s = self._bg_arrival_s
+        j = searchsorted_near(
+            arrival_s,
+            self._bg_window,
+            t_srv,
+            self._j_heard[beat, rows],
+            "right",
+            off,
+            arrival_s.size + NEAR,
+            lambda miss: np.searchsorted(arrival_s, t_srv[miss], side="right"),
+        )
         work = self._bg_work_before_s[j]
         m = np.maximum(self._m[sel], self._g_max(j, sel))
         up = self._uptime(t_srv, sel)
@@ -484,22 +606,21 @@ class SplitExitVectorEnv(VectorEnv):
         server_wait = backlog
         finish = t_srv + backlog + service - offset
         if self._permanent or self._intermittent:
-            with np.errstate(invalid="ignore"):
-                start_srv = np.maximum(t_srv, self._time_at_uptime(up + backlog, True, sel))
-                finish_srv = np.maximum(
-                    start_srv, self._time_at_uptime(up + backlog + service, False, sel)
-                )
+            start_srv = np.maximum(t_srv, self._time_at_uptime(up + backlog, True, sel))
+            finish_srv = np.maximum(
+                start_srv, self._time_at_uptime(up + backlog + service, False, sel)
+            )
             outage = self._fail_s[sel] < np.inf if self._permanent else True
             server_wait = np.where(outage, start_srv - t_srv, backlog)
             finish = np.where(outage, finish_srv - offset, finish)
         answer = np.where(reach, finish + env.half_rtt_s, np.inf)
-        server_wait = np.where(reach, server_wait, 0.0)
-        self._ptr[sel] = np.where(reach, j, self._ptr[sel])
         self._m[sel] = np.where(reach, m_after, self._m[sel])
 
         # The outcome (the three branches of SplitExitEnv._outcome).
         latency_off = np.minimum(answer, timeout_at) - arrival
-        latency = np.where(dropped, env.timeout_s, np.where(local, done_local - arrival, latency_off))
+        latency = np.where(
+            dropped, env.timeout_s, np.where(local, done_local - arrival, latency_off)
+        )
         energy = np.where(dropped, 0.0, np.where(local, energy, energy_off))
         timed_out = dropped | np.where(local, sent > timeout_at, answer > timeout_at)
         self._device_free_s[sel] = np.where(
@@ -507,7 +628,7 @@ class SplitExitVectorEnv(VectorEnv):
         )
         self._last_tx_end_s[sel] = np.where(off & (tx_time > 0), sent + tx_time, last_tx_end)
 
-        correct = correct & ~timed_out
+        correct = (code & 1).astype(bool) & ~timed_out
         missed = timed_out | (latency > env.deadline_s)
         w = env.weights
         parts = {
@@ -524,12 +645,11 @@ class SplitExitVectorEnv(VectorEnv):
             terminated = self._energy_j[sel] >= env._battery_j
         truncated = (i + 1 >= self._horizon) & ~terminated
         return {
-            "reward": reward,
-            "flags": (terminated, truncated),
-            "split": s,
-            "threshold": self._thresholds[t],
-            "compression": self._compressions[c],
-            "exit_block": self._exit_blocks[exit_k],
+            "flags": (reward, terminated, truncated),
+            "split": split,
+            "threshold": self._thresholds[self._thr[a]],
+            "compression": self._compressions[self._comp[a]],
+            "exit_block": exit_block,
             "correct": correct,
             "latency_s": latency,
             "energy_j": energy,
@@ -539,7 +659,7 @@ class SplitExitVectorEnv(VectorEnv):
             "uplink_bps": np.where(off, uplink_bps, 0.0),
             "tx_time_s": np.where(off, tx_time, 0.0),
             "device_wait_s": device_wait,
-            "server_wait_s": np.where(off, server_wait, 0.0),
+            "server_wait_s": np.where(reach, server_wait, 0.0),
             "sample_index": sample,
             "rewards": parts,
         }
@@ -549,9 +669,9 @@ class SplitExitVectorEnv(VectorEnv):
     def action_masks(self) -> np.ndarray:
         """``SplitExitEnv.action_masks`` of every sub-env, shape ``(num_envs, n_actions)``."""
         env, h = self.env, self._history
-        masks = np.ones((self.num_envs, env.num_splits, self._n_t, self._n_c), dtype=bool)
+        masks = np.ones((self.num_envs, env.num_splits, env.n_t, env.n_c), dtype=bool)
         masks[:, 0, :, 1:] = masks[:, -1, :, 1:] = False
         i = np.minimum(self._step_idx, self._horizon)
-        unreachable = self._obs[self._rows, i, h + 2] == 0
+        unreachable = self._obs[i, self._rows, h + 2] == 0
         masks[unreachable, :-1] = False
         return masks.reshape(self.num_envs, -1)
