@@ -38,7 +38,13 @@ from splitexit.agents.evaluate import (
     summarise,
 )
 from splitexit.agents.report import write_report, write_results
-from splitexit.agents.sb3 import ALGOS, algo_class, load_hyperparams, parse_env_kwargs
+from splitexit.agents.sb3 import (
+    ALGOS,
+    algo_class,
+    load_hyperparams,
+    make_native_vec_env,
+    parse_env_kwargs,
+)
 from splitexit.files import atomic_write_bytes, atomic_write_text
 
 CHECKPOINT_RE = re.compile(r"model_(\d+)_steps\.zip$")
@@ -78,7 +84,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of training and of the agent")
     p.add_argument("--n-envs", type=int, help="parallel training envs (default: from the YAML)")
-    p.add_argument("--vec-env", default="dummy", choices=("dummy", "subproc"), help="SB3 VecEnv")
+    p.add_argument(
+        "--vec-env",
+        default="dummy",
+        choices=("dummy", "subproc", "native"),
+        help="SB3 VecEnv: DummyVecEnv, SubprocVecEnv, or the numpy-batched SplitExitVectorEnv",
+    )
     p.add_argument("--total-timesteps", type=int, help="training steps (default: from the YAML)")
     p.add_argument(
         "--eval-freq",
@@ -124,14 +135,17 @@ def train(args, run_dir: Path, env_config: dict, hyper: dict, total: int, n_envs
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     cls = algo_class(args.algo)
-    vec_cls = SubprocVecEnv if args.vec_env == "subproc" else DummyVecEnv
-    train_env = make_vec_env(
-        args.env,
-        n_envs=n_envs,
-        seed=args.seed,
-        vec_env_cls=vec_cls,
-        env_kwargs={"config": {**env_config, "traces": args.train_traces}},
-    )
+    train_config = {**env_config, "traces": args.train_traces}
+    if args.vec_env == "native":
+        train_env = make_native_vec_env(args.env, n_envs, args.seed, train_config)
+    else:
+        train_env = make_vec_env(
+            args.env,
+            n_envs=n_envs,
+            seed=args.seed,
+            vec_env_cls=SubprocVecEnv if args.vec_env == "subproc" else DummyVecEnv,
+            env_kwargs={"config": train_config},
+        )
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = latest_checkpoint(ckpt_dir) if args.resume else None
     if checkpoint is not None:

@@ -197,8 +197,10 @@ class SplitExitVectorEnv(VectorEnv):
     vectorization_mode="vector_entry_point", config={...})``. Arguments as
     :class:`SplitExitEnv` (a config dict, the registered preset, keyword overrides). Autoreset
     mode ``NEXT_STEP``: the step after an episode ends resets that sub-env and returns its first
-    observation with reward 0. Infos are Gymnasium's vector infos: ``info[key]`` is an array
-    over sub-envs and ``info["_" + key]`` marks the sub-envs that stepped.
+    observation with reward 0; with ``autoreset_mode="same_step"`` the sub-env resets in the
+    step that ends its episode, and ``info["final_obs"]`` holds the last observation. Infos are
+    Gymnasium's vector infos: ``info[key]`` is an array over sub-envs and ``info["_" + key]``
+    marks the sub-envs that stepped.
 
     Not vectorised (raise ``ValueError``; use ``vectorization_mode="sync"`` or ``"async"``):
     ``mode="live"`` (runs the torch model per request) and ``channel="fading"`` (draws a new
@@ -213,8 +215,18 @@ class SplitExitVectorEnv(VectorEnv):
         config: dict | None = None,
         preset: dict | None = None,
         render_mode: str | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         **kwargs: Any,
     ) -> None:
+        modes = {m.name.lower(): m for m in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)}
+        mode = modes.get(str(getattr(autoreset_mode, "name", autoreset_mode)).lower())
+        if mode is None:
+            raise ValueError(
+                f"autoreset_mode must be one of {list(modes)} (or AutoresetMode), "
+                f"got {autoreset_mode!r}"
+            )
+        self._same_step = mode == AutoresetMode.SAME_STEP
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         if render_mode is not None:
@@ -297,7 +309,7 @@ class SplitExitVectorEnv(VectorEnv):
         self._fail_g = np.zeros(num_envs)
         self._j_heard = np.zeros((n + 1, num_envs), dtype=np.int64)  # hints for the queue
         self._step_idx = np.zeros(num_envs, dtype=np.int64)
-        self._in_step = True  # every sub-env is at the same request
+        self._in_step = True  # every sub-env is at the same request (reset keeps it current)
         self._device_free_s = np.zeros(num_envs)
         self._last_tx_end_s = np.full(num_envs, -np.inf)
         self._energy_j = np.zeros(num_envs)
@@ -322,7 +334,6 @@ class SplitExitVectorEnv(VectorEnv):
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         with np.errstate(all="ignore"):
             self._reset_rows(self._rows)
-        self._in_step = True
         self._prev_done[:] = False
         return self._observation(), {}
 
@@ -381,6 +392,7 @@ class SplitExitVectorEnv(VectorEnv):
         if not every:
             self._obs[:, rows] = obs
         self._step_idx[rows] = 0
+        self._in_step = bool((self._step_idx == self._step_idx[0]).all())
         self._device_free_s[rows] = 0.0
         self._last_tx_end_s[rows] = -np.inf
         self._energy_j[rows] = 0.0
@@ -457,25 +469,33 @@ class SplitExitVectorEnv(VectorEnv):
     def step(self, actions):
         a = self._flat_actions(actions)
         n = self.num_envs
-        reward = np.zeros(n)
-        terminated = np.zeros(n, dtype=bool)
-        truncated = np.zeros(n, dtype=bool)
         info: dict[str, Any] = {}
         with np.errstate(all="ignore"):
-            reset_rows = np.flatnonzero(self._prev_done)
+            reset_rows = np.flatnonzero(self._prev_done)  # NEXT_STEP: reset, do not step
             if reset_rows.size:
                 self._reset_rows(reset_rows)
-                self._in_step = False
             live = ~self._prev_done
             rows = np.flatnonzero(live) if reset_rows.size else self._rows
-            if rows.size:
-                out = self._step_rows(rows, a if rows.size == n else a[rows])
-                reward[rows], terminated[rows], truncated[rows] = out.pop("flags")
+            if rows.size == n:
+                reward, terminated, truncated = (out := self._step_rows(rows, a)).pop("flags")
                 info = self._vector_info(rows, live, out)
+            else:
+                reward, terminated, truncated = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)
+                if rows.size:
+                    out = self._step_rows(rows, a[rows])
+                    reward[rows], terminated[rows], truncated[rows] = out.pop("flags")
+                    info = self._vector_info(rows, live, out)
             obs = self._observation()
-        self._prev_done = terminated | truncated
-        if not rows.size:
-            self._in_step = True  # all sub-envs were reset together
+            done = terminated | truncated
+            if self._same_step and done.any():  # SAME_STEP: reset now, keep the final obs
+                ended = np.flatnonzero(done)
+                final_obs = np.empty(n, dtype=object)
+                final_obs[ended] = list(obs[ended])
+                info["final_obs"], info["_final_obs"] = final_obs, done
+                self._reset_rows(ended)
+                obs = self._observation()
+            else:
+                self._prev_done = done
         return obs, reward, terminated, truncated, info
 
     def _vector_info(self, rows: np.ndarray, live: np.ndarray, out: dict) -> dict:
