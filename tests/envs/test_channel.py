@@ -334,3 +334,41 @@ def test_fading_channel_extremes_never_nan():
     far = FadingChannel(distance_m=1e7).sample(np.random.default_rng(0), 10.0)
     assert np.all(np.isfinite(far.capacity_bps))
     assert far.transfer_time_s(0.0, 1000) > 0
+
+
+def test_cumulative_bits_many_equals_the_scalar_version_bit_for_bit():
+    from splitexit.envs.channel import load_traces
+
+    trace = load_traces(shipped_trace_paths("mahimahi-up"))[0]
+    t = np.random.default_rng(0).random(2000) * 3 * trace.duration_s  # with loops
+    t[:50] = np.arange(50) * trace.slot_s  # on slot boundaries
+    np.testing.assert_array_equal(
+        trace.cumulative_bits_many(t), [trace.cumulative_bits(x) for x in t.tolist()]
+    )
+
+
+def test_shifted_trace_reads_the_base_from_its_slot_on():
+    from splitexit.envs.channel import ShiftedTrace, load_traces
+
+    base = load_traces(shipped_trace_paths("mahimahi-up"))[1]
+    start = 1234
+    shifted = ShiftedTrace(base, start * base.slot_s)
+    window = base.window(start, 3000)  # the same capacities, copied
+    for t in (0.0, 0.005, 1.234, 17.5):
+        assert shifted.capacity_at_bps(t) == window.capacity_at_bps(t)
+        assert shifted.transfer_time_s(t, 6276) == pytest.approx(
+            window.transfer_time_s(t, 6276), abs=1e-9
+        )
+        assert shifted.mean_capacity_bps(t, t + 0.1) == pytest.approx(
+            window.mean_capacity_bps(t, t + 0.1), rel=1e-9
+        )
+
+
+def test_sample_shifted_maps_uniforms_to_a_trace_and_a_slot():
+    traces = [CapacityTrace(0.5, [1.0, 2.0, 3.0, 4.0]), CapacityTrace(1.0, [5.0, 6.0])]
+    channel = TraceChannel(traces, scale=2.0)
+    first = channel.sample_shifted(0.0, 0.0)
+    assert first.base.capacity_bps.tolist() == [2.0, 4.0, 6.0, 8.0] and first.shift_s == 0.0
+    last = channel.sample_shifted(0.999, 0.999)  # trace 1, slot 1
+    assert last.base.capacity_bps.tolist() == [10.0, 12.0] and last.shift_s == 1.0
+    assert last.capacity_at_bps(0.0) == 12.0 and last.capacity_at_bps(1.0) == 10.0  # loops

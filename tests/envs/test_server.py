@@ -282,3 +282,61 @@ def test_background_backlog_matches_the_scalar_query():
         vector = server.background_backlog_s(times)
         scalar = [server.backlog_s(t) for t in times]
         np.testing.assert_allclose(vector, scalar, rtol=0, atol=1e-12)
+
+
+def _shared_server(outages=None, seed=0):
+    from splitexit.envs.server import ServerWorld
+
+    world = ServerWorld.realise(PoissonMarkovLoad(), outages, 600.0, seed)
+    return EdgeServer(PoissonMarkovLoad(), outages, world=world), world
+
+
+@pytest.mark.parametrize(
+    "outages",
+    [None, OutageProcess(mean_up_s=3.0, mean_down_s=1.0), OutageProcess(20.0, permanent=True)],
+    ids=["no outages", "intermittent", "permanent"],
+)
+def test_shared_world_episode_matches_event_simulation_from_its_offset(outages):
+    server, world = _shared_server(outages)
+    for draw in (np.array([0.3, 0.5]), np.array([0.9, 0.05])):
+        server.reset(np.random.default_rng(0), 30.0, draw)
+        offset = server.offset_s
+        assert offset == pytest.approx(draw[0] * (600.0 - 30.0))
+        ours = [(0.05 + 0.1 * k, 0.004) for k in range(250)]
+        bg = world.background
+        keep = bg.arrival_s < offset + 30.0  # the history before the offset included
+        sched = server.schedule
+        expected = _reference(
+            bg.arrival_s[keep].tolist(),
+            bg.service_s[keep].tolist(),
+            [(a + offset, s) for a, s in ours],
+            sched.down_start_s,
+            sched.down_end_s,
+        )
+        times = np.array([a for a, _ in ours])
+        queue = server.background_backlog_s(times)
+        assert queue[0] == pytest.approx(server.backlog_s(times[0]), abs=1e-12)
+        for (a, s), (wait_ref, finish_ref) in zip(ours, expected, strict=True):
+            wait_s, finish_s = server.submit(a, s)
+            assert wait_s == pytest.approx(wait_ref, abs=1e-9)
+            assert finish_s == pytest.approx(finish_ref - offset, abs=1e-9)
+
+
+def test_shared_world_episodes_start_in_the_stationary_regime_and_cost_one_draw():
+    server, world = _shared_server()
+    rng = np.random.default_rng(1)
+    start_backlog = []
+    for _ in range(200):
+        server.reset(rng, 30.0)
+        start_backlog.append(server.backlog_s(0.0))
+    # Mean M/M/1 work at the levels' utilisations (0.2, 0.5, 0.8) and 10 ms jobs is a few ms;
+    # an empty start would give exactly 0 every time.
+    assert np.mean(start_backlog) > 0.002 and np.mean(np.array(start_backlog) > 0) > 0.3
+    state = np.random.default_rng(5)
+    server.reset(state, 30.0)
+    after = state.random()
+    state = np.random.default_rng(5)
+    state.random(2)
+    assert after == state.random()  # reset drew exactly its two uniforms
+    with pytest.raises(ValueError, match="duration_s must be <= the shared world"):
+        server.reset(rng, 601.0)

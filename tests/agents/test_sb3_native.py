@@ -1,0 +1,73 @@
+"""The SB3 adapter of the numpy-batched vector env, and train_agent.py --vec-env native."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+from test_train_agent import TINY, train_agent  # tests/agents is on sys.path (rootdir prepend)
+
+from splitexit.agents.sb3 import NativeVecEnv, make_native_vec_env
+from splitexit.envs import SplitExitEnv
+from splitexit.envs.vector import SplitExitVectorEnv
+
+
+def test_episode_ends_as_sb3_expects():
+    env = make_native_vec_env("splitexit:SplitExit-v0", 3, 10, {"horizon": 5})
+    singles = [SplitExitEnv(horizon=5) for _ in range(3)]
+    obs = env.reset()
+    np.testing.assert_array_equal(obs, [s.reset(seed=10 + i)[0] for i, s in enumerate(singles)])
+    for step in range(5):
+        actions = np.array([0, 20, 47])
+        obs, rewards, dones, infos = env.step(actions)
+        assert rewards.dtype == np.float32
+        outs = [s.step(int(a)) for s, a in zip(singles, actions, strict=True)]
+        np.testing.assert_array_equal(rewards, np.float32([o[1] for o in outs]))
+        assert dones.tolist() == [step == 4] * 3
+    for i, (single, out) in enumerate(zip(singles, outs, strict=True)):
+        np.testing.assert_array_equal(infos[i]["terminal_observation"], out[0])
+        assert infos[i]["TimeLimit.truncated"] is True
+        assert infos[i]["episode"]["l"] == 5  # VecMonitor's episode statistics
+        np.testing.assert_array_equal(obs[i], single.reset()[0])  # already reset (same step)
+
+
+def test_adapter_refuses_next_step_autoreset_and_other_methods():
+    with pytest.raises(ValueError, match="same_step"):
+        NativeVecEnv(SplitExitVectorEnv(2))
+    env = NativeVecEnv(SplitExitVectorEnv(2, autoreset_mode="same_step"))
+    env.reset()
+    assert len(env.env_method("action_masks")) == 2
+    assert env.get_attr("n_actions") == [48, 48]
+    with pytest.raises(AttributeError, match="action_masks"):
+        env.env_method("render")
+
+
+def test_ppo_trains_on_the_native_vector_env():
+    env = make_native_vec_env("splitexit:SplitExit-v0", 4, 0, {"horizon": 20})
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(256)
+    assert model.num_timesteps == 256
+    assert len(model.ep_info_buffer) >= 4 * (256 // 4) // 20 - 4
+
+
+def test_train_agent_with_the_native_vec_env(tmp_path):
+    result = train_agent(
+        "--vec-env",
+        "native",
+        "--total-timesteps",
+        "256",
+        "--eval-freq",
+        "0",
+        "--output",
+        str(tmp_path),
+        "--name",
+        "run",
+        *TINY,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary[0]["name"] == "ppo"
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["args"]["vec_env"] == "native"

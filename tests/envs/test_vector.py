@@ -1,0 +1,177 @@
+"""SplitExitVectorEnv: the same world as N single envs, bit for bit."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+import splitexit  # noqa: F401  (registers the ids)
+from splitexit.envs import SplitExitEnv
+from splitexit.envs.vector import INFO_KEYS, SplitExitVectorEnv
+
+CONFIGS = {
+    "default": {},
+    "battery (sub-envs end at different steps)": {"horizon": 50, "battery_j": 0.3},
+    "markov channel": {"channel": "markov", "horizon": 60},
+    "intermittent outages": {
+        "outage": "intermittent",
+        "outage_mean_up_s": 3.0,
+        "outage_mean_down_s": 1.0,
+        "horizon": 80,
+    },
+    "permanent outage": {"outage": "permanent", "outage_mean_up_s": 3.0, "horizon": 80},
+    "lte tail, two compressions, multidiscrete": {
+        "lte_tail": True,
+        "capacity_scale": 0.2,
+        "horizon": 70,
+        "compressions": ["int8", "float32"],
+        "action_type": "multidiscrete",
+    },
+    "azure load, pensieve traces": {"server_load": "trace", "traces": "pensieve", "horizon": 40},
+    "zero capacity": {"capacity_scale": 0.0, "horizon": 30},
+}
+
+
+def random_actions(env: SplitExitVectorEnv, rng: np.random.Generator) -> np.ndarray:
+    if env.config["action_type"] == "discrete":
+        return rng.integers(env.env.n_actions, size=env.num_envs)
+    return rng.integers(env.single_action_space.nvec, size=(env.num_envs, 3))
+
+
+def assert_same_as_singles(config: dict, n: int, steps: int, seed: int, same_step: bool) -> None:
+    mode = "same_step" if same_step else "next_step"
+    vec = SplitExitVectorEnv(n, config=config, autoreset_mode=mode)
+    singles = [SplitExitEnv(config) for _ in range(n)]
+    obs, _ = vec.reset(seed=seed)
+    expected = [env.reset(seed=seed + i)[0] for i, env in enumerate(singles)]
+    np.testing.assert_array_equal(obs, np.stack(expected))
+    rng = np.random.default_rng(seed)
+    ended = np.zeros(n, dtype=bool)
+    episodes_ended = 0
+    for k in range(steps):
+        actions = random_actions(vec, rng)
+        obs, reward, terminated, truncated, info = vec.step(actions)
+        for i, env in enumerate(singles):
+            if ended[i] and not same_step:  # NEXT_STEP: this step only resets sub-env i
+                o, r, te, tr, inf = env.reset()[0], 0.0, False, False, None
+            else:
+                o, r, te, tr, inf = env.step(actions[i])
+            where = f"step {k}, sub-env {i}"
+            if same_step and (te or tr):
+                np.testing.assert_array_equal(info["final_obs"][i], o, err_msg=where)
+                o = env.reset()[0]
+            np.testing.assert_array_equal(obs[i], o, err_msg=where)
+            assert (reward[i], terminated[i], truncated[i]) == (r, te, tr), where
+            if inf is None:
+                assert not info or not info["_latency_s"][i], where
+                continue
+            assert info["_latency_s"][i], where
+            for key in INFO_KEYS:
+                assert info[key][i] == inf[key], (where, key, info[key][i], inf[key])
+            for key, value in inf["rewards"].items():
+                assert info["rewards"][key][i] == value, (where, key)
+        ended = terminated | truncated
+        episodes_ended += int(ended.sum())
+    assert episodes_ended >= n  # every sub-env went through at least one autoreset
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_sub_envs_equal_single_envs_with_the_same_seeds(name):
+    config = CONFIGS[name]
+    assert_same_as_singles(
+        config, n=5, steps=config.get("horizon", 200) * 2 + 5, seed=7, same_step=False
+    )
+
+
+def test_same_step_autoreset_equals_single_envs_and_keeps_the_final_obs():
+    assert_same_as_singles({"horizon": 20, "battery_j": 0.1}, n=4, steps=70, seed=3, same_step=True)
+
+
+def test_make_vec_returns_the_native_vector_env():
+    for env_id in ("splitexit:SplitExit-v0", "SplitExitMarkov-v0", "SplitExitOutage-v0"):
+        envs = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point")
+        assert isinstance(envs, SplitExitVectorEnv)
+        assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+        obs, _ = envs.reset(seed=0)
+        assert obs.shape == (3, *envs.single_observation_space.shape)
+        assert envs.observation_space.contains(obs)
+    markov = gym.make_vec("SplitExitMarkov-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    assert markov.config["channel"] == "markov"  # the id's preset reaches the vector env
+    custom = gym.make_vec(
+        "splitexit:SplitExit-v0",
+        num_envs=2,
+        vectorization_mode="vector_entry_point",
+        config={"horizon": 7},
+    )
+    assert custom.config["horizon"] == 7
+
+
+def test_what_cannot_be_vectorised_says_so():
+    for env_id in ("SplitExitFading-v0", "SplitExitLive-v0"):
+        with pytest.raises(gym.error.Error, match="vector entry point"):
+            gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point")
+        assert isinstance(
+            gym.make_vec(env_id, num_envs=2, vectorization_mode="sync"), gym.vector.SyncVectorEnv
+        )
+    with pytest.raises(ValueError, match="config key 'channel'.*fading"):
+        SplitExitVectorEnv(2, channel="fading")
+    with pytest.raises(ValueError, match="config key 'mode'.*live"):
+        SplitExitVectorEnv(2, mode="live")
+    with pytest.raises(ValueError, match="autoreset_mode must be one of"):
+        SplitExitVectorEnv(2, autoreset_mode="sometimes")
+    with pytest.raises(ValueError, match="num_envs must be"):
+        SplitExitVectorEnv(0)
+    with pytest.raises(ValueError, match="unknown config key 'horizn'"):
+        SplitExitVectorEnv(2, horizn=5)
+
+
+def test_invalid_actions_name_the_sub_env_and_the_space():
+    envs = SplitExitVectorEnv(3)
+    envs.reset(seed=0)
+    with pytest.raises(
+        ValueError, match=r"action 48 of sub-env 1 is not in the action space Discrete\(48\)"
+    ):
+        envs.step(np.array([0, 48, 2]))
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        envs.step(np.array([0, 1]))
+    with pytest.raises(ValueError, match="integers"):
+        envs.step(np.array([0.0, 1.0, 2.0]))
+    multi = SplitExitVectorEnv(2, action_type="multidiscrete")
+    multi.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action \[6, 0, 0\] of sub-env 0"):
+        multi.step(np.array([[6, 0, 0], [0, 0, 0]]))
+
+
+def test_seeds_lists_and_fresh_generators():
+    a, b = SplitExitVectorEnv(3), SplitExitVectorEnv(3)
+    np.testing.assert_array_equal(a.reset(seed=4)[0], b.reset(seed=[4, 5, 6])[0])
+    again = a.reset()[0]  # continues each sub-env's generator, like a single env's reset()
+    single = SplitExitEnv()
+    single.reset(seed=5)
+    np.testing.assert_array_equal(again[1], single.reset()[0])
+    with pytest.raises(ValueError, match="must list 3 seeds"):
+        a.reset(seed=[1, 2])
+    c, d = SplitExitVectorEnv(2), SplitExitVectorEnv(2)
+    assert not np.array_equal(c.reset()[0], d.reset()[0])  # unseeded: fresh entropy
+
+
+def test_action_masks_match_the_single_envs():
+    config = {"outage": "intermittent", "outage_mean_up_s": 2.0, "outage_mean_down_s": 2.0}
+    vec = SplitExitVectorEnv(4, config=config, compressions=["int8", "float16"])
+    singles = [SplitExitEnv(config, compressions=["int8", "float16"]) for _ in range(4)]
+    vec.reset(seed=11)
+    for i, env in enumerate(singles):
+        env.reset(seed=11 + i)
+    masked = 0
+    for _ in range(60):
+        masks = vec.action_masks()
+        for i, env in enumerate(singles):
+            np.testing.assert_array_equal(masks[i], env.action_masks())
+        masked += int((~masks[:, 0]).sum())  # split 0 is masked only while unreachable
+        actions = np.array([int(np.flatnonzero(m)[-1]) for m in masks])
+        vec.step(actions)
+        for i, env in enumerate(singles):
+            env.step(int(actions[i]))
+    assert masked > 0  # the outages did hide the server at some point
