@@ -153,9 +153,8 @@ class _TraceBank:
         """``CapacityTrace.time_at_bits_s``, element-wise, exact where ``need``; ``hint``: the
         slot where the transfer starts."""
         duration_s, slot_s, size, total, offset, key_shift = p
-        need = need & (total > 0) & (bits > 0)
         within = bits <= total  # the first loop of the trace: loops = 0, rest = bits
-        if within[need].all():
+        if within.all():
             loops, rest = None, bits
         else:
             loops = np.ceil(bits / total) - 1.0
@@ -280,9 +279,8 @@ class SplitExitVectorEnv(VectorEnv):
         world = env.server.world
         self._spare_s = world.duration_s - env._duration_s
         self._bg_arrival_s = world.arrival_s
-        self._bg_window = np.lib.stride_tricks.sliding_window_view(
-            np.concatenate((world.arrival_s, np.full(NEAR + 1, np.inf))), NEAR
-        )
+        self._bg_arrival_pad = np.concatenate((world.arrival_s, np.full(NEAR + 1, np.inf)))
+        self._bg_window = np.lib.stride_tricks.sliding_window_view(self._bg_arrival_pad, NEAR)
         self._bg_work_before_s = world.work_before_s
         self._bg_g_max = world.g_max
         self._permanent = bool(env.server.outages is not None and env.server.outages.permanent)
@@ -317,6 +315,7 @@ class SplitExitVectorEnv(VectorEnv):
         self._prev_done = np.zeros(num_envs, dtype=bool)
         self._rows = np.arange(num_envs)
         self._params = self._bank.params(self._trace_k)
+        self._has_cap = np.ones(num_envs, dtype=bool)
 
     # -- episodes ----------------------------------------------------------------------------
 
@@ -357,6 +356,7 @@ class SplitExitVectorEnv(VectorEnv):
         self._shift_s[rows] = start * bank.slot_s[k]
         self._offset_s[rows] = offset = u[:, n + 2] * self._spare_s  # EdgeServer.reset
         self._params = bank.params(self._trace_k)
+        self._has_cap = self._params[3] > 0
         if self._permanent:
             t_fail_s = -self.config["outage_mean_up_s"] * np.log1p(-u[:, n + 3])
             fail_s = np.where(t_fail_s < env._duration_s, offset + t_fail_s, np.inf)
@@ -451,12 +451,10 @@ class SplitExitVectorEnv(VectorEnv):
                 f"got {a.dtype} of shape {a.shape}"
             )
         a = a.astype(np.int64, copy=False)
-        if self._multidiscrete:
-            bad = ((a < 0) | (a >= self.single_action_space.nvec)).any(axis=1)
-        else:
-            bad = (a < 0) | (a >= self._n_actions)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
+        big = self.single_action_space.nvec if self._multidiscrete else self._n_actions
+        if (a.view(np.uint64) >= big).any():  # negatives wrap to huge values
+            bad = a.view(np.uint64) >= big
+            i = int(np.flatnonzero(bad.any(axis=1) if self._multidiscrete else bad)[0])
             raise ValueError(
                 f"action {a[i].tolist()!r} of sub-env {i} is not in the action space "
                 f"{self.single_action_space}"
@@ -471,11 +469,12 @@ class SplitExitVectorEnv(VectorEnv):
         n = self.num_envs
         info: dict[str, Any] = {}
         with np.errstate(all="ignore"):
-            reset_rows = np.flatnonzero(self._prev_done)  # NEXT_STEP: reset, do not step
-            if reset_rows.size:
-                self._reset_rows(reset_rows)
-            live = ~self._prev_done
-            rows = np.flatnonzero(live) if reset_rows.size else self._rows
+            if self._prev_done.any():  # NEXT_STEP: these sub-envs reset and do not step
+                self._reset_rows(np.flatnonzero(self._prev_done))
+                live = ~self._prev_done
+                rows = np.flatnonzero(live)
+            else:
+                live, rows = np.ones(n, dtype=bool), self._rows
             if rows.size == n:
                 reward, terminated, truncated = (out := self._step_rows(rows, a)).pop("flags")
                 info = self._vector_info(rows, live, out)
@@ -540,8 +539,12 @@ class SplitExitVectorEnv(VectorEnv):
         env = self.env
         full = rows.size == self.num_envs
         sel = slice(None) if full else rows
-        i = self._step_idx[sel].copy()
-        sample = self._samples[i, rows]
+        if self._in_step:  # every sub-env at request i: scalar times, contiguous rows
+            i = int(self._step_idx[0])
+            sample = self._samples[i].copy() if full else self._samples[i, rows]
+        else:
+            i = self._step_idx[sel].copy()
+            sample = self._samples[i, rows]
         code = self._answer[sample * self._n_actions + a]
         exit_k = code >> 1
         split = self._split[a]
@@ -568,8 +571,8 @@ class SplitExitVectorEnv(VectorEnv):
         shift_s = self._shift_s[sel]
         base_sent = sent + shift_s
         bits_sent, slot_sent = bank.cumulative_bits_and_slot(base_sent, p)
-        end = bank.time_at_bits_s(bits_sent + 8.0 * payload, p, slot_sent, off)
-        transfer = np.where(payload <= 0, 0.0, np.maximum(end - base_sent, 0.0))
+        end = bank.time_at_bits_s(bits_sent + 8.0 * payload, p, slot_sent, off & self._has_cap[sel])
+        transfer = np.maximum(end - base_sent, 0.0)  # payload > 0 wherever it is sent
         uploaded = sent + transfer
         in_time = uploaded <= timeout_at
         tx_time = np.where(in_time, uploaded - sent, np.maximum(timeout_at - sent, 0.0))
@@ -609,7 +612,7 @@ class SplitExitVectorEnv(VectorEnv):
         )
         arrival_s = self._bg_arrival_s
         j = searchsorted_near(
-            arrival_s,
+            self._bg_arrival_pad,
             self._bg_window,
             t_srv,
             self._j_heard[beat, rows],
@@ -618,6 +621,7 @@ class SplitExitVectorEnv(VectorEnv):
             arrival_s.size + NEAR,
             lambda miss: np.searchsorted(arrival_s, t_srv[miss], side="right"),
         )
+        j = np.minimum(j, arrival_s.size)  # (only the sub-envs that reach it are searched)
         work = self._bg_work_before_s[j]
         m = np.maximum(self._m[sel], self._g_max(j, sel))
         up = self._uptime(t_srv, sel)
@@ -659,11 +663,13 @@ class SplitExitVectorEnv(VectorEnv):
         }
         reward = parts["accuracy"] + parts["latency"] + parts["energy"] + parts["deadline_miss"]
         self._energy_j[sel] += energy
-        self._step_idx[sel] = i + 1
-        terminated = np.zeros(rows.size, dtype=bool)
+        self._step_idx[sel] += 1
         if env._battery_j is not None:
             terminated = self._energy_j[sel] >= env._battery_j
-        truncated = (i + 1 >= self._horizon) & ~terminated
+            truncated = (i + 1 >= self._horizon) & ~terminated
+        else:
+            terminated = np.zeros(rows.size, dtype=bool)
+            truncated = np.broadcast_to(i + 1 >= self._horizon, rows.shape).copy()
         return {
             "flags": (reward, terminated, truncated),
             "split": split,

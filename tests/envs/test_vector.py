@@ -31,6 +31,7 @@ CONFIGS = {
     },
     "azure load, pensieve traces": {"server_load": "trace", "traces": "pensieve", "horizon": 40},
     "zero capacity": {"capacity_scale": 0.0, "horizon": 30},
+    "no background load": {"server_load": "none", "horizon": 30},
 }
 
 
