@@ -553,8 +553,7 @@ class SplitExitVectorEnv(VectorEnv):
 
         arrival = env.t0_s + i * env.frame_s
         timeout_at = arrival + env.timeout_s
-        device_free = self._device_free_s[sel].copy()
-        start = np.maximum(arrival, device_free)
+        start = np.maximum(arrival, self._device_free_s[sel])
         device_wait = start - arrival
         dropped = start >= timeout_at
         device_time = self._device_time_s[time_index]
@@ -640,17 +639,21 @@ class SplitExitVectorEnv(VectorEnv):
         answer = np.where(reach, finish + env.half_rtt_s, np.inf)
         self._m[sel] = np.where(reach, m_after, self._m[sel])
 
-        # The outcome (the three branches of SplitExitEnv._outcome).
-        latency_off = np.minimum(answer, timeout_at) - arrival
-        latency = np.where(
-            dropped, env.timeout_s, np.where(local, done_local - arrival, latency_off)
-        )
-        energy = np.where(dropped, 0.0, np.where(local, energy, energy_off))
-        timed_out = dropped | np.where(local, sent > timeout_at, answer > timeout_at)
-        self._device_free_s[sel] = np.where(
-            dropped, device_free, np.where(local, done_local, sent + tx_time)
-        )
-        self._last_tx_end_s[sel] = np.where(off & (tx_time > 0), sent + tx_time, last_tx_end)
+        # The outcome (the three branches of SplitExitEnv._outcome): answered on the device at
+        # `sent` or by the server at `answer`, cut at the timeout; dropped requests fixed last.
+        done = np.where(local, sent, answer)
+        timed_out = done > timeout_at
+        latency = np.minimum(done, timeout_at) - arrival
+        energy = np.where(local, energy, energy_off)
+        uplink_end = sent + tx_time
+        device_free = np.where(local, done_local, uplink_end)
+        if dropped.any():
+            latency[dropped] = env.timeout_s
+            energy[dropped] = 0.0
+            timed_out |= dropped
+            device_free[dropped] = self._device_free_s[sel][dropped]
+        self._device_free_s[sel] = device_free
+        self._last_tx_end_s[sel] = np.where(off & (tx_time > 0), uplink_end, last_tx_end)
 
         correct = (code & 1).astype(bool) & ~timed_out
         missed = timed_out | (latency > env.deadline_s)

@@ -32,6 +32,12 @@ CONFIGS = {
     "azure load, pensieve traces": {"server_load": "trace", "traces": "pensieve", "horizon": 40},
     "zero capacity": {"capacity_scale": 0.0, "horizon": 30},
     "no background load": {"server_load": "none", "horizon": 30},
+    "overloaded device (requests dropped)": {
+        "frame_period_s": 0.02,
+        "timeout_s": 0.3,
+        "deadline_s": 0.02,
+        "horizon": 60,
+    },
 }
 
 
