@@ -250,27 +250,30 @@ class SplitExitVectorEnv(VectorEnv):
         self.action_space = batch_space(env.action_space, num_envs)
         self._multidiscrete = cfg["action_type"] == "multidiscrete"
 
-        # Lookup tables. Per (sample, flat action): the answering exit and whether it is right,
-        # packed in one int8 (one gather from a table that stays in cache); per (split, exit,
-        # heads): compute times.
+        # Lookup tables. Per (sample, flat action), packed in one int8 read by one gather from a
+        # table that stays in cache: 2 * ti + correct, where ti indexes the (split, answering
+        # exit, heads on) tables of compute times and exit blocks.
         tables, n_actions = env.tables, env.n_actions
         a = np.arange(n_actions)
         split = a // (env.n_t * env.n_c)
         thr = (a // env.n_c) % env.n_t
         comp = a % env.n_c
+        heads = (thr < env.n_t - 1).astype(np.int64)
         exit_k = tables.exit_index[:, split, comp, thr].astype(np.int64)  # (N, A)
         correct = np.take_along_axis(tables.correct[:, split, comp, :], exit_k[..., None], 2)
-        self._answer = (2 * exit_k + correct[..., 0]).astype(np.int8).reshape(-1)
-        self._split, self._thr, self._comp = split, thr, comp
         n_exits = len(tables.exit_blocks)
-        # time index of an action answered by exit e: split_heads[a] + 2 * e
-        self._time_index = split * (2 * n_exits) + (thr < env.n_t - 1)
-        self._device_time_s = np.asarray(tables.device_time_s).reshape(-1)  # (S+1, E, heads)
+        ti = (split * n_exits + exit_k) * 2 + heads  # index into (S+1, E, heads)
+        self._answer = (2 * ti + correct[..., 0]).astype(np.int8).reshape(-1)
+        self._device_time_s = np.asarray(tables.device_time_s).reshape(-1)
         self._server_time_s = np.asarray(tables.server_time_s).reshape(-1)
-        self._payload_bytes = np.asarray(tables.payload_bytes, dtype=np.int64)[split, comp]
-        self._exit_blocks = np.asarray(tables.exit_blocks, dtype=np.int64)
-        self._thresholds = np.asarray(env.thresholds)
-        self._compressions = np.asarray(env.compressions)
+        blocks = np.asarray(tables.exit_blocks, dtype=np.int64)
+        self._exit_block = np.repeat(np.tile(blocks, env.num_splits), 2)  # by ti
+        self._split = split
+        payload = np.asarray(tables.payload_bytes, dtype=np.int64)[split, comp]
+        self._payload_bytes = payload
+        self._payload_mbit = 8.0 * payload / 1e6  # as RadioModel.tx_energy_j
+        self._threshold = np.asarray(env.thresholds)[thr]
+        self._compression = np.asarray(env.compressions)[comp]
         self._n_actions = n_actions
         self._horizon, self._history = env.horizon, env.history
         self._bank = _TraceBank(env.channel)
@@ -522,8 +525,12 @@ class SplitExitVectorEnv(VectorEnv):
     def _observation(self) -> np.ndarray:
         """The current observations, with each sub-env's device backlog and battery."""
         env, h = self.env, self._history
-        i = self._step_idx
-        obs = self._obs[i[0]].copy() if self._in_step else self._obs[i, self._rows]
+        if self._in_step:
+            i = int(self._step_idx[0])
+            obs = self._obs[i].copy()
+        else:
+            i = self._step_idx
+            obs = self._obs[i, self._rows]
         backlog_s = self._device_free_s - (env.t0_s + i * env.frame_s)
         busy = backlog_s > 0.0
         if busy.any():
@@ -546,10 +553,9 @@ class SplitExitVectorEnv(VectorEnv):
             i = self._step_idx[sel].copy()
             sample = self._samples[i, rows]
         code = self._answer[sample * self._n_actions + a]
-        exit_k = code >> 1
+        time_index = code >> 1
         split = self._split[a]
-        exit_block = self._exit_blocks[exit_k]
-        time_index = self._time_index[a] + 2 * exit_k
+        exit_block = self._exit_block[time_index]
 
         arrival = env.t0_s + i * env.frame_s
         timeout_at = arrival + env.timeout_s
@@ -583,7 +589,9 @@ class SplitExitVectorEnv(VectorEnv):
             bits = bits.astype(np.float64)
             bits[late] = np.maximum(got - bits_sent[late], 0.0)
         radio = env.radio
-        mbit = 8.0 * np.minimum(bits / 8, payload) / 1e6
+        mbit = self._payload_mbit[a]
+        if late.size:
+            mbit[late] = 8.0 * np.minimum(bits[late] / 8, payload[late]) / 1e6
         energy_off = energy + (
             (radio.alpha_up_mw_per_mbps * mbit + radio.beta_mw * tx_time) / MW_PER_W
         )
@@ -603,7 +611,9 @@ class SplitExitVectorEnv(VectorEnv):
         at_server = uploaded + env.half_rtt_s
         offset = self._offset_s[sel]
         t_srv = at_server + offset
-        reach = off & (at_server < timeout_at) & ~self._is_down(t_srv, sel)
+        reach = off & (at_server < timeout_at)
+        if self._permanent or self._intermittent:
+            reach &= ~self._is_down(t_srv, sel)
         service = self._server_time_s[time_index]
         # the jobs by now: a few more than at the last heartbeat before it
         beat = np.clip(
@@ -676,8 +686,8 @@ class SplitExitVectorEnv(VectorEnv):
         return {
             "flags": (reward, terminated, truncated),
             "split": split,
-            "threshold": self._thresholds[self._thr[a]],
-            "compression": self._compressions[self._comp[a]],
+            "threshold": self._threshold[a],
+            "compression": self._compression[a],
             "exit_block": exit_block,
             "correct": correct,
             "latency_s": latency,
