@@ -71,22 +71,31 @@ def searchsorted_near(
     limit: np.ndarray | int,
     fallback,
 ) -> np.ndarray:
-    """``np.searchsorted(a, v, side)`` where ``need``, for keys whose answers are likely in
-    ``hint .. hint + NEAR``: one look at those entries (``window``: ``a``'s sliding window view
-    of ``NEAR``), and ``fallback(rows)`` for the keys it misses or whose window would pass
-    ``limit``. With a large ``a`` this reads a cache line or two per key, not a binary
-    search's worth."""
-    h = np.minimum(np.maximum(hint, 1), window.shape[0] - 1)
+    """``np.searchsorted(a, v, side)`` where ``need``, for keys whose answers are likely at or
+    just after ``hint``: a look at ``a[hint]``, then at the next ``NEAR`` entries (``window``:
+    ``a``'s sliding window view of ``NEAR``) for the keys not settled, and ``fallback(rows)``
+    for those still not settled or whose window would pass ``limit``. With a large ``a`` this
+    reads a cache line or two per key, not a binary search's worth."""
+    h = np.minimum(np.maximum(hint, 1), window.shape[0] - 2)
     left = side == "left"
-    below = window[h] < v[:, None] if left else window[h] <= v[:, None]
-    count = ((below.view(np.uint64)[:, 0] * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)
-    before = a[h - 1]
-    ok = before < v if left else before <= v
-    ok &= (count < NEAR) & (h + NEAR <= limit)
-    out = h + count
-    miss = np.flatnonzero(need & ~ok)
-    if miss.size:
-        out[miss] = fallback(miss)
+    before, first = a[h - 1], a[h]
+    if left:
+        above, settled = before < v, first >= v
+    else:
+        above, settled = before <= v, first > v
+    out = h
+    rest = np.flatnonzero(need & ~(above & settled))
+    if rest.size:
+        h1 = h[rest] + 1
+        vr = v[rest]
+        below = window[h1] < vr[:, None] if left else window[h1] <= vr[:, None]
+        count = ((below.view(np.uint64)[:, 0] * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)
+        ok = above[rest] & (count < NEAR) & (h1 + NEAR <= limit[rest] if np.ndim(limit) else True)
+        out = h.copy()
+        out[rest] = h1 + count
+        miss = rest[~ok]
+        if miss.size:
+            out[miss] = fallback(miss)
     return out
 
 
@@ -134,14 +143,19 @@ class _TraceBank:
 
     def cumulative_bits_and_slot(self, t_s: np.ndarray, p: tuple) -> tuple:
         """:meth:`cumulative_bits` and the slot index within the trace."""
-        if (t_s < p[0]).all():  # no loop: divmod gives (0.0, t_s), and 0.0 * total + c == c
-            i = self.slot(t_s, p)
-            pair = self.pairs[p[4] + i]
-            return pair[..., 0] + pair[..., 1] * (t_s - i * p[1]), i
-        loops, x = np.divmod(t_s, p[0])
-        i = self.slot(x, p)
-        pair = self.pairs[p[4] + i]
-        return loops * p[3] + pair[..., 0] + pair[..., 1] * (x - i * p[1]), i
+        duration_s, slot_s, size, total, offset = p[:5]
+        # In the first loop divmod gives (0.0, t_s), and 0.0 * total + c == c: the plain formula
+        i = np.minimum((t_s / slot_s).astype(np.int64), size - 1)
+        pair = self.pairs[offset + i]
+        cum = pair[..., 0] + pair[..., 1] * (t_s - i * slot_s)
+        wrap = t_s >= duration_s
+        if wrap.any():
+            loops, x = np.divmod(t_s, duration_s)
+            i_loop = np.minimum((x / slot_s).astype(np.int64), size - 1)
+            pair = self.pairs[offset + i_loop]
+            cum_loop = loops * total + pair[..., 0] + pair[..., 1] * (x - i_loop * slot_s)
+            cum, i = np.where(wrap, cum_loop, cum), np.where(wrap, i_loop, i)
+        return cum, i
 
     def capacity_at_bps(self, t_s: np.ndarray, p: tuple) -> np.ndarray:
         """``CapacityTrace.capacity_at_bps`` at base times ``t_s``."""
@@ -150,43 +164,54 @@ class _TraceBank:
     def time_at_bits_s(
         self, bits: np.ndarray, p: tuple, hint: np.ndarray, need: np.ndarray
     ) -> np.ndarray:
-        """``CapacityTrace.time_at_bits_s``, element-wise, exact where ``need``; ``hint``: the
-        slot where the transfer starts."""
+        """``CapacityTrace.time_at_bits_s``, element-wise, exact where ``need`` (where the
+        trace delivers anything); ``hint``: the slot where the transfer starts."""
         duration_s, slot_s, size, total, offset, key_shift = p
-        within = bits <= total  # the first loop of the trace: loops = 0, rest = bits
-        if within.all():
-            loops, rest = None, bits
-        else:
-            loops = np.ceil(bits / total) - 1.0
-            rest = bits - loops * total
-            low = rest <= 0
-            high = ~low & (rest > total)
-            loops = np.where(low, loops - 1.0, np.where(high, loops + 1.0, loops))
-            rest = np.where(low, rest + total, np.where(high, rest - total, rest))
-
-        # bisect_left(cum_bits, rest): near the slot where the transfer starts, else in the
-        # lifted keys (exact in one trace; in several, lifting rounds, so the result is checked
-        # and the rare misses searched again in their own trace)
-        def fallback(rows: np.ndarray) -> np.ndarray:
-            at = np.searchsorted(self.keys, rest[rows] + key_shift[rows], side="left")
-            at = np.minimum(np.maximum(at, offset[rows] + 1), offset[rows] + size[rows])
-            ok = (self.cum_bits[at - 1] < rest[rows]) & (self.cum_bits[at] >= rest[rows])
-            for k in np.flatnonzero(~ok).tolist():
-                r = rows[k]
-                row = self.cum_bits[offset[r] : offset[r] + size[r] + 1]
-                at[k] = offset[r] + np.searchsorted(row, rest[r], side="left")
-            return at
-
-        limit = offset + size + 1
+        # bisect_left(cum_bits, bits) in the first loop (loops = 0, rest = bits): near the slot
+        # where the transfer starts
+        within = bits <= total
         at = searchsorted_near(
-            self.cum_bits, self.window, rest, offset + hint + 1, "left", need, limit, fallback
+            self.cum_bits,
+            self.window,
+            bits,
+            offset + hint + 1,
+            "left",
+            need & within,
+            offset + size + 1,
+            lambda rows: self._bisect_left(bits[rows], tuple(x[rows] for x in p)),
         )
         i = np.maximum(at - 1, offset) - offset
         pair = self.pairs[offset + i]
-        t = i * slot_s + (rest - pair[:, 0]) / pair[:, 1]
-        if loops is not None:  # loops * duration + i * slot + ..., as CapacityTrace computes it
-            t = loops * duration_s + i * slot_s + (rest - pair[:, 0]) / pair[:, 1]
-        return np.where(bits <= 0, 0.0, np.where(total <= 0, np.inf, t))
+        t = i * slot_s + (bits - pair[:, 0]) / pair[:, 1]
+        far = np.flatnonzero(need & ~within)
+        if far.size:  # past the first loop: loops * duration + i * slot + ...
+            pf = tuple(x[far] for x in p)
+            b, tot = bits[far], total[far]
+            loops = np.ceil(b / tot) - 1.0
+            rest = b - loops * tot
+            low = rest <= 0
+            high = ~low & (rest > tot)
+            loops = np.where(low, loops - 1.0, np.where(high, loops + 1.0, loops))
+            rest = np.where(low, rest + tot, np.where(high, rest - tot, rest))
+            i = self._bisect_left(rest, pf) - 1 - pf[4]
+            pair = self.pairs[pf[4] + i]
+            t[far] = loops * pf[0] + i * pf[1] + (rest - pair[:, 0]) / pair[:, 1]
+        zero = total <= 0  # nothing ever delivered
+        if zero.any():
+            t[zero] = np.inf
+        return t
+
+    def _bisect_left(self, rest: np.ndarray, p: tuple) -> np.ndarray:
+        """``offset + bisect_left(cum_bits of the trace, rest)``: in the lifted keys (exact in
+        one trace; in several, lifting rounds, so checked, the rare misses searched again)."""
+        size, offset, key_shift = p[2], p[4], p[5]
+        at = np.searchsorted(self.keys, rest + key_shift, side="left")
+        at = np.minimum(np.maximum(at, offset + 1), offset + size)
+        ok = (self.cum_bits[at - 1] < rest) & (self.cum_bits[at] >= rest)
+        for k in np.flatnonzero(~ok).tolist():
+            row = self.cum_bits[offset[k] : offset[k] + size[k] + 1]
+            at[k] = offset[k] + np.searchsorted(row, rest[k], side="left")
+        return at
 
 
 class SplitExitVectorEnv(VectorEnv):
