@@ -68,34 +68,37 @@ def searchsorted_near(
     hint: np.ndarray,
     side: str,
     need: np.ndarray,
-    limit: np.ndarray | int,
     fallback,
+    hint_may_pass: bool = True,
 ) -> np.ndarray:
     """``np.searchsorted(a, v, side)`` where ``need``, for keys whose answers are likely at or
-    just after ``hint``: a look at ``a[hint]``, then at the next ``NEAR`` entries (``window``:
-    ``a``'s sliding window view of ``NEAR``) for the keys not settled, and ``fallback(rows)``
-    for those still not settled or whose window would pass ``limit``. With a large ``a`` this
-    reads a cache line or two per key, not a binary search's worth."""
-    h = np.minimum(np.maximum(hint, 1), window.shape[0] - 2)
+    just after ``hint`` (``1 <= hint``, ``hint + NEAR < len(a)``): a look at ``a[hint]``, then
+    at the next ``NEAR`` entries (``window``: ``a``'s sliding window view of ``NEAR``) for the
+    keys not settled, and ``fallback(rows)`` for those still not settled. With a large ``a``
+    this reads a cache line or two per key, not a binary search's worth. Without
+    ``hint_may_pass`` the caller guarantees that the answer is at least ``hint``."""
     left = side == "left"
-    before, first = a[h - 1], a[h]
-    if left:
-        above, settled = before < v, first >= v
-    else:
-        above, settled = before <= v, first > v
-    out = h
-    rest = np.flatnonzero(need & ~(above & settled))
-    if rest.size:
-        h1 = h[rest] + 1
-        vr = v[rest]
-        below = window[h1] < vr[:, None] if left else window[h1] <= vr[:, None]
-        count = ((below.view(np.uint64)[:, 0] * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)
-        ok = above[rest] & (count < NEAR) & (h1 + NEAR <= limit[rest] if np.ndim(limit) else True)
-        out = h.copy()
-        out[rest] = h1 + count
-        miss = rest[~ok]
-        if miss.size:
-            out[miss] = fallback(miss)
+    first = a[hint]
+    settled = first >= v if left else first > v
+    if hint_may_pass:
+        before = a[hint - 1]
+        above = before < v if left else before <= v
+        settled &= above
+    rest = np.flatnonzero(need & ~settled)
+    if not rest.size:
+        return hint
+    h1 = hint[rest] + 1
+    vr = v[rest]
+    below = window[h1] < vr[:, None] if left else window[h1] <= vr[:, None]
+    count = ((below.view(np.uint64)[:, 0] * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)
+    ok = count < NEAR
+    if hint_may_pass:
+        ok &= above[rest]
+    out = hint.copy()
+    out[rest] = h1 + count
+    miss = rest[~ok]
+    if miss.size:
+        out[miss] = fallback(miss)
     return out
 
 
@@ -112,16 +115,23 @@ class _TraceBank:
         self.slot_s = np.array([tr.slot_s for tr in traces])
         self.duration_s = np.array([tr.duration_s for tr in traces])
         self.total_bits = np.array([tr.cum_bits_array[-1] for tr in traces])
-        self.offset = np.concatenate(([0], np.cumsum(self.size + 1)[:-1]))
-        pairs = [np.stack((tr.cum_bits_array, np.append(tr.capacity_bps, 0.0)), 1) for tr in traces]
-        pairs.append(np.full((NEAR, 2), np.inf))  # so that every window has NEAR entries
+        # Each trace's segment ends with NEAR + 1 entries of +inf: a window never reaches into
+        # the next trace.
+        pad = np.full((NEAR + 1, 2), np.inf)
+        self.offset = np.concatenate(([0], np.cumsum(self.size + 1 + pad.shape[0])[:-1]))
+        pairs = []
+        for tr in traces:
+            pairs += [np.stack((tr.cum_bits_array, np.append(tr.capacity_bps, 0.0)), 1), pad]
         self.pairs = np.concatenate(pairs)
         self.cum_bits = self.pairs[:, 0]
         self.window = np.lib.stride_tricks.sliding_window_view(self.cum_bits, NEAR)
         # One sorted search key for all traces: trace k's cumulative bits lifted by k * span.
         span = 2.0 ** math.ceil(math.log2(float(self.total_bits.max()) + 2.0))
         self.key_shift = np.arange(len(traces)) * span
-        self.keys = self.cum_bits[:-NEAR] + np.repeat(self.key_shift, self.size + 1)
+        self.key_offset = np.concatenate(([0], np.cumsum(self.size + 1)[:-1]))
+        self.keys = np.concatenate(
+            [tr.cum_bits_array + shift for tr, shift in zip(traces, self.key_shift, strict=True)]
+        )
 
     def params(self, k: np.ndarray) -> tuple:
         """Per-sub-env parameters of traces ``k``."""
@@ -164,27 +174,27 @@ class _TraceBank:
     def time_at_bits_s(
         self, bits: np.ndarray, p: tuple, hint: np.ndarray, need: np.ndarray
     ) -> np.ndarray:
-        """``CapacityTrace.time_at_bits_s``, element-wise, exact where ``need`` (where the
-        trace delivers anything); ``hint``: the slot where the transfer starts."""
+        """``CapacityTrace.time_at_bits_s``, element-wise, exact where ``need`` (sub-envs whose
+        trace delivers anything); ``hint``: the slot where the transfer starts, so that the
+        answer is past it (``bits`` exceeds the bits delivered by then)."""
         duration_s, slot_s, size, total, offset, key_shift = p
         # bisect_left(cum_bits, bits) in the first loop (loops = 0, rest = bits): near the slot
         # where the transfer starts
-        within = bits <= total
         at = searchsorted_near(
             self.cum_bits,
             self.window,
             bits,
             offset + hint + 1,
             "left",
-            need & within,
-            offset + size + 1,
-            lambda rows: self._bisect_left(bits[rows], tuple(x[rows] for x in p)),
+            need,
+            lambda rows: offset[rows] + self._bisect_left(bits[rows], tuple(x[rows] for x in p)),
+            hint_may_pass=False,
         )
-        i = np.maximum(at - 1, offset) - offset
-        pair = self.pairs[offset + i]
-        t = i * slot_s + (bits - pair[:, 0]) / pair[:, 1]
-        far = np.flatnonzero(need & ~within)
-        if far.size:  # past the first loop: loops * duration + i * slot + ...
+        pair = self.pairs[at - 1]
+        t = (at - 1 - offset) * slot_s + (bits - pair[:, 0]) / pair[:, 1]
+        within = bits <= total
+        if not within.all():  # past the first loop: loops * duration + i * slot + ...
+            far = np.flatnonzero(need & ~within)
             pf = tuple(x[far] for x in p)
             b, tot = bits[far], total[far]
             loops = np.ceil(b / tot) - 1.0
@@ -193,24 +203,23 @@ class _TraceBank:
             high = ~low & (rest > tot)
             loops = np.where(low, loops - 1.0, np.where(high, loops + 1.0, loops))
             rest = np.where(low, rest + tot, np.where(high, rest - tot, rest))
-            i = self._bisect_left(rest, pf) - 1 - pf[4]
+            i = self._bisect_left(rest, pf) - 1
             pair = self.pairs[pf[4] + i]
             t[far] = loops * pf[0] + i * pf[1] + (rest - pair[:, 0]) / pair[:, 1]
-        zero = total <= 0  # nothing ever delivered
-        if zero.any():
-            t[zero] = np.inf
         return t
 
     def _bisect_left(self, rest: np.ndarray, p: tuple) -> np.ndarray:
-        """``offset + bisect_left(cum_bits of the trace, rest)``: in the lifted keys (exact in
-        one trace; in several, lifting rounds, so checked, the rare misses searched again)."""
-        size, offset, key_shift = p[2], p[4], p[5]
-        at = np.searchsorted(self.keys, rest + key_shift, side="left")
-        at = np.minimum(np.maximum(at, offset + 1), offset + size)
-        ok = (self.cum_bits[at - 1] < rest) & (self.cum_bits[at] >= rest)
-        for k in np.flatnonzero(~ok).tolist():
-            row = self.cum_bits[offset[k] : offset[k] + size[k] + 1]
-            at[k] = offset[k] + np.searchsorted(row, rest[k], side="left")
+        """``bisect_left(cum_bits of the trace, rest)``, in ``1 .. size`` for ``rest`` in
+        ``(0, total]``: in the lifted keys (exact in one trace; in several, lifting rounds, so
+        checked, the rare misses searched again in their trace)."""
+        size, key_shift = p[2], p[5]
+        key_offset = self.key_offset[np.searchsorted(self.key_shift, key_shift)]
+        at = np.searchsorted(self.keys, rest + key_shift, side="left") - key_offset
+        at = np.minimum(np.maximum(at, 1), size)
+        cum = self.pairs[p[4] + at - 1, 0], self.pairs[p[4] + at, 0]
+        for k in np.flatnonzero(~((cum[0] < rest) & (cum[1] >= rest))).tolist():
+            row = self.cum_bits[p[4][k] : p[4][k] + size[k] + 1]
+            at[k] = np.searchsorted(row, rest[k], side="left")
         return at
 
 
@@ -307,7 +316,7 @@ class SplitExitVectorEnv(VectorEnv):
         world = env.server.world
         self._spare_s = world.duration_s - env._duration_s
         self._bg_arrival_s = world.arrival_s
-        self._bg_arrival_pad = np.concatenate((world.arrival_s, np.full(NEAR + 1, np.inf)))
+        self._bg_arrival_pad = np.concatenate((world.arrival_s, np.full(2 * NEAR + 2, np.inf)))
         self._bg_window = np.lib.stride_tricks.sliding_window_view(self._bg_arrival_pad, NEAR)
         self._bg_work_before_s = world.work_before_s
         self._bg_g_max = world.g_max
@@ -344,6 +353,7 @@ class SplitExitVectorEnv(VectorEnv):
         self._rows = np.arange(num_envs)
         self._params = self._bank.params(self._trace_k)
         self._has_cap = np.ones(num_envs, dtype=bool)
+        self._all_cap = True
 
     # -- episodes ----------------------------------------------------------------------------
 
@@ -385,6 +395,7 @@ class SplitExitVectorEnv(VectorEnv):
         self._offset_s[rows] = offset = u[:, n + 2] * self._spare_s  # EdgeServer.reset
         self._params = bank.params(self._trace_k)
         self._has_cap = self._params[3] > 0
+        self._all_cap = bool(self._has_cap.all())
         if self._permanent:
             t_fail_s = -self.config["outage_mean_up_s"] * np.log1p(-u[:, n + 3])
             fail_s = np.where(t_fail_s < env._duration_s, offset + t_fail_s, np.inf)
@@ -601,7 +612,9 @@ class SplitExitVectorEnv(VectorEnv):
         shift_s = self._shift_s[sel]
         base_sent = sent + shift_s
         bits_sent, slot_sent = bank.cumulative_bits_and_slot(base_sent, p)
-        end = bank.time_at_bits_s(bits_sent + 8.0 * payload, p, slot_sent, off & self._has_cap[sel])
+        end = bank.time_at_bits_s(bits_sent + 8.0 * payload, p, slot_sent, off)
+        if not self._all_cap:  # a trace that never delivers: the upload never ends
+            end[~self._has_cap[sel]] = np.inf
         transfer = np.maximum(end - base_sent, 0.0)  # payload > 0 wherever it is sent
         uploaded = sent + transfer
         in_time = uploaded <= timeout_at
@@ -640,19 +653,18 @@ class SplitExitVectorEnv(VectorEnv):
         if self._permanent or self._intermittent:
             reach &= ~self._is_down(t_srv, sel)
         service = self._server_time_s[time_index]
-        # the jobs by now: a few more than at the last heartbeat before it
-        beat = np.clip(
-            ((at_server - env.t0_s) / env.frame_s).astype(np.int64) + 1, 0, self._horizon
-        )
+        # the background jobs by now: a few more than by the request's arrival
+        hint = self._j_heard[i + 1] if self._in_step else self._j_heard[i + 1, rows]
+        if not full and self._in_step:
+            hint = hint[rows]
         arrival_s = self._bg_arrival_s
         j = searchsorted_near(
             self._bg_arrival_pad,
             self._bg_window,
             t_srv,
-            self._j_heard[beat, rows],
+            np.maximum(hint, 1),
             "right",
-            off,
-            arrival_s.size + NEAR,
+            reach,
             lambda miss: np.searchsorted(arrival_s, t_srv[miss], side="right"),
         )
         j = np.minimum(j, arrival_s.size)  # (only the sub-envs that reach it are searched)
