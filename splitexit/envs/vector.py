@@ -5,9 +5,10 @@ step: sub-env ``i`` owns its own ``np.random.Generator`` and draws its episodes 
 single env does, and every number of a step is computed with the same floating-point operations
 in the same order, element-wise. So ``N`` sub-envs seeded ``s .. s + N - 1`` give the
 observations, rewards, flags and infos of ``N`` single envs with those seeds, bit for bit
-(``tests/envs/test_vector.py``). What makes a batched step cheap is that an episode's world is a
-pair of offsets into long shared realisations (the capacity traces, the server's background
-load and outages), so a reset draws five numbers and copies nothing.
+(``tests/envs/test_vector.py``). An episode's world is a pair of offsets into long shared
+realisations (the capacity traces, the server's background load and outages), so a reset is one
+generator call per sub-env and copies nothing; the searches that a request needs (the slot where
+its upload ends, the background jobs before it reaches the server) start from a nearby hint.
 """
 
 from __future__ import annotations
@@ -46,15 +47,6 @@ INFO_KEYS = (
     "server_wait_s",
     "sample_index",
 )
-
-
-def searchsorted(a: np.ndarray, v: np.ndarray, side: str) -> np.ndarray:
-    """``np.searchsorted(a, v, side)`` with the keys searched in sorted order: with a large
-    ``a`` and scattered keys, the sorted walk stays in cache and is several times faster."""
-    order = np.argsort(v, axis=None)
-    out = np.empty(v.size, dtype=np.int64)
-    out[order] = np.searchsorted(a, v.reshape(-1)[order], side=side)
-    return out.reshape(v.shape)
 
 
 NEAR = 8  # entries looked at around a hint
@@ -142,6 +134,7 @@ class _TraceBank:
             self.total_bits[k],
             self.offset[k],
             self.key_shift[k],
+            self.key_offset[k],
         )
 
     def slot(self, x: np.ndarray, p: tuple) -> np.ndarray:
@@ -177,22 +170,22 @@ class _TraceBank:
         """``CapacityTrace.time_at_bits_s``, element-wise, exact where ``need`` (sub-envs whose
         trace delivers anything); ``hint``: the slot where the transfer starts, so that the
         answer is past it (``bits`` exceeds the bits delivered by then)."""
-        duration_s, slot_s, size, total, offset, key_shift = p
+        duration_s, slot_s, size, total, offset = p[:5]
         # bisect_left(cum_bits, bits) in the first loop (loops = 0, rest = bits): near the slot
         # where the transfer starts
+        within = bits <= total
         at = searchsorted_near(
             self.cum_bits,
             self.window,
             bits,
             offset + hint + 1,
             "left",
-            need,
+            need & within,
             lambda rows: offset[rows] + self._bisect_left(bits[rows], tuple(x[rows] for x in p)),
             hint_may_pass=False,
         )
         pair = self.pairs[at - 1]
         t = (at - 1 - offset) * slot_s + (bits - pair[:, 0]) / pair[:, 1]
-        within = bits <= total
         if not within.all():  # past the first loop: loops * duration + i * slot + ...
             far = np.flatnonzero(need & ~within)
             pf = tuple(x[far] for x in p)
@@ -212,8 +205,7 @@ class _TraceBank:
         """``bisect_left(cum_bits of the trace, rest)``, in ``1 .. size`` for ``rest`` in
         ``(0, total]``: in the lifted keys (exact in one trace; in several, lifting rounds, so
         checked, the rare misses searched again in their trace)."""
-        size, key_shift = p[2], p[5]
-        key_offset = self.key_offset[np.searchsorted(self.key_shift, key_shift)]
+        size, key_shift, key_offset = p[2], p[5], p[6]
         at = np.searchsorted(self.keys, rest + key_shift, side="left") - key_offset
         at = np.minimum(np.maximum(at, 1), size)
         cum = self.pairs[p[4] + at - 1, 0], self.pairs[p[4] + at, 0]
