@@ -68,9 +68,12 @@ class SplitExitEnv(gym.Env):
 
     ## Starting State
 
-    At ``reset`` the episode's world is drawn from ``np_random``: the samples of the test split
-    that will arrive, a trace and an offset in it (or a Markov / fading realisation), the server's
-    background arrivals and outages. Given the seed and the actions, the trajectory is fixed.
+    At ``reset`` one call ``np_random.random(horizon + 4)`` draws the episode: the samples of the
+    test split that will arrive, a trace and the slot to read it from (the Markov channel is one
+    long realised path), the offset into the server's world (background load and intermittent
+    outages realised once per process from ``config["world_seed"]``, so the queue starts in its
+    stationary regime), and the time of a permanent failure. The fading channel draws its
+    realisation after that. Given the seed and the actions, the trajectory is fixed.
 
     ## Episode End
 
