@@ -322,7 +322,7 @@ def test_shared_world_episode_matches_event_simulation_from_its_offset(outages):
             assert finish_s == pytest.approx(finish_ref - offset, abs=1e-9)
 
 
-def test_shared_world_episodes_start_in_the_stationary_regime_and_cost_one_draw():
+def test_shared_world_episodes_start_in_the_stationary_regime_and_draw_two_uniforms():
     server, world = _shared_server()
     rng = np.random.default_rng(1)
     start_backlog = []
