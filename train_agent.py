@@ -22,6 +22,7 @@ import re
 import shlex
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -112,14 +113,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint with the most steps in ``folder``, if any."""
+def checkpoints_newest_first(folder: Path) -> list[Path]:
+    """The checkpoints in ``folder``, the one with the most steps first."""
     found = [
         (int(m.group(1)), p)
         for p in folder.glob("model_*_steps.zip")
         if (m := CHECKPOINT_RE.search(p.name))
     ]
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found, reverse=True)]
 
 
 def save_model_atomically(model, path: Path) -> None:
@@ -147,13 +148,21 @@ def train(args, run_dir: Path, env_config: dict, hyper: dict, total: int, n_envs
             env_kwargs={"config": train_config},
         )
     ckpt_dir = run_dir / "checkpoints"
-    checkpoint = latest_checkpoint(ckpt_dir) if args.resume else None
-    if checkpoint is not None:
-        model = cls.load(
-            str(checkpoint), env=train_env, device="cpu", tensorboard_log=str(run_dir / "tb")
-        )
+    model = checkpoint = None
+    # SB3 writes checkpoints in place: one cut short by a kill is skipped for the one before.
+    for checkpoint in checkpoints_newest_first(ckpt_dir) if args.resume else []:
+        try:
+            model = cls.load(
+                str(checkpoint), env=train_env, device="cpu", tensorboard_log=str(run_dir / "tb")
+            )
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as err:
+            print(f"skipping the unreadable checkpoint {checkpoint}: {err}")
+            continue
         print(f"resuming from {checkpoint} ({model.num_timesteps} steps done)")
+        break
     else:
+        checkpoint = None
+    if model is None:
         if args.resume:
             print(f"no checkpoint in {ckpt_dir}: starting afresh")
         model = cls(

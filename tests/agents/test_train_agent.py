@@ -121,6 +121,18 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert 40000 <= num_timesteps(tmp_path / "run" / "model.zip") < 40000 + 256
 
 
+def test_resume_skips_a_checkpoint_cut_short(tmp_path):
+    args = ["--eval-freq", "256", "--output", str(tmp_path), "--name", "run", *TINY]
+    assert train_agent("--total-timesteps", "768", *args).returncode == 0
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("model_*_steps.zip"))
+    newest = max(ckpts, key=lambda p: int(p.name.split("_")[1]))
+    newest.write_bytes(newest.read_bytes()[:100])  # as if killed while SB3 wrote it
+    result = train_agent("--total-timesteps", "1024", *args, "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"skipping the unreadable checkpoint {newest}" in result.stdout
+    assert "resuming from" in result.stdout and "model_512_steps" in result.stdout
+
+
 def test_evaluation_is_reproducible_for_a_seed():
     env = SplitExitEnv(horizon=40)
     policy = make_policy("neurosurgeon", env)
