@@ -49,8 +49,7 @@ INFO_KEYS = (
 )
 
 
-NEAR = 8  # entries looked at in one window after a hint
-NEAR_STEPS = 3  # windows looked at before a full search
+NEAR = 8  # entries looked at around a hint
 _BYTE_SUM = np.uint64(0x0101010101010101)  # times 8 bytes of 0/1: their sum in the top byte
 
 
@@ -65,12 +64,11 @@ def searchsorted_near(
     hint_may_pass: bool = True,
 ) -> np.ndarray:
     """``np.searchsorted(a, v, side)`` where ``need``, for keys whose answers are likely at or
-    just after ``hint`` (``1 <= hint``; ``a`` ends with ``NEAR_STEPS * NEAR + 1`` entries of
-    +inf): a look at ``a[hint]``, then at up to ``NEAR_STEPS`` windows of ``NEAR`` entries
-    (``window[j]`` holds ``a[j : j + NEAR]``) for the keys not settled, and
-    ``fallback(rows)`` for the rest. With a large ``a`` this reads a cache line or two per key,
-    not a binary search's worth. Without ``hint_may_pass`` the caller guarantees that the
-    answer is at least ``hint``."""
+    just after ``hint`` (``1 <= hint``, ``hint + NEAR < len(a)``): a look at ``a[hint]``, then
+    at the next ``NEAR`` entries (``window``: ``a``'s sliding window view of ``NEAR``) for the
+    keys not settled, and ``fallback(rows)`` for those still not settled. With a large ``a``
+    this reads a cache line or two per key, not a binary search's worth. Without
+    ``hint_may_pass`` the caller guarantees that the answer is at least ``hint``."""
     left = side == "left"
     first = a[hint]
     settled = first >= v if left else first > v
@@ -81,42 +79,27 @@ def searchsorted_near(
     rest = np.flatnonzero(need & ~settled)
     if not rest.size:
         return hint
-    out = hint.copy()
+    h1 = hint[rest] + 1
+    vr = v[rest]
+    below = window[h1] < vr[:, None] if left else window[h1] <= vr[:, None]
+    count = ((below.view(np.uint64)[:, 0] * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)
+    ok = count < NEAR
     if hint_may_pass:
-        unsure = rest[~above[rest]]
-        rest = rest[above[rest]]
-    else:
-        unsure = rest[:0]
-    start = hint[rest] + 1
-    for _ in range(NEAR_STEPS):
-        vr = v[rest]
-        entries = np.take(window, start, axis=0)  # (np.take: fast row gathers)
-        below = entries < vr[:, None] if left else entries <= vr[:, None]
-        count = ((below.view(np.uint64)[:, 0] * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)
-        done = count < NEAR
-        out[rest[done]] = start[done] + count[done]
-        rest, start = rest[~done], start[~done] + NEAR
-        if not rest.size:
-            break
-    miss = np.concatenate((unsure, rest))
+        ok &= above[rest]
+    out = hint.copy()
+    out[rest] = h1 + count
+    miss = rest[~ok]
     if miss.size:
         out[miss] = fallback(miss)
     return out
-
-
-def windows(a: np.ndarray) -> np.ndarray:
-    """``out[j] = a[j : j + NEAR]``, materialised (``np.take(out, rows, axis=0)`` is a fast row
-    gather; on a sliding window view it is not)."""
-    return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(a, NEAR))
 
 
 class _TraceBank:
     """The channel's traces as flat arrays, with :class:`CapacityTrace`'s arithmetic
     element-wise over sub-envs that each read trace ``k`` shifted by ``shift_s``.
 
-    ``cum_bits[off_k + i]`` and ``cap_bps[off_k + i]`` hold trace ``k``'s cumulative bits at slot
-    boundary ``i`` and the capacity of slot ``i``; ``window[j]`` holds ``cum_bits[j : j + NEAR]``
-    (materialised: one row gather reads it)."""
+    ``pairs[off_k + i]`` holds trace ``k``'s cumulative bits at slot boundary ``i`` and the
+    capacity of slot ``i``: the two numbers a step reads sit in one cache line."""
 
     def __init__(self, channel: TraceChannel):
         traces = channel.scaled_traces
@@ -124,15 +107,16 @@ class _TraceBank:
         self.slot_s = np.array([tr.slot_s for tr in traces])
         self.duration_s = np.array([tr.duration_s for tr in traces])
         self.total_bits = np.array([tr.cum_bits_array[-1] for tr in traces])
-        # Each trace's segment ends with entries of +inf: a window never reaches into the next
-        # trace.
-        pad = np.full(NEAR_STEPS * NEAR + 1, np.inf)
-        self.offset = np.concatenate(([0], np.cumsum(self.size + 1 + pad.size)[:-1]))
-        self.cum_bits = np.concatenate([x for tr in traces for x in (tr.cum_bits_array, pad)])
-        self.cap_bps = np.concatenate(
-            [x for tr in traces for x in (tr.capacity_bps, np.zeros(1), pad)]
-        )
-        self.window = windows(self.cum_bits)
+        # Each trace's segment ends with NEAR + 1 entries of +inf: a window never reaches into
+        # the next trace.
+        pad = np.full((NEAR + 1, 2), np.inf)
+        self.offset = np.concatenate(([0], np.cumsum(self.size + 1 + pad.shape[0])[:-1]))
+        pairs = []
+        for tr in traces:
+            pairs += [np.stack((tr.cum_bits_array, np.append(tr.capacity_bps, 0.0)), 1), pad]
+        self.pairs = np.concatenate(pairs)
+        self.cum_bits = self.pairs[:, 0]
+        self.window = np.lib.stride_tricks.sliding_window_view(self.cum_bits, NEAR)
         # One sorted search key for all traces: trace k's cumulative bits lifted by k * span.
         span = 2.0 ** math.ceil(math.log2(float(self.total_bits.max()) + 2.0))
         self.key_shift = np.arange(len(traces)) * span
@@ -165,31 +149,20 @@ class _TraceBank:
         duration_s, slot_s, size, total, offset = p[:5]
         # In the first loop divmod gives (0.0, t_s), and 0.0 * total + c == c: the plain formula
         i = np.minimum((t_s / slot_s).astype(np.int64), size - 1)
-        at = offset + i
-        cum = np.take(self.cum_bits, at) + np.take(self.cap_bps, at) * (t_s - i * slot_s)
+        pair = self.pairs[offset + i]
+        cum = pair[..., 0] + pair[..., 1] * (t_s - i * slot_s)
         wrap = t_s >= duration_s
-        if not wrap.any():
-            return cum, i
-        if t_s.ndim == 2:  # the whole episode's observation times
-            far = wrap.any(axis=1)
-            cum_far, i_far = self._looped(t_s[far], tuple(x[far] for x in p))
-            cum[far], i[far] = cum_far, i_far
-            return cum, i
-        far = np.flatnonzero(wrap)
-        cum[far], i[far] = self._looped(t_s[far], tuple(x[far] for x in p))
+        if wrap.any():
+            loops, x = np.divmod(t_s, duration_s)
+            i_loop = np.minimum((x / slot_s).astype(np.int64), size - 1)
+            pair = self.pairs[offset + i_loop]
+            cum_loop = loops * total + pair[..., 0] + pair[..., 1] * (x - i_loop * slot_s)
+            cum, i = np.where(wrap, cum_loop, cum), np.where(wrap, i_loop, i)
         return cum, i
-
-    def _looped(self, t_s: np.ndarray, p: tuple) -> tuple:
-        """:meth:`cumulative_bits_and_slot` past the first loop (divmod, as CapacityTrace)."""
-        duration_s, slot_s, size, total, offset = p[:5]
-        loops, x = np.divmod(t_s, duration_s)
-        i = np.minimum((x / slot_s).astype(np.int64), size - 1)
-        cum, cap = self.cum_bits[offset + i], self.cap_bps[offset + i]
-        return loops * total + cum + cap * (x - i * slot_s), i
 
     def capacity_at_bps(self, t_s: np.ndarray, p: tuple) -> np.ndarray:
         """``CapacityTrace.capacity_at_bps`` at base times ``t_s``."""
-        return self.cap_bps[p[4] + self.slot(np.remainder(t_s, p[0]), p)]
+        return self.pairs[p[4] + self.slot(np.remainder(t_s, p[0]), p), 1]
 
     def time_at_bits_s(
         self, bits: np.ndarray, p: tuple, hint: np.ndarray, need: np.ndarray
@@ -211,9 +184,8 @@ class _TraceBank:
             lambda rows: offset[rows] + self._bisect_left(bits[rows], tuple(x[rows] for x in p)),
             hint_may_pass=False,
         )
-        at = at - 1
-        cum, cap = np.take(self.cum_bits, at), np.take(self.cap_bps, at)
-        t = (at - offset) * slot_s + (bits - cum) / cap
+        pair = self.pairs[at - 1]
+        t = (at - 1 - offset) * slot_s + (bits - pair[:, 0]) / pair[:, 1]
         if not within.all():  # past the first loop: loops * duration + i * slot + ...
             far = np.flatnonzero(need & ~within)
             pf = tuple(x[far] for x in p)
@@ -225,8 +197,8 @@ class _TraceBank:
             loops = np.where(low, loops - 1.0, np.where(high, loops + 1.0, loops))
             rest = np.where(low, rest + tot, np.where(high, rest - tot, rest))
             i = self._bisect_left(rest, pf) - 1
-            cum, cap = self.cum_bits[pf[4] + i], self.cap_bps[pf[4] + i]
-            t[far] = loops * pf[0] + i * pf[1] + (rest - cum) / cap
+            pair = self.pairs[pf[4] + i]
+            t[far] = loops * pf[0] + i * pf[1] + (rest - pair[:, 0]) / pair[:, 1]
         return t
 
     def _bisect_left(self, rest: np.ndarray, p: tuple) -> np.ndarray:
@@ -236,7 +208,7 @@ class _TraceBank:
         size, key_shift, key_offset = p[2], p[5], p[6]
         at = np.searchsorted(self.keys, rest + key_shift, side="left") - key_offset
         at = np.minimum(np.maximum(at, 1), size)
-        cum = self.cum_bits[p[4] + at - 1], self.cum_bits[p[4] + at]
+        cum = self.pairs[p[4] + at - 1, 0], self.pairs[p[4] + at, 0]
         for k in np.flatnonzero(~((cum[0] < rest) & (cum[1] >= rest))).tolist():
             row = self.cum_bits[p[4][k] : p[4][k] + size[k] + 1]
             at[k] = np.searchsorted(row, rest[k], side="left")
@@ -336,9 +308,8 @@ class SplitExitVectorEnv(VectorEnv):
         world = env.server.world
         self._spare_s = world.duration_s - env._duration_s
         self._bg_arrival_s = world.arrival_s
-        pad = np.full(NEAR_STEPS * NEAR + 2, np.inf)
-        self._bg_arrival_pad = np.concatenate((world.arrival_s, pad))
-        self._bg_window = windows(self._bg_arrival_pad)
+        self._bg_arrival_pad = np.concatenate((world.arrival_s, np.full(2 * NEAR + 2, np.inf)))
+        self._bg_window = np.lib.stride_tricks.sliding_window_view(self._bg_arrival_pad, NEAR)
         self._bg_work_before_s = world.work_before_s
         self._bg_g_max = world.g_max
         self._permanent = bool(env.server.outages is not None and env.server.outages.permanent)
@@ -352,25 +323,18 @@ class SplitExitVectorEnv(VectorEnv):
         n, h = self._horizon, self._history
         self._t_obs_s = env.t0_s + env.frame_s * np.arange(-h, n + 1)  # as SplitExitEnv.reset
         self._heard_s = self._t_obs_s[h:] - env.frame_s
-        self._rtt_feature = min(cfg["rtt_s"] / env.timeout_s, 1.0)
-        self._deadline_feature = min(env.deadline_s / env.timeout_s, 1.0)
         self._rngs: list[np.random.Generator] = []
         self._draws = np.zeros((num_envs, n + EPISODE_DRAWS))
         self._samples = np.zeros((n, num_envs), dtype=np.int64)  # request-major
-        # The exogenous part of each sub-env's current observation, advanced one request per
-        # step with SplitExitEnv.reset's arithmetic: the throughput history (and the bits
-        # delivered by the last period's end), the server's queue and whether it was heard.
-        self._throughput = np.zeros((num_envs, h), np.float32)
-        self._cum_edge = np.zeros(num_envs)
-        self._queue = np.zeros(num_envs, np.float32)
-        self._heard = np.ones(num_envs, np.float32)
-        self._j_heard = np.zeros(num_envs, dtype=np.int64)  # background jobs by the heartbeat
+        # Observations of the episodes, request-major: (request, sub-env, feature).
+        self._obs = np.zeros((n + 1, num_envs, self.single_observation_space.shape[0]), np.float32)
         self._trace_k = np.zeros(num_envs, dtype=np.int64)
         self._shift_s = np.zeros(num_envs)
         self._offset_s = np.zeros(num_envs)
         self._fail_s = np.full(num_envs, np.inf)
         self._fail_k = np.full(num_envs, len(self._bg_g_max), dtype=np.int64)
         self._fail_g = np.zeros(num_envs)
+        self._j_heard = np.zeros((n + 1, num_envs), dtype=np.int64)  # hints for the queue
         self._step_idx = np.zeros(num_envs, dtype=np.int64)
         self._in_step = True  # every sub-env is at the same request (reset keeps it current)
         self._device_free_s = np.zeros(num_envs)
@@ -434,14 +398,30 @@ class SplitExitVectorEnv(VectorEnv):
         ptr = np.searchsorted(self._bg_arrival_s, offset, side="right")
         self._m[rows] = self._g_max(ptr, rows)
 
-        # The first observation: H periods of throughput, the first heartbeat.
+        # Observations of the whole episode, as SplitExitEnv.reset lays them out.
         h = self._history
         p = tuple(x[:, None] for x in self._bank.params(self._trace_k[rows]))
-        base_t = self._t_obs_s[None, : h + 1] + self._shift_s[rows, None]
-        cum = self._bank.cumulative_bits(base_t, p)
-        self._throughput[rows] = self._throughput_feature(np.diff(cum, axis=1))
-        self._cum_edge[rows] = cum[:, h]
-        self._heartbeat(rows, 0, ptr)
+        base_t = self._t_obs_s[None, :] + self._shift_s[rows, None]
+        mbps = np.diff(self._bank.cumulative_bits(base_t, p), axis=1) / env.frame_s / 1e6
+        tp = (np.log1p(mbps) / np.log1p(MAX_OBS_THROUGHPUT_MBPS)).clip(0.0, 1.0)
+        every = len(rows) == self.num_envs
+        obs = self._obs if every else np.empty((n + 1, len(rows), self._obs.shape[2]), np.float32)
+        obs[:, :, :h] = np.lib.stride_tricks.sliding_window_view(tp.T, h, axis=0)
+        obs[:, :, h] = min(self.config["rtt_s"] / env.timeout_s, 1.0)
+        heard = self._heard_s[None, :] + offset[:, None]
+        j = np.searchsorted(self._bg_arrival_s, heard, side="right")  # background jobs by then
+        self._j_heard[:, rows] = j.T
+        queue_s = np.maximum(
+            0.0,
+            self._bg_work_before_s[j] - self._uptime(heard, rows[:, None]) + self._g_max(j, rows),
+        )
+        obs[:, :, h + 1] = np.minimum(np.log1p(queue_s / WAIT_UNIT_S) / env._wait_scale, 1.0).T
+        obs[:, :, h + 2] = np.where(self._is_down(heard, rows[:, None]), 0.0, 1.0).T
+        obs[:, :, h + 3] = 0.0
+        obs[:, :, h + 4] = 1.0
+        obs[:, :, h + 5] = min(env.deadline_s / env.timeout_s, 1.0)
+        if not every:
+            self._obs[:, rows] = obs
         self._step_idx[rows] = 0
         self._in_step = bool((self._step_idx == self._step_idx[0]).all())
         self._device_free_s[rows] = 0.0
@@ -570,63 +550,20 @@ class SplitExitVectorEnv(VectorEnv):
         info["_rewards"] = live
         return info
 
-    def _throughput_feature(self, bits: np.ndarray) -> np.ndarray:
-        """The throughput features of periods that delivered ``bits`` (as SplitExitEnv.reset)."""
-        mbps = bits / self.env.frame_s / 1e6
-        return (np.log1p(mbps) / np.log1p(MAX_OBS_THROUGHPUT_MBPS)).clip(0.0, 1.0)
-
-    def _heartbeat(self, rows: np.ndarray, k, hint: np.ndarray) -> None:
-        """The server's heartbeat before request ``k`` of ``rows`` (background queue, whether
-        it arrived), as SplitExitEnv.reset computes it; ``hint``: jobs by an earlier time."""
-        heard = self._heard_s[k] + self._offset_s[rows]
-        j = searchsorted_near(
-            self._bg_arrival_pad,
-            self._bg_window,
-            heard,
-            np.maximum(hint, 1),
-            "right",
-            np.ones(len(rows), dtype=bool),
-            lambda miss: np.searchsorted(self._bg_arrival_s, heard[miss], side="right"),
-        )
-        self._j_heard[rows] = j
-        queue_s = np.maximum(
-            0.0, self._bg_work_before_s[j] - self._uptime(heard, rows) + self._g_max(j, rows)
-        )
-        feature = np.minimum(np.log1p(queue_s / WAIT_UNIT_S) / self.env._wait_scale, 1.0)
-        self._queue[rows] = feature
-        if self._permanent or self._intermittent:
-            self._heard[rows] = np.where(self._is_down(heard, rows), 0.0, 1.0)
-
-    def _advance(self, rows: np.ndarray, k) -> None:
-        """Move the exogenous observation of ``rows`` on to request ``k``."""
-        h, sel = self._history, rows if rows.size < self.num_envs else slice(None)
-        p = self._params if rows.size == self.num_envs else tuple(x[rows] for x in self._params)
-        cum = self._bank.cumulative_bits(self._t_obs_s[k + h] + self._shift_s[sel], p)
-        history = self._throughput[sel]
-        history[:, :-1] = history[:, 1:]
-        history[:, -1] = self._throughput_feature(cum - self._cum_edge[sel])
-        self._throughput[sel] = history
-        self._cum_edge[sel] = cum
-        self._heartbeat(rows, k, self._j_heard[sel])
-
     def _observation(self) -> np.ndarray:
-        """The current observations: the exogenous part, each sub-env's device backlog and
-        battery."""
+        """The current observations, with each sub-env's device backlog and battery."""
         env, h = self.env, self._history
-        obs = np.empty((self.num_envs, h + 6), np.float32)
-        obs[:, :h] = self._throughput
-        obs[:, h] = self._rtt_feature
-        obs[:, h + 1] = self._queue
-        obs[:, h + 2] = self._heard
-        obs[:, h + 3] = 0.0
-        obs[:, h + 4] = 1.0
-        obs[:, h + 5] = self._deadline_feature
-        i = int(self._step_idx[0]) if self._in_step else self._step_idx
+        if self._in_step:
+            i = int(self._step_idx[0])
+            obs = self._obs[i].copy()
+        else:
+            i = self._step_idx
+            obs = self._obs[i, self._rows]
         backlog_s = self._device_free_s - (env.t0_s + i * env.frame_s)
-        busy = np.flatnonzero(backlog_s > 0.0)
-        if busy.size:
-            feature = np.minimum(np.log1p(backlog_s[busy] / WAIT_UNIT_S) / env._wait_scale, 1.0)
-            obs[busy, h + 3] = feature
+        busy = backlog_s > 0.0
+        if busy.any():
+            feature = np.minimum(np.log1p(backlog_s / WAIT_UNIT_S) / env._wait_scale, 1.0)
+            obs[busy, h + 3] = feature[busy]
         if env._battery_j is not None:
             obs[:, h + 4] = np.maximum(1.0 - self._energy_j / env._battery_j, 0.0)
         return obs
@@ -709,7 +646,9 @@ class SplitExitVectorEnv(VectorEnv):
             reach &= ~self._is_down(t_srv, sel)
         service = self._server_time_s[time_index]
         # the background jobs by now: a few more than by the request's arrival
-        hint = self._j_heard[sel]  # the jobs by the heartbeat before the request
+        hint = self._j_heard[i + 1] if self._in_step else self._j_heard[i + 1, rows]
+        if not full and self._in_step:
+            hint = hint[rows]
         arrival_s = self._bg_arrival_s
         j = searchsorted_near(
             self._bg_arrival_pad,
@@ -772,8 +711,7 @@ class SplitExitVectorEnv(VectorEnv):
             truncated = (i + 1 >= self._horizon) & ~terminated
         else:
             terminated = np.zeros(rows.size, dtype=bool)
-            truncated = terminated | (i + 1 >= self._horizon)
-        self._advance(rows, i + 1)
+            truncated = np.broadcast_to(i + 1 >= self._horizon, rows.shape).copy()
         return {
             "flags": (reward, terminated, truncated),
             "split": split,
@@ -798,8 +736,10 @@ class SplitExitVectorEnv(VectorEnv):
 
     def action_masks(self) -> np.ndarray:
         """``SplitExitEnv.action_masks`` of every sub-env, shape ``(num_envs, n_actions)``."""
-        env = self.env
+        env, h = self.env, self._history
         masks = np.ones((self.num_envs, env.num_splits, env.n_t, env.n_c), dtype=bool)
         masks[:, 0, :, 1:] = masks[:, -1, :, 1:] = False
-        masks[self._heard == 0, :-1] = False
+        i = np.minimum(self._step_idx, self._horizon)
+        unreachable = self._obs[i, self._rows, h + 2] == 0
+        masks[unreachable, :-1] = False
         return masks.reshape(self.num_envs, -1)
