@@ -96,9 +96,11 @@ def ppo_config(
     envs_per_runner: int,
     seed: int,
     source: str = "the hyperparameters",
+    vectorize: str = "sync",
 ):
     """The ``PPOConfig`` of a run; ``hyper`` holds PPOConfig.training() arguments and
     ``net_arch`` / ``activation`` (``source`` names where they came from, for errors)."""
+    import gymnasium as gym
     from ray.rllib.algorithms.ppo import PPOConfig
 
     if num_env_runners < 0:
@@ -122,7 +124,11 @@ def ppo_config(
     return (
         PPOConfig()
         .environment(env, env_config=dict(env_config))
-        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=envs_per_runner)
+        .env_runners(
+            num_env_runners=num_env_runners,
+            num_envs_per_env_runner=envs_per_runner,
+            gym_env_vectorize_mode=gym.VectorizeMode(vectorize),
+        )
         .training(**training)
         .rl_module(model_config=model_config(hyper))
         .debugging(seed=seed)
@@ -292,6 +298,8 @@ def train(args, run_dir: Path, env_config: dict, hyper: dict, total: int, n_envs
         n_envs,
         args.seed,
         source=args.conf_file or "splitexit/agents/hyperparams/rllib-ppo.yml",
+        # --vec-env native: each env runner steps one SplitExitVectorEnv
+        vectorize="vector_entry_point" if args.vec_env == "native" else "sync",
     )
     eval_env = gym.make(args.env, config={**env_config, "traces": args.eval_traces}).unwrapped
     module = build_module(eval_env, net_arch, activation)

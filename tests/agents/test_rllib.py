@@ -50,6 +50,29 @@ def test_the_env_takes_an_env_context_as_its_config():
         SplitExitEnv(EnvContext({"deadline": 0.1}, worker_index=1))
 
 
+def test_env_runners_can_step_the_native_vector_env(local_ray):
+    from splitexit.envs.vector import SplitExitVectorEnv
+
+    config = rllib.ppo_config(
+        "splitexit:SplitExit-v0",
+        {"horizon": 20},  # episodes end within one iteration (32 steps per sub-env)
+        TINY_PPO,
+        0,  # the local env runner, so that its env can be inspected
+        8,
+        seed=0,
+        vectorize="vector_entry_point",
+    )
+    algo = config.build_algo()
+    try:
+        assert isinstance(algo.env_runner.env.unwrapped, SplitExitVectorEnv)
+        assert algo.env_runner.env.unwrapped.num_envs == 8
+        result = algo.train()
+        assert result["env_runners"]["num_env_steps_sampled_lifetime"] >= 256
+        assert np.isfinite(result["env_runners"]["episode_return_mean"])
+    finally:
+        rllib.stop(algo)
+
+
 def test_ppo_trains_with_two_env_runners_and_acts_greedily(local_ray, tmp_path):
     # The env class itself, as a user would pass it: PPOConfig().environment(SplitExitEnv, ...)
     config = rllib.ppo_config(SplitExitEnv, {"horizon": 50}, TINY_PPO, 2, 2, seed=0)
