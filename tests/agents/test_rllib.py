@@ -4,7 +4,6 @@ Needs the extra ``rllib`` (``pip install -e ".[dev,rllib]"``, as CI does)."""
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,10 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from ray.rllib.env.env_context import EnvContext  # noqa: E402
+
+# tests/agents is on sys.path (pytest's rootdir-relative prepend import mode)
+from test_train_agent import REPORT_FILES  # noqa: E402
+from test_train_agent import train_agent as run_train_agent  # noqa: E402
 
 from splitexit.agents import rllib  # noqa: E402
 from splitexit.envs import SplitExitEnv  # noqa: E402
@@ -124,13 +127,7 @@ def test_unknown_hyperparameter_names_itself():
 
 
 def train_agent(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train_agent.py"), "--backend", "rllib", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    return run_train_agent("--backend", "rllib", *args)
 
 
 def test_train_agent_rllib_writes_the_whole_report_and_resumes(tmp_path):
@@ -156,16 +153,7 @@ def test_train_agent_rllib_writes_the_whole_report_and_resumes(tmp_path):
     result = train_agent("--total-timesteps", "512", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
-    for name in (
-        "model.safetensors",
-        "config.json",
-        "summary.json",
-        "episodes.csv",
-        "episodes.json",
-        "report.md",
-        "pareto.png",
-        "timeline.png",
-    ):
+    for name in ("model.safetensors", *REPORT_FILES):
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
     names = [s["name"] for s in summary]

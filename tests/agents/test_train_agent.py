@@ -27,6 +27,16 @@ SUMMARY_KEYS = {
     "deadline_miss_rate",
     "oracle_normalized",
 }
+# What every run writes besides its model.
+REPORT_FILES = (
+    "config.json",
+    "summary.json",
+    "episodes.csv",
+    "episodes.json",
+    "report.md",
+    "pareto.png",
+    "timeline.png",
+)
 TINY = ["--n-envs", "2", "--eval-episodes", "2", "--no-progress", "--env-kwargs", "horizon:50"]
 
 
@@ -63,16 +73,7 @@ def test_smoke_run_writes_the_whole_report(tmp_path, algo):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
-    for name in (
-        "model.zip",
-        "config.json",
-        "summary.json",
-        "episodes.csv",
-        "episodes.json",
-        "report.md",
-        "pareto.png",
-        "timeline.png",
-    ):
+    for name in ("model.zip", *REPORT_FILES):
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
     names = [s["name"] for s in summary]
