@@ -107,6 +107,7 @@ class _TraceBank:
         self.slot_s = np.array([tr.slot_s for tr in traces])
         self.duration_s = np.array([tr.duration_s for tr in traces])
         self.total_bits = np.array([tr.cum_bits_array[-1] for tr in traces])
+        self.any_silent = bool((self.total_bits <= 0).any())  # (capacity_scale 0, say)
         # Each trace's segment ends with NEAR + 1 entries of +inf: a window never reaches into
         # the next trace.
         pad = np.full((NEAR + 1, 2), np.inf)
@@ -146,19 +147,22 @@ class _TraceBank:
 
     def cumulative_bits_and_slot(self, t_s: np.ndarray, p: tuple) -> tuple:
         """:meth:`cumulative_bits` and the slot index within the trace."""
-        duration_s, slot_s, size, total, offset = p[:5]
-        # In the first loop divmod gives (0.0, t_s), and 0.0 * total + c == c: the plain formula
-        i = np.minimum((t_s / slot_s).astype(np.int64), size - 1)
-        pair = self.pairs[offset + i]
-        cum = pair[..., 0] + pair[..., 1] * (t_s - i * slot_s)
+        duration_s, total = p[0], p[3]
+        # In the first loop divmod gives (0.0, t_s): loops * total is 0.0
+        cum, i = self._in_loop(t_s, p, 0.0)
         wrap = t_s >= duration_s
         if wrap.any():
             loops, x = np.divmod(t_s, duration_s)
-            i_loop = np.minimum((x / slot_s).astype(np.int64), size - 1)
-            pair = self.pairs[offset + i_loop]
-            cum_loop = loops * total + pair[..., 0] + pair[..., 1] * (x - i_loop * slot_s)
+            cum_loop, i_loop = self._in_loop(x, p, loops * total)
             cum, i = np.where(wrap, cum_loop, cum), np.where(wrap, i_loop, i)
         return cum, i
+
+    def _in_loop(self, x: np.ndarray, p: tuple, loops_bits) -> tuple:
+        """``loops_bits + cum[i] + cap[i] * (x - i * slot)`` for ``x`` within one loop, in
+        CapacityTrace's order of operations, and ``i``."""
+        i = self.slot(x, p)
+        pair = self.pairs[p[4] + i]
+        return loops_bits + pair[..., 0] + pair[..., 1] * (x - i * p[1]), i
 
     def capacity_at_bps(self, t_s: np.ndarray, p: tuple) -> np.ndarray:
         """``CapacityTrace.capacity_at_bps`` at base times ``t_s``."""
@@ -167,10 +171,13 @@ class _TraceBank:
     def time_at_bits_s(
         self, bits: np.ndarray, p: tuple, hint: np.ndarray, need: np.ndarray
     ) -> np.ndarray:
-        """``CapacityTrace.time_at_bits_s``, element-wise, exact where ``need`` (sub-envs whose
-        trace delivers anything); ``hint``: the slot where the transfer starts, so that the
-        answer is past it (``bits`` exceeds the bits delivered by then)."""
+        """``CapacityTrace.time_at_bits_s``, element-wise, exact where ``need``; ``hint``: the
+        slot where the transfer starts, so that the answer is past it (``bits`` exceeds the bits
+        delivered by then). ``inf`` on a trace that never delivers anything."""
         duration_s, slot_s, size, total, offset = p[:5]
+        silent = total <= 0 if self.any_silent else None
+        if silent is not None:
+            need = need & ~silent
         # bisect_left(cum_bits, bits) in the first loop (loops = 0, rest = bits): near the slot
         # where the transfer starts
         within = bits <= total
@@ -199,6 +206,8 @@ class _TraceBank:
             i = self._bisect_left(rest, pf) - 1
             pair = self.pairs[pf[4] + i]
             t[far] = loops * pf[0] + i * pf[1] + (rest - pair[:, 0]) / pair[:, 1]
+        if silent is not None:
+            t[silent] = np.inf
         return t
 
     def _bisect_left(self, rest: np.ndarray, p: tuple) -> np.ndarray:
@@ -344,8 +353,6 @@ class SplitExitVectorEnv(VectorEnv):
         self._prev_done = np.zeros(num_envs, dtype=bool)
         self._rows = np.arange(num_envs)
         self._params = self._bank.params(self._trace_k)
-        self._has_cap = np.ones(num_envs, dtype=bool)
-        self._all_cap = True
 
     # -- episodes ----------------------------------------------------------------------------
 
@@ -386,8 +393,6 @@ class SplitExitVectorEnv(VectorEnv):
         self._shift_s[rows] = start * bank.slot_s[k]
         self._offset_s[rows] = offset = u[:, n + 2] * self._spare_s  # EdgeServer.reset
         self._params = bank.params(self._trace_k)
-        self._has_cap = self._params[3] > 0
-        self._all_cap = bool(self._has_cap.all())
         if self._permanent:
             t_fail_s = -self.config["outage_mean_up_s"] * np.log1p(-u[:, n + 3])
             fail_s = np.where(t_fail_s < env._duration_s, offset + t_fail_s, np.inf)
@@ -605,8 +610,6 @@ class SplitExitVectorEnv(VectorEnv):
         base_sent = sent + shift_s
         bits_sent, slot_sent = bank.cumulative_bits_and_slot(base_sent, p)
         end = bank.time_at_bits_s(bits_sent + 8.0 * payload, p, slot_sent, off)
-        if not self._all_cap:  # a trace that never delivers: the upload never ends
-            end[~self._has_cap[sel]] = np.inf
         transfer = np.maximum(end - base_sent, 0.0)  # payload > 0 wherever it is sent
         uploaded = sent + transfer
         in_time = uploaded <= timeout_at
