@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from splitexit.envs.server import (
@@ -60,17 +60,27 @@ def test_lindley_matches_hand_computation():
     assert server.backlog_s(10.0) == 0.0
 
 
-def _reference(arrival_s, service_s, ours, starts=(), ends=()):
-    """Event-by-event FIFO with preemptive-resume outages; background first at equal times."""
+# Work that ends within this of an outage's start is a tie that floating-point sums of up time
+# may break either way (the job waits out the outage or not): such cases are not compared.
+TIE_S = 1e-9
+
+
+def _reference(arrival_s, service_s, ours, starts=(), ends=(), ties=None):
+    """Event-by-event FIFO with preemptive-resume outages; background first at equal times.
+    Appends to ``ties`` the moments where work ends or starts at an outage's start."""
     sched = OutageSchedule(tuple(starts), tuple(ends))
+    ties = [] if ties is None else ties
 
     def advance(t, work):  # wall time when `work` seconds of service are done from t
+        ties.extend(t for d in sched.down_start_s if abs(t - d) < TIE_S)
         while True:
             t = sched.down_until(t)
             if work <= 0 or t == math.inf:
                 return t
             k = next((k for k, a in enumerate(sched.down_start_s) if a > t), None)
             room = math.inf if k is None else sched.down_start_s[k] - t
+            if abs(work - room) < TIE_S:
+                ties.append(t + room)
             if work <= room:
                 return t + work
             t, work = t + room, work - room
@@ -112,7 +122,9 @@ def test_matches_event_simulation_with_outages(bg, ours, downs, permanent):
     if permanent and starts:
         ends[-1] = math.inf
     server = _server([a for a, _ in bg], [s for _, s in bg], (starts, ends))
-    expected = _reference([a for a, _ in bg], [s for _, s in bg], ours, starts, ends)
+    ties = []
+    expected = _reference([a for a, _ in bg], [s for _, s in bg], ours, starts, ends, ties)
+    assume(not ties)
     for (a, s), (wait_ref, finish_ref) in zip(ours, expected, strict=True):
         peeked = server.peek(a, s)
         wait_s, finish_s = server.submit(a, s)
