@@ -50,7 +50,17 @@ INFO_KEYS = (
 
 
 NEAR = 8  # entries looked at around a hint
+BUCKETS_PER_SLOT = 2  # of a trace's bits index (see _TraceBank)
 _BYTE_SUM = np.uint64(0x0101010101010101)  # times 8 bytes of 0/1: their sum in the top byte
+
+
+def window_view(a: np.ndarray) -> np.ndarray:
+    """The sliding windows of ``NEAR`` entries of the contiguous float64 array ``a``, each one
+    opaque item: ``w[idx]`` copies whole windows (twice as fast as fancy-indexing a 2-d sliding
+    window view) and ``.view(np.float64).reshape(-1, NEAR)`` reads them."""
+    if a.dtype != np.float64 or not a.flags.c_contiguous:
+        raise ValueError("window_view needs a contiguous float64 array")
+    return np.ndarray((a.size - NEAR + 1,), np.dtype((np.void, 8 * NEAR)), a, 0, (8,))
 
 
 def searchsorted_near(
@@ -65,7 +75,7 @@ def searchsorted_near(
 ) -> np.ndarray:
     """``np.searchsorted(a, v, side)`` where ``need``, for keys whose answers are likely at or
     just after ``hint`` (``1 <= hint``, ``hint + NEAR < len(a)``): a look at ``a[hint]``, then
-    at the next ``NEAR`` entries (``window``: ``a``'s sliding window view of ``NEAR``) for the
+    at the next ``NEAR`` entries (``window``: ``window_view(a)``) for the
     keys not settled, and ``fallback(rows)`` for those still not settled. With a large ``a``
     this reads a cache line or two per key, not a binary search's worth. Without
     ``hint_may_pass`` the caller guarantees that the answer is at least ``hint``."""
@@ -81,7 +91,8 @@ def searchsorted_near(
         return hint
     h1 = hint[rest] + 1
     vr = v[rest]
-    below = window[h1] < vr[:, None] if left else window[h1] <= vr[:, None]
+    near = window[h1].view(np.float64).reshape(-1, NEAR)
+    below = near < vr[:, None] if left else near <= vr[:, None]
     count = ((below.view(np.uint64)[:, 0] * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)
     ok = count < NEAR
     if hint_may_pass:
@@ -116,15 +127,26 @@ class _TraceBank:
         for tr in traces:
             pairs += [np.stack((tr.cum_bits_array, np.append(tr.capacity_bps, 0.0)), 1), pad]
         self.pairs = np.concatenate(pairs)
-        self.cum_bits = self.pairs[:, 0]
-        self.window = np.lib.stride_tricks.sliding_window_view(self.cum_bits, NEAR)
-        # One sorted search key for all traces: trace k's cumulative bits lifted by k * span.
-        span = 2.0 ** math.ceil(math.log2(float(self.total_bits.max()) + 2.0))
-        self.key_shift = np.arange(len(traces)) * span
-        self.key_offset = np.concatenate(([0], np.cumsum(self.size + 1)[:-1]))
-        self.keys = np.concatenate(
-            [tr.cum_bits_array + shift for tr, shift in zip(traces, self.key_shift, strict=True)]
+        # gathers read (cum, cap) pairs as one complex number: far faster than 2-d fancy indexing
+        self.pairs_z = self.pairs.view(np.complex128).reshape(-1)
+        self.cum_bits = np.ascontiguousarray(self.pairs[:, 0])
+        self.window = window_view(self.cum_bits)
+        # Where the search for the slot in which bits ``rest`` are reached starts: bucket
+        # ``rest // bucket_bits`` of trace k (BUCKETS_PER_SLOT per slot on average) holds
+        # ``bisect_left(cum_bits, bucket start)``, which is at most the answer and mostly is it
+        # or a few slots before it.
+        n_buckets = self.size * BUCKETS_PER_SLOT
+        self.bucket_bits = np.where(self.total_bits > 0, self.total_bits / n_buckets, 1.0)
+        self.bucket_offset = np.concatenate(([0], np.cumsum(n_buckets)[:-1]))
+        self.bucket_first = np.concatenate(
+            [
+                off + np.maximum(np.searchsorted(tr.cum_bits_array, np.arange(n) * w), 1)
+                for tr, off, n, w in zip(
+                    traces, self.offset, n_buckets, self.bucket_bits, strict=True
+                )
+            ]
         )
+        self.last_bucket = n_buckets - 1
 
     def params(self, k: np.ndarray) -> tuple:
         """Per-sub-env parameters of traces ``k``."""
@@ -134,8 +156,9 @@ class _TraceBank:
             self.size[k],
             self.total_bits[k],
             self.offset[k],
-            self.key_shift[k],
-            self.key_offset[k],
+            self.bucket_bits[k],
+            self.bucket_offset[k],
+            self.last_bucket[k],
         )
 
     def slot(self, x: np.ndarray, p: tuple) -> np.ndarray:
@@ -143,85 +166,64 @@ class _TraceBank:
 
     def cumulative_bits(self, t_s: np.ndarray, p: tuple) -> np.ndarray:
         """``CapacityTrace.cumulative_bits`` at base times ``t_s``."""
-        return self.cumulative_bits_and_slot(t_s, p)[0]
-
-    def cumulative_bits_and_slot(self, t_s: np.ndarray, p: tuple) -> tuple:
-        """:meth:`cumulative_bits` and the slot index within the trace."""
         duration_s, total = p[0], p[3]
-        # In the first loop divmod gives (0.0, t_s): loops * total is 0.0
-        cum, i = self._in_loop(t_s, p, 0.0)
         wrap = t_s >= duration_s
-        if wrap.any():
-            loops, x = np.divmod(t_s, duration_s)
-            cum_loop, i_loop = self._in_loop(x, p, loops * total)
-            cum, i = np.where(wrap, cum_loop, cum), np.where(wrap, i_loop, i)
-        return cum, i
+        if not wrap.any():  # divmod gives (0.0, t_s): loops * total is 0.0
+            return self._in_loop(t_s, p, 0.0)
+        if (t_s < 2.0 * duration_s).all():  # divmod gives (1.0, t_s - duration_s), exactly
+            return self._in_loop(t_s - duration_s * wrap, p, total * wrap)  # (Sterbenz)
+        loops, x = np.divmod(t_s, duration_s)
+        return self._in_loop(x, p, loops * total)
 
-    def _in_loop(self, x: np.ndarray, p: tuple, loops_bits) -> tuple:
+    def _in_loop(self, x: np.ndarray, p: tuple, loops_bits) -> np.ndarray:
         """``loops_bits + cum[i] + cap[i] * (x - i * slot)`` for ``x`` within one loop, in
-        CapacityTrace's order of operations, and ``i``."""
+        CapacityTrace's order of operations."""
         i = self.slot(x, p)
-        pair = self.pairs[p[4] + i]
-        return loops_bits + pair[..., 0] + pair[..., 1] * (x - i * p[1]), i
+        cum, cap = self.pair(p[4] + i)
+        return loops_bits + cum + cap * (x - i * p[1])
+
+    def pair(self, at: np.ndarray) -> tuple:
+        """Cumulative bits and capacity at flat positions ``at``."""
+        z = self.pairs_z[at]
+        return z.real, z.imag
 
     def capacity_at_bps(self, t_s: np.ndarray, p: tuple) -> np.ndarray:
         """``CapacityTrace.capacity_at_bps`` at base times ``t_s``."""
-        return self.pairs[p[4] + self.slot(np.remainder(t_s, p[0]), p), 1]
+        return self.pair(p[4] + self.slot(np.remainder(t_s, p[0]), p))[1]
 
-    def time_at_bits_s(
-        self, bits: np.ndarray, p: tuple, hint: np.ndarray, need: np.ndarray
-    ) -> np.ndarray:
-        """``CapacityTrace.time_at_bits_s``, element-wise, exact where ``need``; ``hint``: the
-        slot where the transfer starts, so that the answer is past it (``bits`` exceeds the bits
-        delivered by then). ``inf`` on a trace that never delivers anything."""
+    def time_at_bits_s(self, bits: np.ndarray, p: tuple, need: np.ndarray) -> np.ndarray:
+        """``CapacityTrace.time_at_bits_s`` for ``bits > 0``, element-wise, exact where
+        ``need``. ``inf`` on a trace that never delivers anything."""
         duration_s, slot_s, size, total, offset = p[:5]
         silent = total <= 0 if self.any_silent else None
         if silent is not None:
             need = need & ~silent
-        # bisect_left(cum_bits, bits) in the first loop (loops = 0, rest = bits): near the slot
-        # where the transfer starts
-        within = bits <= total
+            total = np.where(silent, 1.0, total)
+        loops = np.ceil(bits / total) - 1.0
+        rest = bits - loops * total  # in (0, total] up to rounding
+        low, high = rest <= 0, rest > total
+        if low.any() or high.any():
+            loops = np.where(low, loops - 1.0, np.where(high, loops + 1.0, loops))
+            rest = np.where(low, rest + total, np.where(high, rest - total, rest))
+        # i = bisect_left(cum_bits, rest) - 1, from the bucket of rest
+        bucket = np.minimum(rest / p[5], p[7]).astype(np.int64)
         at = searchsorted_near(
             self.cum_bits,
             self.window,
-            bits,
-            offset + hint + 1,
+            rest,
+            self.bucket_first[p[6] + bucket],
             "left",
-            need & within,
-            lambda rows: offset[rows] + self._bisect_left(bits[rows], tuple(x[rows] for x in p)),
-            hint_may_pass=False,
+            need,
+            lambda rows: [
+                o + np.searchsorted(self.cum_bits[o : o + n + 1], r)
+                for o, n, r in zip(offset[rows], size[rows], rest[rows], strict=True)
+            ],
         )
-        pair = self.pairs[at - 1]
-        t = (at - 1 - offset) * slot_s + (bits - pair[:, 0]) / pair[:, 1]
-        if not within.all():  # past the first loop: loops * duration + i * slot + ...
-            far = np.flatnonzero(need & ~within)
-            pf = tuple(x[far] for x in p)
-            b, tot = bits[far], total[far]
-            loops = np.ceil(b / tot) - 1.0
-            rest = b - loops * tot
-            low = rest <= 0
-            high = ~low & (rest > tot)
-            loops = np.where(low, loops - 1.0, np.where(high, loops + 1.0, loops))
-            rest = np.where(low, rest + tot, np.where(high, rest - tot, rest))
-            i = self._bisect_left(rest, pf) - 1
-            pair = self.pairs[pf[4] + i]
-            t[far] = loops * pf[0] + i * pf[1] + (rest - pair[:, 0]) / pair[:, 1]
+        cum, cap = self.pair(at - 1)
+        t = loops * duration_s + (at - 1 - offset) * slot_s + (rest - cum) / cap
         if silent is not None:
             t[silent] = np.inf
         return t
-
-    def _bisect_left(self, rest: np.ndarray, p: tuple) -> np.ndarray:
-        """``bisect_left(cum_bits of the trace, rest)``, in ``1 .. size`` for ``rest`` in
-        ``(0, total]``: in the lifted keys (exact in one trace; in several, lifting rounds, so
-        checked, the rare misses searched again in their trace)."""
-        size, key_shift, key_offset = p[2], p[5], p[6]
-        at = np.searchsorted(self.keys, rest + key_shift, side="left") - key_offset
-        at = np.minimum(np.maximum(at, 1), size)
-        cum = self.pairs[p[4] + at - 1, 0], self.pairs[p[4] + at, 0]
-        for k in np.flatnonzero(~((cum[0] < rest) & (cum[1] >= rest))).tolist():
-            row = self.cum_bits[p[4][k] : p[4][k] + size[k] + 1]
-            at[k] = np.searchsorted(row, rest[k], side="left")
-        return at
 
 
 class SplitExitVectorEnv(VectorEnv):
@@ -318,7 +320,7 @@ class SplitExitVectorEnv(VectorEnv):
         self._spare_s = world.duration_s - env._duration_s
         self._bg_arrival_s = world.arrival_s
         self._bg_arrival_pad = np.concatenate((world.arrival_s, np.full(2 * NEAR + 2, np.inf)))
-        self._bg_window = np.lib.stride_tricks.sliding_window_view(self._bg_arrival_pad, NEAR)
+        self._bg_window = window_view(self._bg_arrival_pad)
         self._bg_work_before_s = world.work_before_s
         self._bg_g_max = world.g_max
         self._permanent = bool(env.server.outages is not None and env.server.outages.permanent)
@@ -608,8 +610,8 @@ class SplitExitVectorEnv(VectorEnv):
         payload = self._payload_bytes[a]
         shift_s = self._shift_s[sel]
         base_sent = sent + shift_s
-        bits_sent, slot_sent = bank.cumulative_bits_and_slot(base_sent, p)
-        end = bank.time_at_bits_s(bits_sent + 8.0 * payload, p, slot_sent, off)
+        bits_sent = bank.cumulative_bits(base_sent, p)
+        end = bank.time_at_bits_s(bits_sent + 8.0 * payload, p, off)
         transfer = np.maximum(end - base_sent, 0.0)  # payload > 0 wherever it is sent
         uploaded = sent + transfer
         in_time = uploaded <= timeout_at
