@@ -13,7 +13,6 @@ its upload ends, the background jobs before it reaches the server) start from a 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
