@@ -1,0 +1,379 @@
+"""The vector env's per-request arithmetic, compiled with numba.
+
+Each function is the scalar code of the single env (``CapacityTrace``, ``OutageSchedule``,
+``EdgeServer``, ``RadioModel`` and ``SplitExitEnv._outcome``) in the same floating-point
+operations, in the same order, so that :class:`~splitexit.envs.vector.SplitExitVectorEnv`'s
+numbers equal :class:`~splitexit.envs.splitexit_env.SplitExitEnv`'s bit for bit
+(``tests/envs/test_vector.py``). Without ``fastmath`` numba neither reorders nor fuses floating
+point operations. ``_max``/``_min`` are Python's ``max``/``min`` of two numbers (the first unless
+the second is larger/smaller). Functions that need ``np.log1p`` stay in numpy (numpy's SIMD
+``log1p`` differs from libm's in the last bit).
+
+The data come as tuples of arrays:
+
+* trace bank ``tr = (cum, cap, off, size, slot_s, duration_s, total_bits)``: trace ``k``'s
+  cumulative bits at slot boundaries are ``cum[off[k] : off[k] + size[k] + 1]`` and its slot
+  capacities ``cap[off[k] : off[k] + size[k]]``;
+* server world ``sw = (arrival_s, work_before_s, g_max, down_start_s, down_end_s, cum_down_s,
+  up_at_start_s)`` (:class:`~splitexit.envs.server.ServerWorld` and its outage schedule).
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from splitexit.envs.energy import BITS_PER_MBIT, MW_PER_W
+
+# outage modes of a server world
+NO_OUTAGES, INTERMITTENT, PERMANENT = 0, 1, 2
+
+
+@njit(cache=True, _nrt=False)
+def _max(a, b):
+    return b if b > a else a
+
+
+@njit(cache=True, _nrt=False)
+def _min(a, b):
+    return b if b < a else a
+
+
+@njit(cache=True, _nrt=False)
+def _divmod(t, d):
+    """Python's ``divmod`` of floats ``t >= 0``, ``d > 0`` (CPython's ``float_divmod``), without
+    the slow ``fmod`` in the first two loops, where it is ``t`` or ``t - d`` exactly."""
+    if t < d:
+        return 0.0, t
+    if t < 2.0 * d:
+        return 1.0, t - d  # exact (Sterbenz); CPython's quotient is (t - (t - d)) / d = 1.0
+    mod = t % d  # fmod for t >= 0, d > 0 (exact)
+    div = (t - mod) / d
+    floordiv = math.floor(div)
+    if div - floordiv > 0.5:
+        floordiv += 1.0
+    return floordiv, mod
+
+
+@njit(cache=True, _nrt=False)
+def _bisect(a, lo, hi, x, right):
+    """``bisect_left`` (``bisect_right`` with ``right``) of ``a[lo:hi]``: a short scan from
+    ``lo`` (where the answer mostly is, and without a binary search's unpredictable branches),
+    then galloping and a binary search."""
+    end = min(lo + 8, hi)
+    while lo < end and (a[lo] < x or (right and a[lo] == x)):
+        lo += 1
+    if lo < end:
+        return lo
+    step = 1
+    top = hi
+    while lo < hi:
+        probe = lo + step - 1
+        if probe >= hi:
+            break
+        if a[probe] > x or (not right and a[probe] == x):
+            top = probe
+            break
+        lo = probe + 1
+        step *= 2
+    while lo < top:
+        mid = (lo + top) >> 1
+        if a[mid] < x or (right and a[mid] == x):
+            lo = mid + 1
+        else:
+            top = mid
+    return lo
+
+
+# -- the uplink: CapacityTrace of one trace (cum: cumulative bits at slot boundaries, cap: slot
+# capacities), read at base time (episode time + the episode's shift) ---------------------------
+
+
+@njit(cache=True, _nrt=False)
+def cumulative_bits(cum, cap, slot_s, duration_s, total_bits, t_s):
+    """``CapacityTrace.cumulative_bits``, and the slot of ``t_s`` in its loop."""
+    loops, x = _divmod(t_s, duration_s)
+    i = _min(int(x / slot_s), cap.size - 1)
+    return loops * total_bits + cum[i] + cap[i] * (x - i * slot_s), i
+
+
+@njit(cache=True, _nrt=False)
+def capacity_at_bps(cap, slot_s, duration_s, t_s):
+    """``CapacityTrace.capacity_at_bps`` (``t_s >= 0``)."""
+    x = _divmod(t_s, duration_s)[1]  # t_s % duration_s
+    return cap[_min(int(x / slot_s), cap.size - 1)]
+
+
+@njit(cache=True, _nrt=False)
+def time_at_bits_s(cum, cap, slot_s, duration_s, total_bits, bits, hint):
+    """``CapacityTrace.time_at_bits_s``; ``hint``: a slot to search from."""
+    if bits <= 0:
+        return 0.0
+    total = total_bits
+    if total <= 0:
+        return math.inf
+    loops = math.ceil(bits / total) - 1
+    rest = bits - loops * total
+    if rest <= 0:
+        loops -= 1
+        rest += total
+    elif rest > total:
+        loops += 1
+        rest -= total
+    lo = hint + 1 if cum[hint] < rest else 1  # (cum[0] = 0 < rest)
+    i = _bisect(cum, lo, cum.size, rest, False) - 1
+    return loops * duration_s + i * slot_s + (rest - cum[i]) / cap[i]
+
+
+# -- the server's outages (OutageSchedule, or with a permanent failure at fail_s the schedule
+# ((fail_s,), (inf,))), in server time -------------------------------------------------------
+
+
+@njit(cache=True, _nrt=False)
+def is_down(down_start_s, down_end_s, mode, fail_s, t_s):
+    if mode == PERMANENT:
+        return t_s >= fail_s
+    if mode == INTERMITTENT:
+        k = _bisect(down_start_s, 0, down_start_s.size, t_s, True) - 1
+        return k >= 0 and t_s < down_end_s[k]
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, mode, fail_s, t_s):
+    if mode == PERMANENT:
+        return t_s if t_s < fail_s else fail_s - 0.0
+    if mode == NO_OUTAGES:
+        return t_s
+    k = _bisect(down_start_s, 0, down_start_s.size, t_s, True) - 1
+    if k < 0:
+        return t_s
+    if t_s < down_end_s[k]:
+        return up_at_start_s[k]
+    return t_s - cum_down_s[k + 1]
+
+
+@njit(cache=True, _nrt=False)
+def time_at_uptime_s(cum_down_s, up_at_start_s, mode, fail_s, up_s, after_down):
+    if mode == PERMANENT:
+        past = up_s >= fail_s if after_down else up_s > fail_s
+        return up_s + (math.inf if past else 0.0)
+    k = _bisect(up_at_start_s, 0, up_at_start_s.size, up_s, after_down)
+    return up_s + cum_down_s[k]
+
+
+# -- episodes and steps ------------------------------------------------------------------------
+
+
+@njit(cache=True, _nrt=False)
+def episode_features(rows, draws, n_samples, samples, tr, trace_k, shift_s, t_obs_s, sw, mode,
+                     offset_s, fail_s, fail_k, fail_g, heard_s, bits_out, queue_out,
+                     down_out):  # fmt: skip
+    """What ``SplitExitEnv.reset`` computes of an episode, for sub-envs ``rows`` (row ``q`` of
+    the outputs is sub-env ``rows[q]``): the samples of its requests from its ``draws``, the
+    cumulative bits at the frame times ``t_obs_s`` (base time), and at the server's heartbeats
+    ``heard_s`` (episode time) the background backlog before ``max(0, .)`` and whether the
+    server is down."""
+    cum, cap, off, size, slot_s, duration_s, total_bits = tr
+    arrival_s, work_before_s, g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s = sw
+    for q in range(rows.size):
+        r = rows[q]
+        for i in range(samples.shape[0]):
+            samples[i, r] = _min(int(draws[r, i] * n_samples), n_samples - 1)
+        k, shift = trace_k[r], shift_s[r]
+        cum_k, cap_k = cum[off[k] : off[k] + size[k] + 1], cap[off[k] : off[k] + size[k]]
+        for n in range(t_obs_s.size):
+            t = t_obs_s[n] + shift
+            bits_out[q, n] = cumulative_bits(
+                cum_k, cap_k, slot_s[k], duration_s[k], total_bits[k], t
+            )[0]
+        offset, fail = offset_s[r], fail_s[r]
+        row_mode = mode if mode != PERMANENT or fail < math.inf else NO_OUTAGES
+        j = 0
+        for n in range(heard_s.size):
+            t = heard_s[n] + offset
+            j = _bisect(arrival_s, j, arrival_s.size, t, True)
+            up = uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, row_mode, fail, t)
+            g = fail_g[r] if j > fail_k[r] else g_max[j]
+            queue_out[q, n] = work_before_s[j] - up + g
+            down_out[q, n] = is_down(down_start_s, down_end_s, row_mode, fail, t)
+
+
+@njit(cache=True, _nrt=False)
+def lay_out_observations(rows, throughput, queue, down, rtt, deadline, obs):
+    """``SplitExitEnv.reset``'s observation table for sub-envs ``rows`` (row ``q`` of the
+    inputs): ``obs[i, rows[q]]`` for request ``i``, from the throughput feature of the frames
+    before it, the queue feature and the down flag of the last heartbeat."""
+    h = throughput.shape[1] - obs.shape[0] + 1
+    for q in range(rows.size):
+        r = rows[q]
+        for i in range(obs.shape[0]):
+            row = obs[i, r]
+            for f in range(h):
+                row[f] = throughput[q, i + f]
+            row[h] = rtt
+            row[h + 1] = queue[q, i]
+            row[h + 2] = 0.0 if down[q, i] else 1.0
+            row[h + 3] = 0.0  # device backlog (set per step)
+            row[h + 4] = 1.0  # battery (set per step)
+            row[h + 5] = deadline
+
+
+@njit(cache=True, _nrt=False)
+def observe(obs, step_idx, device_free_s, t0_s, frame_s, out, backlog_s):
+    """The current rows of the observation tables, and the device backlogs (s)."""
+    for r in range(step_idx.size):
+        i = step_idx[r]
+        for f in range(out.shape[1]):
+            out[r, f] = obs[i, r, f]
+        backlog_s[r] = device_free_s[r] - (t0_s + i * frame_s)
+
+
+@njit(cache=True, _nrt=False)
+def step(rows, actions, env, tables, tr, sw, mode, state, out_f, out_i, out_b):
+    """``SplitExitEnv.step`` (replay mode) for sub-envs ``rows`` taking flat ``actions``
+    (indexed by sub-env). Advances ``state`` and writes the outputs of sub-env ``r`` to column
+    ``r`` of ``out_f`` (latency_s, energy_j, uplink_bps, tx_time_s, device_wait_s,
+    server_wait_s, threshold, reward and its parts accuracy, latency, energy, deadline_miss),
+    ``out_i``
+    (split, exit_block, payload_bytes, sample_index) and ``out_b`` (correct, deadline_missed,
+    timed_out, terminated, truncated)."""
+    (t0_s, frame_s, timeout_s, half_rtt_s, deadline_s, compute_w, alpha_mw, beta_mw,
+     tail_on, tail_s, tail_mw, w_acc, w_lat, w_en, w_miss, battery_j, horizon) = env  # fmt: skip
+    answer_code, split_of, threshold_of, payload_of, exit_block_of, device_time_s, server_time_s = (
+        tables
+    )
+    cum, cap, off, size, slot_s_k, duration_s_k, total_bits_k = tr
+    arrival_bg_s, work_before_s, g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s = sw
+    (samples, step_idx, device_free_s, last_tx_end_s, energy_sum_j, trace_k, shift_s, offset_s,
+     fail_s, fail_k, fail_g, m_state, ptr_state) = state  # fmt: skip
+    n_actions = split_of.size
+    for r in rows:
+        a = actions[r]
+        i = step_idx[r]
+        sample = samples[i, r]
+        code = answer_code[sample * n_actions + a]
+        ti = code >> 1
+        split = split_of[a]
+        exit_block = exit_block_of[ti]
+        arrival = t0_s + i * frame_s
+        timeout_at = arrival + timeout_s
+        start = _max(arrival, device_free_s[r])
+        device_wait = start - arrival
+        payload, tx_time, uplink, server_wait = 0, 0.0, 0.0, 0.0
+        if start >= timeout_at:  # dropped: waited for the device until its timeout
+            latency, energy, timed_out = timeout_s, 0.0, True
+        else:
+            dev_time = device_time_s[ti]
+            energy = compute_w * dev_time
+            sent = start + dev_time
+            if exit_block <= split:  # answered on the device
+                done = _min(sent, timeout_at)
+                device_free_s[r] = done
+                latency, timed_out = done - arrival, sent > timeout_at
+            else:
+                # the upload (CapacityTrace.transfer_time_s at base time sent + shift)
+                k, shift = trace_k[r], shift_s[r]
+                cum_k, cap_k = cum[off[k] : off[k] + size[k] + 1], cap[off[k] : off[k] + size[k]]
+                slot, dur, total = slot_s_k[k], duration_s_k[k], total_bits_k[k]
+                payload = payload_of[a]
+                base_sent = sent + shift
+                bits_sent, slot_sent = cumulative_bits(cum_k, cap_k, slot, dur, total, base_sent)
+                transfer = 0.0
+                if payload > 0:
+                    bits = bits_sent + 8.0 * payload
+                    end_s = time_at_bits_s(cum_k, cap_k, slot, dur, total, bits, slot_sent)
+                    transfer = _max(end_s - base_sent, 0.0)
+                uploaded = sent + transfer
+                if uploaded <= timeout_at:
+                    tx_time, bits = uploaded - sent, 8.0 * payload
+                else:  # the upload is abandoned at the timeout
+                    tx_time = _max(timeout_at - sent, 0.0)
+                    got = cumulative_bits(cum_k, cap_k, slot, dur, total, sent + tx_time + shift)[0]
+                    bits = _max(got - bits_sent, 0.0)
+                mbit = 8.0 * _min(bits / 8, payload) / BITS_PER_MBIT  # RadioModel.tx_energy_j
+                energy += (alpha_mw * mbit + beta_mw * tx_time) / MW_PER_W
+                if tail_on and tx_time > 0 and last_tx_end_s[r] > -math.inf:
+                    gap = sent - last_tx_end_s[r]
+                    if gap > 0:  # RadioModel.tail_energy_j
+                        energy += _min(gap, tail_s) * tail_mw / MW_PER_W
+                if tx_time > 0:
+                    uplink = bits / tx_time
+                else:
+                    uplink = capacity_at_bps(cap_k, slot, dur, base_sent)
+                at_server = uploaded + half_rtt_s
+                answer = math.inf
+                fail = fail_s[r]
+                row_mode = mode if mode != PERMANENT or fail < math.inf else NO_OUTAGES
+                offset = offset_s[r]
+                down = is_down(down_start_s, down_end_s, row_mode, fail, at_server + offset)
+                if at_server < timeout_at and not down:
+                    # EdgeServer.submit
+                    service = server_time_s[ti]
+                    t = at_server + offset
+                    ptr = ptr_state[r]
+                    j = _bisect(arrival_bg_s, ptr, arrival_bg_s.size, t, True)
+                    m = m_state[r]
+                    if j > ptr:
+                        m = _max(m, fail_g[r] if j > fail_k[r] else g_max[j])
+                    up = uptime_s(
+                        down_start_s, down_end_s, cum_down_s, up_at_start_s, row_mode, fail, t
+                    )
+                    backlog = _max(0.0, work_before_s[j] - up + m)
+                    m_state[r] = _max(m, up - work_before_s[j]) + service
+                    ptr_state[r] = j
+                    if row_mode == NO_OUTAGES:
+                        server_wait = backlog
+                        finish = t + backlog + service - offset
+                    else:
+                        start_srv = _max(
+                            t,
+                            time_at_uptime_s(
+                                cum_down_s, up_at_start_s, row_mode, fail, up + backlog, True
+                            ),
+                        )
+                        up_end = up + backlog + service
+                        finish_srv = _max(
+                            start_srv,
+                            time_at_uptime_s(
+                                cum_down_s, up_at_start_s, row_mode, fail, up_end, False
+                            ),
+                        )
+                        server_wait, finish = start_srv - t, finish_srv - offset
+                    answer = finish + half_rtt_s
+                device_free_s[r] = sent + tx_time
+                if tx_time > 0:
+                    last_tx_end_s[r] = sent + tx_time
+                timed_out = answer > timeout_at
+                latency = _min(answer, timeout_at) - arrival
+        correct = (code & 1) == 1 and not timed_out
+        missed = timed_out or latency > deadline_s
+        r_acc = w_acc * correct
+        r_lat = -w_lat * latency
+        r_en = -w_en * energy
+        r_miss = -w_miss * missed
+        energy_sum_j[r] += energy
+        step_idx[r] = i + 1
+        terminated = energy_sum_j[r] >= battery_j
+        out_f[0, r] = latency
+        out_f[1, r] = energy
+        out_f[2, r] = uplink
+        out_f[3, r] = tx_time
+        out_f[4, r] = device_wait
+        out_f[5, r] = server_wait
+        out_f[6, r] = threshold_of[a]
+        out_f[7, r] = r_acc + r_lat + r_en + r_miss
+        out_f[8, r] = r_acc
+        out_f[9, r] = r_lat
+        out_f[10, r] = r_en
+        out_f[11, r] = r_miss
+        out_i[0, r] = split
+        out_i[1, r] = exit_block
+        out_i[2, r] = payload
+        out_i[3, r] = sample
+        out_b[0, r] = correct
+        out_b[1, r] = missed
+        out_b[2, r] = timed_out
+        out_b[3, r] = terminated
+        out_b[4, r] = i + 1 >= horizon and not terminated
