@@ -89,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--vec-env",
         default="dummy",
         choices=("dummy", "subproc", "native"),
-        help="SB3 VecEnv: DummyVecEnv, SubprocVecEnv, or the numpy-batched SplitExitVectorEnv "
+        help="SB3 VecEnv: DummyVecEnv, SubprocVecEnv, or the native SplitExitVectorEnv "
         "(with --backend rllib: native makes each env runner step one SplitExitVectorEnv)",
     )
     p.add_argument("--total-timesteps", type=int, help="training steps (default: from the YAML)")

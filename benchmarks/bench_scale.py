@@ -19,7 +19,7 @@ of the per-repeat rates.
    - ``single, live``: ``gym.make("splitexit:SplitExitLive-v0")``, which runs the torch CNN on
      every request (torch's default thread count), vs CartPole-v1, over fewer steps.
    - ``vector``: ``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")``,
-     i.e. ``SplitExitVectorEnv`` (numpy-batched) vs ``CartPoleVectorEnv``, both autoreset
+     i.e. ``SplitExitVectorEnv`` (compiled step) vs ``CartPoleVectorEnv``, both autoreset
      ``NEXT_STEP``; steps/s counts ``N`` env steps per batch step. The runs are long enough to
      cross the 200-request horizon (600 batch steps at N = 1024), so resets are included.
    - ``SB3 SubprocVecEnv``: ``make_vec_env(id, n_envs=2, vec_env_cls=SubprocVecEnv)`` (one

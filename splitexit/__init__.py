@@ -11,7 +11,7 @@ import gymnasium as gym
 __version__ = "0.1.0"
 
 ENTRY_POINT = "splitexit.envs.splitexit_env:SplitExitEnv"
-# The numpy-batched vector env: ``gym.make_vec(id, num_envs=N)`` uses it by default.
+# The native vector env: ``gym.make_vec(id, num_envs=N)`` uses it by default.
 VECTOR_ENTRY_POINT = "splitexit.envs.vector:SplitExitVectorEnv"
 
 # Env ids are presets of the one config (splitexit.envs.default_config()).

@@ -132,7 +132,7 @@ class NativeVecEnv(VecEnv):
 
 
 def make_native_vec_env(env_id: str, n_envs: int, seed: int, config: dict) -> VecEnv:
-    """``n_envs`` sub-envs of ``env_id`` in one numpy-batched vector env, for SB3, with
+    """``n_envs`` sub-envs of ``env_id`` in one native vector env, for SB3, with
     episode statistics (``VecMonitor``); sub-env ``i`` is seeded ``seed + i``."""
     import gymnasium as gym
     from stable_baselines3.common.vec_env import VecMonitor

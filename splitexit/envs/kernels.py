@@ -4,10 +4,12 @@ Each function is the scalar code of the single env (``CapacityTrace``, ``OutageS
 ``EdgeServer``, ``RadioModel`` and ``SplitExitEnv._outcome``) in the same floating-point
 operations, in the same order, so that :class:`~splitexit.envs.vector.SplitExitVectorEnv`'s
 numbers equal :class:`~splitexit.envs.splitexit_env.SplitExitEnv`'s bit for bit
-(``tests/envs/test_vector.py``). Without ``fastmath`` numba neither reorders nor fuses floating
-point operations. ``_max``/``_min`` are Python's ``max``/``min`` of two numbers (the first unless
-the second is larger/smaller). Functions that need ``np.log1p`` stay in numpy (numpy's SIMD
-``log1p`` differs from libm's in the last bit).
+(``tests/envs/test_vector.py``, ``tests/envs/test_kernels.py``). Without ``fastmath`` numba
+neither reorders nor fuses floating-point operations. ``_max``/``_min`` are Python's
+``max``/``min`` of two numbers (the first unless the second is larger/smaller). What needs
+``np.log1p`` stays in numpy (numpy's SIMD ``log1p`` differs from libm's in the last bit).
+``_nrt=False``: nothing here allocates, and arrays pass between functions without reference
+counting (which made calls several times slower).
 
 The data come as tuples of arrays:
 
@@ -58,14 +60,8 @@ def _divmod(t, d):
 
 @njit(cache=True, _nrt=False)
 def _bisect(a, lo, hi, x, right):
-    """``bisect_left`` (``bisect_right`` with ``right``) of ``a[lo:hi]``: a short scan from
-    ``lo`` (where the answer mostly is, and without a binary search's unpredictable branches),
-    then galloping and a binary search."""
-    end = min(lo + 8, hi)
-    while lo < end and (a[lo] < x or (right and a[lo] == x)):
-        lo += 1
-    if lo < end:
-        return lo
+    """``bisect_left`` (``bisect_right`` with ``right``) of ``a[lo:hi]``, galloping from ``lo``
+    (where the answer mostly is, a few entries on), then a binary search."""
     step = 1
     top = hi
     while lo < hi:
@@ -236,9 +232,8 @@ def step(rows, actions, env, tables, tr, sw, mode, state, out_f, out_i, out_b):
     (indexed by sub-env). Advances ``state`` and writes the outputs of sub-env ``r`` to column
     ``r`` of ``out_f`` (latency_s, energy_j, uplink_bps, tx_time_s, device_wait_s,
     server_wait_s, threshold, reward and its parts accuracy, latency, energy, deadline_miss),
-    ``out_i``
-    (split, exit_block, payload_bytes, sample_index) and ``out_b`` (correct, deadline_missed,
-    timed_out, terminated, truncated)."""
+    ``out_i`` (split, exit_block, payload_bytes, sample_index) and ``out_b`` (correct,
+    deadline_missed, timed_out, terminated, truncated)."""
     (t0_s, frame_s, timeout_s, half_rtt_s, deadline_s, compute_w, alpha_mw, beta_mw,
      tail_on, tail_s, tail_mw, w_acc, w_lat, w_en, w_miss, battery_j, horizon) = env  # fmt: skip
     answer_code, split_of, threshold_of, payload_of, exit_block_of, device_time_s, server_time_s = (

@@ -1,4 +1,4 @@
-"""The SB3 adapter of the numpy-batched vector env, and train_agent.py --vec-env native."""
+"""The SB3 adapter of the native vector env, and train_agent.py --vec-env native."""
 
 from __future__ import annotations
 
