@@ -173,10 +173,11 @@ def episode_features(rows, draws, n_samples, samples, tr, trace_k, shift_s, t_ob
     server is down."""
     cum, cap, off, size, slot_s, duration_s, total_bits = tr
     arrival_s, work_before_s, g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s = sw
+    for i in range(samples.shape[0]):  # (request-major: write along rows)
+        for r in rows:
+            samples[i, r] = _min(int(draws[r, i] * n_samples), n_samples - 1)
     for q in range(rows.size):
         r = rows[q]
-        for i in range(samples.shape[0]):
-            samples[i, r] = _min(int(draws[r, i] * n_samples), n_samples - 1)
         k, shift = trace_k[r], shift_s[r]
         cum_k, cap_k = cum[off[k] : off[k] + size[k] + 1], cap[off[k] : off[k] + size[k]]
         for n in range(t_obs_s.size):

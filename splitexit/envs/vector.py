@@ -260,11 +260,11 @@ class SplitExitVectorEnv(VectorEnv):
                 if len(seeds) != self.num_envs:
                     raise ValueError(f"seed must list {self.num_envs} seeds, got {len(seeds)}")
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        with np.errstate(all="ignore"):
-            self._reset_rows(self._rows)
+        self._reset_rows(self._rows)
         self._prev_done[:] = False
         return self._observation(), {}
 
+    @np.errstate(all="ignore")
     def _reset_rows(self, rows: np.ndarray) -> None:
         """Draw new episodes for ``rows``, as ``SplitExitEnv.reset`` does for each."""
         env, n = self.env, self._horizon
@@ -356,42 +356,41 @@ class SplitExitVectorEnv(VectorEnv):
     def step(self, actions):
         a = self._flat_actions(actions)
         n = self.num_envs
-        with np.errstate(all="ignore"):
-            if self._prev_done.any():  # NEXT_STEP: these sub-envs reset and do not step
-                self._reset_rows(np.flatnonzero(self._prev_done))
-                live = ~self._prev_done
-                rows = np.flatnonzero(live)
-            else:
-                live, rows = np.ones(n, dtype=bool), self._rows
-            out_f = np.zeros((len(FLOAT_KEYS) + 1 + len(REWARD_KEYS), n))
-            out_i = np.zeros((len(INT_KEYS), n), dtype=np.int64)
-            out_b = np.zeros((len(BOOL_KEYS) + 2, n), dtype=bool)
-            kernels.step(
-                rows,
-                a,
-                self._constants,
-                self._tables,
-                self._trace_bank,
-                self._server_world,
-                self._outage_mode,
-                self._state,
-                out_f,
-                out_i,
-                out_b,
-            )
-            info = self._vector_info(a, live, out_f, out_i, out_b) if rows.size else {}
-            reward, terminated, truncated = out_f[len(FLOAT_KEYS)], out_b[-2], out_b[-1]
+        if self._prev_done.any():  # NEXT_STEP: these sub-envs reset and do not step
+            self._reset_rows(np.flatnonzero(self._prev_done))
+            live = ~self._prev_done
+            rows = np.flatnonzero(live)
+        else:
+            live, rows = np.ones(n, dtype=bool), self._rows
+        out_f = np.zeros((len(FLOAT_KEYS) + 1 + len(REWARD_KEYS), n))
+        out_i = np.zeros((len(INT_KEYS), n), dtype=np.int64)
+        out_b = np.zeros((len(BOOL_KEYS) + 2, n), dtype=bool)
+        kernels.step(
+            rows,
+            a,
+            self._constants,
+            self._tables,
+            self._trace_bank,
+            self._server_world,
+            self._outage_mode,
+            self._state,
+            out_f,
+            out_i,
+            out_b,
+        )
+        info = self._vector_info(a, live, out_f, out_i, out_b) if rows.size else {}
+        reward, terminated, truncated = out_f[len(FLOAT_KEYS)], out_b[-2], out_b[-1]
+        obs = self._observation()
+        done = terminated | truncated
+        if self._same_step and done.any():  # SAME_STEP: reset now, keep the final obs
+            ended = np.flatnonzero(done)
+            final_obs = np.empty(n, dtype=object)
+            final_obs[ended] = list(obs[ended])
+            info["final_obs"], info["_final_obs"] = final_obs, done
+            self._reset_rows(ended)
             obs = self._observation()
-            done = terminated | truncated
-            if self._same_step and done.any():  # SAME_STEP: reset now, keep the final obs
-                ended = np.flatnonzero(done)
-                final_obs = np.empty(n, dtype=object)
-                final_obs[ended] = list(obs[ended])
-                info["final_obs"], info["_final_obs"] = final_obs, done
-                self._reset_rows(ended)
-                obs = self._observation()
-            else:
-                self._prev_done = done
+        else:
+            self._prev_done = done
         return obs, reward, terminated, truncated, info
 
     def _vector_info(self, a, live, out_f, out_i, out_b) -> dict:
@@ -419,10 +418,10 @@ class SplitExitVectorEnv(VectorEnv):
         kernels.observe(
             self._obs, self._step_idx, self._device_free_s, env.t0_s, env.frame_s, obs, backlog_s
         )
-        busy = backlog_s > 0.0
-        if busy.any():
-            feature = np.minimum(np.log1p(backlog_s / WAIT_UNIT_S) / env._wait_scale, 1.0)
-            obs[busy, h + 3] = feature[busy]
+        busy = np.flatnonzero(backlog_s > 0.0)
+        if busy.size:
+            feature = np.log1p(backlog_s[busy] / WAIT_UNIT_S) / env._wait_scale
+            obs[busy, h + 3] = np.minimum(feature, 1.0)
         if env._battery_j is not None:
             obs[:, h + 4] = np.maximum(1.0 - self._energy_j / env._battery_j, 0.0)
         return obs
