@@ -228,13 +228,18 @@ def observe(obs, step_idx, device_free_s, t0_s, frame_s, out, backlog_s):
 
 
 @njit(cache=True, _nrt=False)
-def step(rows, actions, env, tables, tr, sw, mode, state, out_f, out_i, out_b):
+def step(rows, actions, env, tables, tr, sw, mode, state, out_f, out_i, out_b, sent_s, offloaded):
     """``SplitExitEnv.step`` (replay mode) for sub-envs ``rows`` taking flat ``actions``
     (indexed by sub-env). Advances ``state`` and writes the outputs of sub-env ``r`` to column
     ``r`` of ``out_f`` (latency_s, energy_j, uplink_bps, tx_time_s, device_wait_s,
     server_wait_s, threshold, reward and its parts accuracy, latency, energy, deadline_miss),
     ``out_i`` (split, exit_block, payload_bytes, sample_index) and ``out_b`` (correct,
-    deadline_missed, timed_out, terminated, truncated)."""
+    deadline_missed, timed_out, terminated, truncated). ``sent_s`` and ``offloaded``: scratch
+    arrays of ``num_envs``.
+
+    In four passes over the sub-envs (the device, the uplink, the server, the outcome), each
+    short enough for the processor to work on several sub-envs at once: one pass for all
+    would be one long chain of dependent divisions, loads and searches per sub-env."""
     (t0_s, frame_s, timeout_s, half_rtt_s, deadline_s, compute_w, alpha_mw, beta_mw,
      tail_on, tail_s, tail_mw, w_acc, w_lat, w_en, w_miss, battery_j, horizon) = env  # fmt: skip
     answer_code, split_of, threshold_of, payload_of, exit_block_of, device_time_s, server_time_s = (
@@ -245,6 +250,11 @@ def step(rows, actions, env, tables, tr, sw, mode, state, out_f, out_i, out_b):
     (samples, step_idx, device_free_s, last_tx_end_s, energy_sum_j, trace_k, shift_s, offset_s,
      fail_s, fail_k, fail_g, m_state, ptr_state) = state  # fmt: skip
     n_actions = split_of.size
+    latency_s, energy_j, uplink_bps, tx_time_s = out_f[0], out_f[1], out_f[2], out_f[3]
+    server_wait_s, payload_bytes, correct, timed_out = out_f[5], out_i[2], out_b[0], out_b[2]
+
+    # 1. The device: the request is dropped, answered on the device, or sent.
+    n_off = 0
     for r in rows:
         a = actions[r]
         i = step_idx[r]
@@ -256,120 +266,130 @@ def step(rows, actions, env, tables, tr, sw, mode, state, out_f, out_i, out_b):
         arrival = t0_s + i * frame_s
         timeout_at = arrival + timeout_s
         start = _max(arrival, device_free_s[r])
-        device_wait = start - arrival
-        payload, tx_time, uplink, server_wait = 0, 0.0, 0.0, 0.0
+        out_f[4, r] = start - arrival  # device wait
+        out_f[6, r] = threshold_of[a]
+        out_i[0, r] = split
+        out_i[1, r] = exit_block
+        out_i[3, r] = sample
+        correct[r] = (code & 1) == 1  # the exit's answer, if it comes in time
         if start >= timeout_at:  # dropped: waited for the device until its timeout
-            latency, energy, timed_out = timeout_s, 0.0, True
+            latency_s[r], energy_j[r], timed_out[r] = timeout_s, 0.0, True
+            continue
+        dev_time = device_time_s[ti]
+        energy_j[r] = compute_w * dev_time
+        sent = start + dev_time
+        if exit_block <= split:  # answered on the device
+            done = _min(sent, timeout_at)
+            device_free_s[r] = done
+            latency_s[r], timed_out[r] = done - arrival, sent > timeout_at
         else:
-            dev_time = device_time_s[ti]
-            energy = compute_w * dev_time
-            sent = start + dev_time
-            if exit_block <= split:  # answered on the device
-                done = _min(sent, timeout_at)
-                device_free_s[r] = done
-                latency, timed_out = done - arrival, sent > timeout_at
+            sent_s[r] = sent
+            offloaded[n_off] = r
+            n_off += 1
+
+    # 2. The uplink (CapacityTrace.transfer_time_s at base time sent + shift).
+    for q in range(n_off):
+        r = offloaded[q]
+        a = actions[r]
+        sent = sent_s[r]
+        timeout_at = t0_s + step_idx[r] * frame_s + timeout_s
+        k, shift = trace_k[r], shift_s[r]
+        cum_k, cap_k = cum[off[k] : off[k] + size[k] + 1], cap[off[k] : off[k] + size[k]]
+        slot, dur, total = slot_s_k[k], duration_s_k[k], total_bits_k[k]
+        payload = payload_of[a]
+        base_sent = sent + shift
+        bits_sent, slot_sent = cumulative_bits(cum_k, cap_k, slot, dur, total, base_sent)
+        transfer = 0.0
+        if payload > 0:
+            bits = bits_sent + 8.0 * payload
+            end_s = time_at_bits_s(cum_k, cap_k, slot, dur, total, bits, slot_sent)
+            transfer = _max(end_s - base_sent, 0.0)
+        uploaded = sent + transfer
+        if uploaded <= timeout_at:
+            tx_time, bits = uploaded - sent, 8.0 * payload
+        else:  # the upload is abandoned at the timeout
+            tx_time = _max(timeout_at - sent, 0.0)
+            got = cumulative_bits(cum_k, cap_k, slot, dur, total, sent + tx_time + shift)[0]
+            bits = _max(got - bits_sent, 0.0)
+        energy = energy_j[r]
+        mbit = 8.0 * _min(bits / 8, payload) / BITS_PER_MBIT  # RadioModel.tx_energy_j
+        energy += (alpha_mw * mbit + beta_mw * tx_time) / MW_PER_W
+        if tail_on and tx_time > 0 and last_tx_end_s[r] > -math.inf:
+            gap = sent - last_tx_end_s[r]
+            if gap > 0:  # RadioModel.tail_energy_j
+                energy += _min(gap, tail_s) * tail_mw / MW_PER_W
+        energy_j[r] = energy
+        if tx_time > 0:
+            uplink_bps[r] = bits / tx_time
+        else:
+            uplink_bps[r] = capacity_at_bps(cap_k, slot, dur, base_sent)
+        tx_time_s[r] = tx_time
+        payload_bytes[r] = payload
+        device_free_s[r] = sent + tx_time
+        if tx_time > 0:
+            last_tx_end_s[r] = sent + tx_time
+        sent_s[r] = uploaded
+
+    # 3. The server (EdgeServer.submit, in server time = episode time + offset).
+    for q in range(n_off):
+        r = offloaded[q]
+        arrival = t0_s + step_idx[r] * frame_s
+        timeout_at = arrival + timeout_s
+        at_server = sent_s[r] + half_rtt_s
+        answer = math.inf
+        fail = fail_s[r]
+        row_mode = mode if mode != PERMANENT or fail < math.inf else NO_OUTAGES
+        offset = offset_s[r]
+        down = is_down(down_start_s, down_end_s, row_mode, fail, at_server + offset)
+        if at_server < timeout_at and not down:
+            service = server_time_s[
+                answer_code[samples[step_idx[r], r] * n_actions + actions[r]] >> 1
+            ]
+            t = at_server + offset
+            ptr = ptr_state[r]
+            j = _bisect(arrival_bg_s, ptr, arrival_bg_s.size, t, True)
+            m = m_state[r]
+            if j > ptr:
+                m = _max(m, fail_g[r] if j > fail_k[r] else g_max[j])
+            up = uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, row_mode, fail, t)
+            backlog = _max(0.0, work_before_s[j] - up + m)
+            m_state[r] = _max(m, up - work_before_s[j]) + service
+            ptr_state[r] = j
+            if row_mode == NO_OUTAGES:
+                server_wait_s[r] = backlog
+                finish = t + backlog + service - offset
             else:
-                # the upload (CapacityTrace.transfer_time_s at base time sent + shift)
-                k, shift = trace_k[r], shift_s[r]
-                cum_k, cap_k = cum[off[k] : off[k] + size[k] + 1], cap[off[k] : off[k] + size[k]]
-                slot, dur, total = slot_s_k[k], duration_s_k[k], total_bits_k[k]
-                payload = payload_of[a]
-                base_sent = sent + shift
-                bits_sent, slot_sent = cumulative_bits(cum_k, cap_k, slot, dur, total, base_sent)
-                transfer = 0.0
-                if payload > 0:
-                    bits = bits_sent + 8.0 * payload
-                    end_s = time_at_bits_s(cum_k, cap_k, slot, dur, total, bits, slot_sent)
-                    transfer = _max(end_s - base_sent, 0.0)
-                uploaded = sent + transfer
-                if uploaded <= timeout_at:
-                    tx_time, bits = uploaded - sent, 8.0 * payload
-                else:  # the upload is abandoned at the timeout
-                    tx_time = _max(timeout_at - sent, 0.0)
-                    got = cumulative_bits(cum_k, cap_k, slot, dur, total, sent + tx_time + shift)[0]
-                    bits = _max(got - bits_sent, 0.0)
-                mbit = 8.0 * _min(bits / 8, payload) / BITS_PER_MBIT  # RadioModel.tx_energy_j
-                energy += (alpha_mw * mbit + beta_mw * tx_time) / MW_PER_W
-                if tail_on and tx_time > 0 and last_tx_end_s[r] > -math.inf:
-                    gap = sent - last_tx_end_s[r]
-                    if gap > 0:  # RadioModel.tail_energy_j
-                        energy += _min(gap, tail_s) * tail_mw / MW_PER_W
-                if tx_time > 0:
-                    uplink = bits / tx_time
-                else:
-                    uplink = capacity_at_bps(cap_k, slot, dur, base_sent)
-                at_server = uploaded + half_rtt_s
-                answer = math.inf
-                fail = fail_s[r]
-                row_mode = mode if mode != PERMANENT or fail < math.inf else NO_OUTAGES
-                offset = offset_s[r]
-                down = is_down(down_start_s, down_end_s, row_mode, fail, at_server + offset)
-                if at_server < timeout_at and not down:
-                    # EdgeServer.submit
-                    service = server_time_s[ti]
-                    t = at_server + offset
-                    ptr = ptr_state[r]
-                    j = _bisect(arrival_bg_s, ptr, arrival_bg_s.size, t, True)
-                    m = m_state[r]
-                    if j > ptr:
-                        m = _max(m, fail_g[r] if j > fail_k[r] else g_max[j])
-                    up = uptime_s(
-                        down_start_s, down_end_s, cum_down_s, up_at_start_s, row_mode, fail, t
-                    )
-                    backlog = _max(0.0, work_before_s[j] - up + m)
-                    m_state[r] = _max(m, up - work_before_s[j]) + service
-                    ptr_state[r] = j
-                    if row_mode == NO_OUTAGES:
-                        server_wait = backlog
-                        finish = t + backlog + service - offset
-                    else:
-                        start_srv = _max(
-                            t,
-                            time_at_uptime_s(
-                                cum_down_s, up_at_start_s, row_mode, fail, up + backlog, True
-                            ),
-                        )
-                        up_end = up + backlog + service
-                        finish_srv = _max(
-                            start_srv,
-                            time_at_uptime_s(
-                                cum_down_s, up_at_start_s, row_mode, fail, up_end, False
-                            ),
-                        )
-                        server_wait, finish = start_srv - t, finish_srv - offset
-                    answer = finish + half_rtt_s
-                device_free_s[r] = sent + tx_time
-                if tx_time > 0:
-                    last_tx_end_s[r] = sent + tx_time
-                timed_out = answer > timeout_at
-                latency = _min(answer, timeout_at) - arrival
-        correct = (code & 1) == 1 and not timed_out
-        missed = timed_out or latency > deadline_s
-        r_acc = w_acc * correct
+                up_start = up + backlog
+                up_end = up + backlog + service
+                start_srv = _max(
+                    t, time_at_uptime_s(cum_down_s, up_at_start_s, row_mode, fail, up_start, True)
+                )
+                finish_srv = _max(
+                    start_srv,
+                    time_at_uptime_s(cum_down_s, up_at_start_s, row_mode, fail, up_end, False),
+                )
+                server_wait_s[r], finish = start_srv - t, finish_srv - offset
+            answer = finish + half_rtt_s
+        timed_out[r] = answer > timeout_at
+        latency_s[r] = _min(answer, timeout_at) - arrival
+
+    # 4. The outcome and the reward.
+    for r in rows:
+        latency, energy = latency_s[r], energy_j[r]
+        correct[r] = correct[r] and not timed_out[r]
+        missed = timed_out[r] or latency > deadline_s
+        r_acc = w_acc * correct[r]
         r_lat = -w_lat * latency
         r_en = -w_en * energy
         r_miss = -w_miss * missed
         energy_sum_j[r] += energy
-        step_idx[r] = i + 1
+        step_idx[r] += 1
         terminated = energy_sum_j[r] >= battery_j
-        out_f[0, r] = latency
-        out_f[1, r] = energy
-        out_f[2, r] = uplink
-        out_f[3, r] = tx_time
-        out_f[4, r] = device_wait
-        out_f[5, r] = server_wait
-        out_f[6, r] = threshold_of[a]
         out_f[7, r] = r_acc + r_lat + r_en + r_miss
         out_f[8, r] = r_acc
         out_f[9, r] = r_lat
         out_f[10, r] = r_en
         out_f[11, r] = r_miss
-        out_i[0, r] = split
-        out_i[1, r] = exit_block
-        out_i[2, r] = payload
-        out_i[3, r] = sample
-        out_b[0, r] = correct
         out_b[1, r] = missed
-        out_b[2, r] = timed_out
         out_b[3, r] = terminated
-        out_b[4, r] = i + 1 >= horizon and not terminated
+        out_b[4, r] = step_idx[r] >= horizon and not terminated

@@ -243,6 +243,8 @@ class SplitExitVectorEnv(VectorEnv):
             self._m,
             self._ptr,
         )
+        self._sent_s = np.zeros(num_envs)  # scratch of kernels.step
+        self._offloaded = np.zeros(num_envs, dtype=np.int64)
         self._prev_done = np.zeros(num_envs, dtype=bool)
         self._rows = np.arange(num_envs)
 
@@ -377,6 +379,8 @@ class SplitExitVectorEnv(VectorEnv):
             out_f,
             out_i,
             out_b,
+            self._sent_s,
+            self._offloaded,
         )
         info = self._vector_info(a, live, out_f, out_i, out_b) if rows.size else {}
         reward, terminated, truncated = out_f[len(FLOAT_KEYS)], out_b[-2], out_b[-1]
