@@ -163,14 +163,14 @@ def time_at_uptime_s(cum_down_s, up_at_start_s, mode, fail_s, up_s, after_down):
 
 
 @njit(cache=True, _nrt=False)
-def episode_features(rows, draws, n_samples, samples, tr, trace_k, shift_s, t_obs_s, sw, mode,
-                     offset_s, fail_s, fail_k, fail_g, heard_s, bits_out, queue_out,
-                     down_out):  # fmt: skip
+def episode_features(rows, draws, n_samples, samples, tr, trace_k, shift_s, t_obs_s, frame_s,
+                     sw, mode, offset_s, fail_s, fail_k, fail_g, heard_s, wait_unit_s, mbps_out,
+                     queue_out, down_out):  # fmt: skip
     """What ``SplitExitEnv.reset`` computes of an episode, for sub-envs ``rows`` (row ``q`` of
-    the outputs is sub-env ``rows[q]``): the samples of its requests from its ``draws``, the
-    cumulative bits at the frame times ``t_obs_s`` (base time), and at the server's heartbeats
-    ``heard_s`` (episode time) the background backlog before ``max(0, .)`` and whether the
-    server is down."""
+    the outputs is sub-env ``rows[q]``): the samples of its requests from its ``draws``; the
+    throughput (Mbit/s) of each frame between the times ``t_obs_s`` (base time: the
+    episode's shift added); at the server's heartbeats ``heard_s`` (episode time) the background
+    backlog in units of ``wait_unit_s``, and whether the server is down."""
     cum, cap, off, size, slot_s, duration_s, total_bits = tr
     arrival_s, work_before_s, g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s = sw
     for i in range(samples.shape[0]):  # (request-major: write along rows)
@@ -180,11 +180,13 @@ def episode_features(rows, draws, n_samples, samples, tr, trace_k, shift_s, t_ob
         r = rows[q]
         k, shift = trace_k[r], shift_s[r]
         cum_k, cap_k = cum[off[k] : off[k] + size[k] + 1], cap[off[k] : off[k] + size[k]]
+        before = 0.0
         for n in range(t_obs_s.size):
             t = t_obs_s[n] + shift
-            bits_out[q, n] = cumulative_bits(
-                cum_k, cap_k, slot_s[k], duration_s[k], total_bits[k], t
-            )[0]
+            bits = cumulative_bits(cum_k, cap_k, slot_s[k], duration_s[k], total_bits[k], t)[0]
+            if n > 0:  # np.diff(bits) / frame_s / 1e6
+                mbps_out[q, n - 1] = (bits - before) / frame_s / 1e6
+            before = bits
         offset, fail = offset_s[r], fail_s[r]
         row_mode = mode if mode != PERMANENT or fail < math.inf else NO_OUTAGES
         j = 0
@@ -193,24 +195,32 @@ def episode_features(rows, draws, n_samples, samples, tr, trace_k, shift_s, t_ob
             j = _bisect(arrival_s, j, arrival_s.size, t, True)
             up = uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, row_mode, fail, t)
             g = fail_g[r] if j > fail_k[r] else g_max[j]
-            queue_out[q, n] = work_before_s[j] - up + g
+            queue_out[q, n] = _max(0.0, work_before_s[j] - up + g) / wait_unit_s
             down_out[q, n] = is_down(down_start_s, down_end_s, row_mode, fail, t)
 
 
 @njit(cache=True, _nrt=False)
-def lay_out_observations(rows, throughput, queue, down, rtt, deadline, obs):
+def lay_out_observations(rows, log_mbps, log_queue, down, mbps_scale, queue_scale, rtt, deadline,
+                         obs):  # fmt: skip
     """``SplitExitEnv.reset``'s observation table for sub-envs ``rows`` (row ``q`` of the
-    inputs): ``obs[i, rows[q]]`` for request ``i``, from the throughput feature of the frames
-    before it, the queue feature and the down flag of the last heartbeat."""
-    h = throughput.shape[1] - obs.shape[0] + 1
+    inputs): ``obs[i, rows[q]]`` for request ``i``, from ``log1p`` of the throughput of the
+    frames before it and of the queue at the last heartbeat (numpy's ``log1p``; scaled here as
+    ``clip(x / mbps_scale, 0, 1)`` and ``minimum(x / queue_scale, 1)``, with numpy's
+    comparisons), and whether the server was down then (overwrites ``log_mbps``)."""
+    h = log_mbps.shape[1] - obs.shape[0] + 1
     for q in range(rows.size):
+        for n in range(log_mbps.shape[1]):
+            x = log_mbps[q, n] / mbps_scale
+            x = x if x > 0.0 else 0.0
+            log_mbps[q, n] = x if x < 1.0 else 1.0
         r = rows[q]
         for i in range(obs.shape[0]):
             row = obs[i, r]
             for f in range(h):
-                row[f] = throughput[q, i + f]
+                row[f] = log_mbps[q, i + f]
             row[h] = rtt
-            row[h + 1] = queue[q, i]
+            x = log_queue[q, i] / queue_scale
+            row[h + 1] = x if x < 1.0 else 1.0
             row[h + 2] = 0.0 if down[q, i] else 1.0
             row[h + 3] = 0.0  # device backlog (set per step)
             row[h + 4] = 1.0  # battery (set per step)

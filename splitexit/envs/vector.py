@@ -294,8 +294,8 @@ class SplitExitVectorEnv(VectorEnv):
         self._m[rows] = np.where(ptr > self._fail_k[rows], self._fail_g[rows], g_max[ptr])
 
         # The samples and the observations of the whole episode, as SplitExitEnv.reset.
-        bits = np.empty((rows.size, self._t_obs_s.size))
-        queue_s = np.empty((rows.size, n + 1))
+        mbps = np.empty((rows.size, self._t_obs_s.size - 1))
+        queue = np.empty((rows.size, n + 1))
         down = np.empty((rows.size, n + 1), dtype=bool)
         kernels.episode_features(
             rows,
@@ -306,6 +306,7 @@ class SplitExitVectorEnv(VectorEnv):
             self._trace_k,
             self._shift_s,
             self._t_obs_s,
+            env.frame_s,
             self._server_world,
             self._outage_mode,
             self._offset_s,
@@ -313,17 +314,22 @@ class SplitExitVectorEnv(VectorEnv):
             self._fail_k,
             self._fail_g,
             self._heard_s,
-            bits,
-            queue_s,
+            WAIT_UNIT_S,
+            mbps,
+            queue,
             down,
         )
-        mbps = np.diff(bits, axis=1) / env.frame_s / 1e6
-        tp = (np.log1p(mbps) / np.log1p(MAX_OBS_THROUGHPUT_MBPS)).clip(0.0, 1.0)
-        queue_s = np.maximum(0.0, queue_s)
-        queue = np.minimum(np.log1p(queue_s / WAIT_UNIT_S) / env._wait_scale, 1.0)
-        rtt = min(self.config["rtt_s"] / env.timeout_s, 1.0)
-        deadline = min(env.deadline_s / env.timeout_s, 1.0)
-        kernels.lay_out_observations(rows, tp, queue, down, rtt, deadline, self._obs)
+        kernels.lay_out_observations(
+            rows,
+            np.log1p(mbps, out=mbps),  # numpy's log1p, as SplitExitEnv.reset
+            np.log1p(queue, out=queue),
+            down,
+            float(np.log1p(MAX_OBS_THROUGHPUT_MBPS)),
+            float(env._wait_scale),
+            min(self.config["rtt_s"] / env.timeout_s, 1.0),
+            min(env.deadline_s / env.timeout_s, 1.0),
+            self._obs,
+        )
         self._step_idx[rows] = 0
         self._device_free_s[rows] = 0.0
         self._last_tx_end_s[rows] = -np.inf
