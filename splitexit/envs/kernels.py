@@ -228,13 +228,20 @@ def lay_out_observations(rows, log_mbps, log_queue, down, mbps_scale, queue_scal
 
 
 @njit(cache=True, _nrt=False)
-def observe(obs, step_idx, device_free_s, t0_s, frame_s, out, backlog_s):
-    """The current rows of the observation tables, and the device backlogs (s)."""
+def observe(obs, step_idx, device_free_s, t0_s, frame_s, wait_unit_s, out, busy, busy_backlog):
+    """The current rows of the observation tables; the sub-envs whose device is busy
+    (``busy[:count]``, the count returned) and their backlogs in units of ``wait_unit_s``."""
+    count = 0
     for r in range(step_idx.size):
         i = step_idx[r]
         for f in range(out.shape[1]):
             out[r, f] = obs[i, r, f]
-        backlog_s[r] = device_free_s[r] - (t0_s + i * frame_s)
+        backlog_s = device_free_s[r] - (t0_s + i * frame_s)
+        if backlog_s > 0.0:
+            busy[count] = r
+            busy_backlog[count] = backlog_s / wait_unit_s
+            count += 1
+    return count
 
 
 @njit(cache=True, _nrt=False)

@@ -243,8 +243,10 @@ class SplitExitVectorEnv(VectorEnv):
             self._m,
             self._ptr,
         )
-        self._sent_s = np.zeros(num_envs)  # scratch of kernels.step
+        self._sent_s = np.zeros(num_envs)  # scratch of the kernels
         self._offloaded = np.zeros(num_envs, dtype=np.int64)
+        self._busy = np.zeros(num_envs, dtype=np.int64)
+        self._busy_backlog = np.zeros(num_envs)
         self._prev_done = np.zeros(num_envs, dtype=bool)
         self._rows = np.arange(num_envs)
 
@@ -424,14 +426,21 @@ class SplitExitVectorEnv(VectorEnv):
         """The current observations, with each sub-env's device backlog and battery."""
         env, h = self.env, self._history
         obs = np.empty((self.num_envs, self._obs.shape[2]), np.float32)
-        backlog_s = np.empty(self.num_envs)
-        kernels.observe(
-            self._obs, self._step_idx, self._device_free_s, env.t0_s, env.frame_s, obs, backlog_s
+        busy = self._busy
+        count = kernels.observe(
+            self._obs,
+            self._step_idx,
+            self._device_free_s,
+            env.t0_s,
+            env.frame_s,
+            WAIT_UNIT_S,
+            obs,
+            busy,
+            self._busy_backlog,
         )
-        busy = np.flatnonzero(backlog_s > 0.0)
-        if busy.size:
-            feature = np.log1p(backlog_s[busy] / WAIT_UNIT_S) / env._wait_scale
-            obs[busy, h + 3] = np.minimum(feature, 1.0)
+        if count:  # as SplitExitEnv._observation, with numpy's log1p
+            feature = np.log1p(self._busy_backlog[:count]) / env._wait_scale
+            obs[busy[:count], h + 3] = np.minimum(feature, 1.0)
         if env._battery_j is not None:
             obs[:, h + 4] = np.maximum(1.0 - self._energy_j / env._battery_j, 0.0)
         return obs
