@@ -79,7 +79,7 @@ def trace_bank(channel: TraceChannel) -> tuple:
 
 
 class SplitExitVectorEnv(VectorEnv):
-    """``num_envs`` SplitExitEnv worlds in replay mode, stepped together with numpy.
+    """``num_envs`` SplitExitEnv worlds in replay mode, stepped together by compiled loops.
 
     ``gym.make_vec("splitexit:SplitExit-v0", num_envs=N,
     vectorization_mode="vector_entry_point", config={...})``. Arguments as
@@ -167,24 +167,18 @@ class SplitExitVectorEnv(VectorEnv):
         self._trace_bank = trace_bank(env.channel)
         self._n_traces = len(env.channel.traces)
         radio, w = env.radio, env.weights
+        # kernels.step's constants, as floats (one compiled signature for every config)
         self._constants = (
-            env.t0_s,
-            env.frame_s,
-            env.timeout_s,
-            env.half_rtt_s,
-            env.deadline_s,
-            env._compute_above_idle_w,
-            radio.alpha_up_mw_per_mbps,
-            radio.beta_mw,
+            *map(float, (env.t0_s, env.frame_s, env.timeout_s, env.half_rtt_s, env.deadline_s)),
+            float(env._compute_above_idle_w),
+            float(radio.alpha_up_mw_per_mbps),
+            float(radio.beta_mw),
             bool(radio.tail_enabled),
             float(radio.tail_s),
             float(radio.tail_power_mw),
-            float(w["accuracy"]),
-            float(w["latency"]),
-            float(w["energy"]),
-            float(w["deadline_miss"]),
+            *(float(w[key]) for key in REWARD_KEYS),
             math.inf if env._battery_j is None else float(env._battery_j),
-            env.horizon,
+            int(env.horizon),
         )
 
         world = env.server.world
