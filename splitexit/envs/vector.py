@@ -163,6 +163,11 @@ class SplitExitVectorEnv(VectorEnv):
         )
         self._n_actions = n_actions
         self._compression = np.asarray(env.compressions)[comp]
+        # with one compression its info is the same every step: one read-only array
+        self._one_compression = None
+        if env.n_c == 1:
+            self._one_compression = np.full(num_envs, env.compressions[0])
+            self._one_compression.flags.writeable = False
         self._horizon, self._history = env.horizon, env.history
         self._trace_bank = trace_bank(env.channel)
         self._n_traces = len(env.channel.traces)
@@ -404,7 +409,9 @@ class SplitExitVectorEnv(VectorEnv):
         values = dict(zip(FLOAT_KEYS, out_f, strict=False))
         values.update(zip(INT_KEYS, out_i, strict=True))
         values.update(zip(BOOL_KEYS, out_b, strict=False))
-        compression = self._compression[a]
+        compression = self._one_compression
+        if compression is None:
+            compression = self._compression[a]
         values["compression"] = compression if live.all() else np.where(live, compression, "")
         info: dict[str, Any] = {}
         for key in INFO_KEYS:
