@@ -106,17 +106,16 @@ def time_at_bits_s(cum, cap, slot_s, duration_s, total_bits, bits, hint):
     """``CapacityTrace.time_at_bits_s``; ``hint``: a slot to search from."""
     if bits <= 0:
         return 0.0
-    total = total_bits
-    if total <= 0:
+    if total_bits <= 0:
         return math.inf
-    loops = math.ceil(bits / total) - 1
-    rest = bits - loops * total
+    loops = math.ceil(bits / total_bits) - 1
+    rest = bits - loops * total_bits
     if rest <= 0:
         loops -= 1
-        rest += total
-    elif rest > total:
+        rest += total_bits
+    elif rest > total_bits:
         loops += 1
-        rest -= total
+        rest -= total_bits
     lo = hint + 1 if cum[hint] < rest else 1  # (cum[0] = 0 < rest)
     i = _bisect(cum, lo, cum.size, rest, False) - 1
     return loops * duration_s + i * slot_s + (rest - cum[i]) / cap[i]
@@ -124,6 +123,12 @@ def time_at_bits_s(cum, cap, slot_s, duration_s, total_bits, bits, hint):
 
 # -- the server's outages (OutageSchedule, or with a permanent failure at fail_s the schedule
 # ((fail_s,), (inf,))), in server time -------------------------------------------------------
+
+
+@njit(cache=True, _nrt=False)
+def row_mode_of(mode, fail_s):
+    """A sub-env's outage mode: a permanent failure that never comes is no outage."""
+    return mode if mode != PERMANENT or fail_s < math.inf else NO_OUTAGES
 
 
 @njit(cache=True, _nrt=False)
@@ -188,7 +193,7 @@ def episode_features(rows, draws, n_samples, samples, tr, trace_k, shift_s, t_ob
                 mbps_out[q, n - 1] = (bits - before) / frame_s / 1e6
             before = bits
         offset, fail = offset_s[r], fail_s[r]
-        row_mode = mode if mode != PERMANENT or fail < math.inf else NO_OUTAGES
+        row_mode = row_mode_of(mode, fail)
         j = 0
         for n in range(heard_s.size):
             t = heard_s[n] + offset
@@ -355,7 +360,7 @@ def step(rows, actions, env, tables, tr, sw, mode, state, out_f, out_i, out_b, s
         at_server = sent_s[r] + half_rtt_s
         answer = math.inf
         fail = fail_s[r]
-        row_mode = mode if mode != PERMANENT or fail < math.inf else NO_OUTAGES
+        row_mode = row_mode_of(mode, fail)
         offset = offset_s[r]
         down = is_down(down_start_s, down_end_s, row_mode, fail, at_server + offset)
         if at_server < timeout_at and not down:
