@@ -222,19 +222,28 @@ def bench_env(repeats: int, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def markdown_table(header: list[str], align: str, rows: list[list[str]]) -> str:
+    """A Markdown table; ``align``: one ``l`` or ``r`` per column."""
+    rule = ["---" if c == "l" else "---:" for c in align]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, rule, *rows])
+
+
 def env_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| case | envs | SplitExit steps/s | CartPole steps/s | ratio | "
-        "SplitExit µs/batch step | CartPole µs/batch step |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+    header = ["case", "envs", "SplitExit steps/s", "CartPole steps/s", "ratio"]
+    header += ["SplitExit µs/batch step", "CartPole µs/batch step"]
+    cells = [
+        [
+            r["case"],
+            str(r["n_envs"]),
+            f"{r['splitexit_steps_per_s']:,.0f}",
+            f"{r['cartpole_steps_per_s']:,.0f}",
+            f"{r['ratio']:.3f}",
+            f"{r['splitexit_us_per_batch_step']:,.1f}",
+            f"{r['cartpole_us_per_batch_step']:,.1f}",
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['case']} | {r['n_envs']} | {r['splitexit_steps_per_s']:,.0f} | "
-            f"{r['cartpole_steps_per_s']:,.0f} | {r['ratio']:.3f} | "
-            f"{r['splitexit_us_per_batch_step']:,.1f} | {r['cartpole_us_per_batch_step']:,.1f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, "lrrrrrr", cells)
 
 
 # -- 2. training ------------------------------------------------------------------------------
@@ -299,16 +308,17 @@ def bench_train(repeats: int, quick: bool) -> list[dict[str, Any]]:
 
 
 def train_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| vec env (16 envs) | PPO env steps/s | ratio to dummy | s per learn |",
-        "|---|---:|---:|---:|",
+    header = ["vec env (16 envs)", "PPO env steps/s", "ratio to dummy", "s per learn"]
+    cells = [
+        [
+            r["vec_env"],
+            f"{r['steps_per_s']:,.0f}",
+            f"{r['ratio_to_dummy']:.2f}",
+            f"{r['s_per_learn']:.2f} ({r['steps_per_learn']:,} steps)",
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['vec_env']} | {r['steps_per_s']:,.0f} | {r['ratio_to_dummy']:.2f} | "
-            f"{r['s_per_learn']:.2f} ({r['steps_per_learn']:,} steps) |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, "lrrr", cells)
 
 
 # -- 3. memory --------------------------------------------------------------------------------
@@ -387,18 +397,19 @@ def bench_memory(quick: bool) -> list[dict[str, Any]]:
 
 
 def memory_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| SplitExitVectorEnv | tracemalloc peak (MiB) | max RSS increase (MiB) | "
-        "baseline max RSS (MiB) | of which compiled kernels (MiB) |",
-        "|---:|---:|---:|---:|---:|",
+    header = ["SplitExitVectorEnv", "tracemalloc peak (MiB)", "max RSS increase (MiB)"]
+    header += ["baseline max RSS (MiB)", "of which compiled kernels (MiB)"]
+    cells = [
+        [
+            f"{r['n_envs']} envs, {r['steps']} steps",
+            f"{r['tracemalloc_peak_mib']:.1f}",
+            f"{r['max_rss_increase_mib']:.1f}",
+            f"{r['baseline_max_rss_mib']:.1f}",
+            f"{r['kernels_max_rss_mib']:.1f}",
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['n_envs']} envs, {r['steps']} steps | {r['tracemalloc_peak_mib']:.1f} | "
-            f"{r['max_rss_increase_mib']:.1f} | {r['baseline_max_rss_mib']:.1f} | "
-            f"{r['kernels_max_rss_mib']:.1f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, "rrrrr", cells)
 
 
 # -- main -------------------------------------------------------------------------------------

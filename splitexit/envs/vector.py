@@ -170,7 +170,6 @@ class SplitExitVectorEnv(VectorEnv):
             self._one_compression.flags.writeable = False
         self._horizon, self._history = env.horizon, env.history
         self._trace_bank = trace_bank(env.channel)
-        self._n_traces = len(env.channel.traces)
         radio, w = env.radio, env.weights
         # kernels.step's constants, as floats (one compiled signature for every config)
         self._constants = (
@@ -198,10 +197,10 @@ class SplitExitVectorEnv(VectorEnv):
             np.asarray(sched._cum_down_s, dtype=np.float64),
             np.asarray(sched._up_at_start_s, dtype=np.float64),
         )
-        self._permanent = bool(env.server.outages is not None and env.server.outages.permanent)
+        permanent = bool(env.server.outages is not None and env.server.outages.permanent)
         self._outage_mode = (
             kernels.PERMANENT
-            if self._permanent
+            if permanent
             else kernels.INTERMITTENT
             if sched.down_start_s
             else kernels.NO_OUTAGES
@@ -276,14 +275,14 @@ class SplitExitVectorEnv(VectorEnv):
             self._rngs[r].random(out=draws[r])
         u = draws[rows, n:]  # the samples' draws are read by kernels.episode_features
         size = self._trace_bank[3]
-        n_traces = self._n_traces
+        n_traces = size.size
         k = np.minimum((u[:, 0] * n_traces).astype(np.int64), n_traces - 1)  # sample_shifted
         start = np.minimum((u[:, 1] * size[k]).astype(np.int64), size[k] - 1)
         self._trace_k[rows] = k
         self._shift_s[rows] = start * self._trace_bank[4][k]
         self._offset_s[rows] = offset = u[:, 2] * self._spare_s  # EdgeServer.reset
         arrival_s, work_before_s, g_max = self._server_world[:3]
-        if self._permanent:
+        if self._outage_mode == kernels.PERMANENT:
             t_fail_s = -self.config["outage_mean_up_s"] * np.log1p(-u[:, 3])
             fail_s = np.where(t_fail_s < env._duration_s, offset + t_fail_s, np.inf)
             self._fail_s[rows] = fail_s
