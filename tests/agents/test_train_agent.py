@@ -37,6 +37,22 @@ REPORT_FILES = (
     "pareto.png",
     "timeline.png",
 )
+
+
+def assert_report(run: Path, model_file: str, agent: str) -> list[dict]:
+    """A finished run's directory holds its model and the whole report; returns the summary."""
+    for name in (model_file, *REPORT_FILES):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    names = [s["name"] for s in summary]
+    assert names[0] == agent and {"random", "channel-oracle", "neurosurgeon"} <= set(names)
+    for row in summary:
+        assert SUMMARY_KEYS <= set(row), row
+    oracle = next(s for s in summary if s["name"] == "channel-oracle")
+    assert oracle["oracle_normalized"] == pytest.approx(1.0)
+    return summary
+
+
 TINY = ["--n-envs", "2", "--eval-episodes", "2", "--no-progress", "--env-kwargs", "horizon:50"]
 
 
@@ -73,15 +89,7 @@ def test_smoke_run_writes_the_whole_report(tmp_path, algo):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
-    for name in ("model.zip", *REPORT_FILES):
-        assert (run / name).is_file(), name
-    summary = json.loads((run / "summary.json").read_text())
-    names = [s["name"] for s in summary]
-    assert names[0] == algo and {"random", "channel-oracle", "neurosurgeon"} <= set(names)
-    for row in summary:
-        assert SUMMARY_KEYS <= set(row), row
-    oracle = next(s for s in summary if s["name"] == "channel-oracle")
-    assert oracle["oracle_normalized"] == pytest.approx(1.0)
+    assert_report(run, "model.zip", algo)
     assert "| channel-oracle *" in (run / "report.md").read_text()
     assert list((run / "checkpoints").glob("model_*_steps.zip"))
     assert list((run / "tb").iterdir())
