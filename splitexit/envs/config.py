@@ -15,6 +15,7 @@ from typing import Any
 from splitexit.dnn_profiles.hardware import DEVICE_PRESETS, LTE_EDGE_RTT_S, SERVER_PRESETS
 from splitexit.dnn_profiles.model import COMPRESSIONS
 from splitexit.envs.energy import RADIO_MODELS
+from splitexit.envs.server import DEFAULT_MEAN_DOWN_S, DEFAULT_MEAN_UP_S
 
 CHANNELS = ("trace", "markov", "fading")
 SERVER_LOADS = ("none", "markov", "trace")
@@ -55,8 +56,8 @@ def default_config() -> dict[str, Any]:
         # Edge server.
         "server_load": "markov",
         "outage": "none",
-        "outage_mean_up_s": 60.0,
-        "outage_mean_down_s": 5.0,
+        "outage_mean_up_s": DEFAULT_MEAN_UP_S,
+        "outage_mean_down_s": DEFAULT_MEAN_DOWN_S,
         # Requests: a 10 frame/s camera, each answer due before the next frame.
         "frame_period_s": 0.1,
         "deadline_s": 0.1,

@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from splitexit.dnn_profiles.hardware import get_device_preset
-from splitexit.envs.channel import TraceChannel
+from splitexit.envs import core
+from splitexit.envs.batch import Batch
 from splitexit.envs.config import make_config
-from splitexit.envs.energy import radio_model
+from splitexit.envs.observation import ObservationLayout
 from splitexit.envs.world import (
     NEVER_EXIT,
-    episode_duration_s,
+    build_world,
     load_profile,
     make_channel,
-    make_server,
+    trace_bank,
     world_tables,
 )
 
-MAX_OBS_THROUGHPUT_MBPS = 100.0  # throughput features saturate here (log scale)
-# Waiting times (server queue, device backlog) are observed on a log scale from 1 ms to this
-# many frame periods, where the differences that matter (a few ms to a deadline) stay visible.
-MAX_OBS_BACKLOG_FRAMES = 10.0
-WAIT_UNIT_S = 1e-3
-# Uniforms drawn per episode besides one per request (see reset).
-EPISODE_DRAWS = 4
-# Observation layout after the throughput history (each in [0, 1]).
-OBS_FEATURES = ("rtt", "server_queue", "server_reachable", "device_backlog", "battery", "deadline")
+# Positions in a step's output record (splitexit.envs.core.OUTPUT).
+_N_INFO, _N_PARTS = len(core.INFO_KEYS), len(core.REWARD_KEYS)
+_COMPRESSION = core.INFO_KEYS.index("compression")
+_REWARD, _TERMINATED, _TRUNCATED = (
+    core.OUTPUT.names.index(key) for key in ("reward", "terminated", "truncated")
+)
 
 
 class SplitExitEnv(gym.Env):
@@ -125,82 +121,44 @@ class SplitExitEnv(gym.Env):
             self.action_space = spaces.Discrete(self.n_actions)
         else:
             self.action_space = spaces.MultiDiscrete([self.num_splits, self.n_t, self.n_c])
+        self._discrete = cfg["action_type"] == "discrete"
         self.history = cfg["throughput_history"]
-        n_obs = self.history + len(OBS_FEATURES)
-        self.observation_space = spaces.Box(0.0, 1.0, (n_obs,), np.float32)
-
-        self.device = get_device_preset(cfg["device"])
-        # A request's energy is what it adds to the device's idle draw: compute above idle,
-        # plus the radio (Huang et al. 2012 model, which is likewise power above idle).
-        self._compute_above_idle_w = max(
-            self.device.compute_power_w - self.device.idle_power_w, 0.0
-        )
-        self.radio = radio_model(cfg["radio"], tail=cfg["lte_tail"])
-        self.channel = make_channel(cfg)
-        self.server = make_server(cfg)
         self.frame_s, self.deadline_s = cfg["frame_period_s"], cfg["deadline_s"]
-        self.timeout_s, self.half_rtt_s = cfg["timeout_s"], cfg["rtt_s"] / 2
-        self.horizon = cfg["horizon"]
-        self._max_backlog_s = MAX_OBS_BACKLOG_FRAMES * self.frame_s
-        self._wait_scale = math.log1p(self._max_backlog_s / WAIT_UNIT_S)
+        self.timeout_s, self.horizon = cfg["timeout_s"], cfg["horizon"]
+        self.layout = ObservationLayout(self.history, self.frame_s, self.timeout_s)
+        self.observation_space = spaces.Box(0.0, 1.0, (self.layout.size,), np.float32)
         self.t0_s = self.history * self.frame_s  # the first request, after H measured periods
-        self._duration_s = episode_duration_s(cfg)
         self.weights = cfg["reward"]
+        # The fading channel draws its capacity per episode; the others are in the world.
+        self._fading = make_channel(cfg) if cfg["channel"] == "fading" else None
+        self.batch = Batch(build_world(cfg), 1, self.layout, cfg["outage_mean_up_s"])
+        self._row = self.batch.all_rows
+        self._action = np.zeros(1, np.int64)
         self._live_mode = cfg["mode"] == "live"
-        self._battery_j = cfg["battery_j"]
         self._model = None  # live mode: the torch model, loaded on first use
         self._images = None
         self._step_idx = -1
+        self._last = None
 
     # -- episode -----------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        rng = self.np_random
-        n = self.horizon
+        batch = self.batch
         # One call draws the episode (the vector env draws and uses it alike): the samples that
         # arrive, a trace and a slot in it, an offset into the server's world, a failure time.
-        u = rng.random(n + EPISODE_DRAWS)
-        n_samples = self.profile.num_samples
-        self._samples = np.minimum((u[:n] * n_samples).astype(np.int64), n_samples - 1)
-        # Long enough for the last request to time out: nothing is drawn after reset.
-        duration_s = self._duration_s
-        if isinstance(self.channel, TraceChannel):
-            self.trace = self.channel.sample_shifted(u[n], u[n + 1])
-        else:
-            trace = self.channel.sample(rng, duration_s)
+        self.np_random.random(out=batch.draws[0])
+        if self._fading is not None:  # its realisation is drawn after that
+            duration_s = float(batch.world.params[0]["duration_s"])
+            trace = self._fading.sample(self.np_random, duration_s)
             scale = self.config["capacity_scale"]
-            self.trace = trace.scaled(scale) if scale != 1.0 else trace
-        self.server.reset(rng, duration_s, u[n + 2 :])
-        # Everything the device observes except its own backlog and battery is exogenous, so
-        # the whole episode's observations are laid out here; step() fills in the two others.
-        t = self.t0_s + self.frame_s * np.arange(-self.history, n + 1)
-        mbps = np.diff(self.trace.cumulative_bits_many(t)) / self.frame_s / 1e6
-        tp = (np.log1p(mbps) / np.log1p(MAX_OBS_THROUGHPUT_MBPS)).clip(0.0, 1.0)
-        heard = t[self.history :] - self.frame_s  # the server's last heartbeat
-        obs = np.empty((n + 1, self.observation_space.shape[0]), np.float32)
-        obs[:, : self.history] = np.lib.stride_tricks.sliding_window_view(tp, self.history)
-        h, cfg = self.history, self.config
-        obs[:, h + 0] = min(cfg["rtt_s"] / self.timeout_s, 1.0)
-        # The heartbeat reports the server's queueing delay (work waiting, s); our own jobs,
-        # a fraction of a millisecond each, are not in it yet.
-        queue_s = self.server.background_backlog_s(heard)
-        obs[:, h + 1] = np.minimum(np.log1p(queue_s / WAIT_UNIT_S) / self._wait_scale, 1.0)
-        if self.server.schedule.down_start_s:
-            obs[:, h + 2] = [0.0 if self.server.is_down(x) else 1.0 for x in heard.tolist()]
-        else:
-            obs[:, h + 2] = 1.0
-        obs[:, h + 3] = 0.0  # device backlog (set in step when the device is busy)
-        obs[:, h + 4] = 1.0  # battery fraction (updated in step when there is a battery)
-        obs[:, h + 5] = min(self.deadline_s / self.timeout_s, 1.0)
-        self._obs = obs
-        self._throughput_obs = tp
+            trace = trace.scaled(scale) if scale != 1.0 else trace
+            batch.set_traces(*trace_bank([trace]))
+        batch.start(self._row)
+        batch.observe()
         self._step_idx = 0
-        self._device_free_s = 0.0
-        self._last_tx_end_s = -math.inf
-        self._energy_j = 0.0
         self._last = None
-        return self._observation(), {}
+        return batch.obs[0].copy(), {}
 
     def _arrival_s(self, i: int) -> float:
         return self.t0_s + i * self.frame_s
@@ -210,36 +168,24 @@ class SplitExitEnv(gym.Env):
         """Arrival time of the current request (s, episode time)."""
         return self._arrival_s(self._step_idx)
 
-    def _observation(self) -> np.ndarray:
-        i = self._step_idx
-        obs = self._obs[i].copy()
-        backlog_s = self._device_free_s - self._arrival_s(i)
-        if backlog_s > 0.0:
-            # np.log1p, not math.log1p: the vector env computes the same feature with numpy.
-            obs[self.history + 3] = min(np.log1p(backlog_s / WAIT_UNIT_S) / self._wait_scale, 1.0)
-        if self._battery_j is not None:
-            obs[self.history + 4] = max(1.0 - self._energy_j / self._battery_j, 0.0)
-        return obs
+    def mean_capacity_bps(self, t0_s: float, t1_s: float) -> float:
+        """The uplink's capacity averaged over episode times ``[t0_s, t1_s]`` (bit/s): what the
+        device would measure by saturating the link (the capacity at ``t0_s`` if empty)."""
+        if t1_s < t0_s:
+            raise ValueError(f"t1_s must be >= t0_s, got t0_s={t0_s!r}, t1_s={t1_s!r}")
+        if self._step_idx < 0:
+            raise RuntimeError("call reset() before mean_capacity_bps()")
+        return self.batch.mean_capacity_bps(0, t0_s, t1_s)
 
     def decode_observation(self, observation: np.ndarray) -> dict[str, Any]:
         """An observation in physical units (what a heuristic policy may use)."""
-        obs = np.asarray(observation, dtype=np.float64)
-        h = self.history
-        return {
-            "uplink_bps": np.expm1(obs[:h] * np.log1p(MAX_OBS_THROUGHPUT_MBPS)) * 1e6,
-            "rtt_s": obs[h] * self.timeout_s,
-            "server_queue_s": math.expm1(obs[h + 1] * self._wait_scale) * WAIT_UNIT_S,
-            "server_reachable": bool(obs[h + 2] > 0.5),
-            "device_backlog_s": math.expm1(obs[h + 3] * self._wait_scale) * WAIT_UNIT_S,
-            "battery_fraction": obs[h + 4],
-            "deadline_s": obs[h + 5] * self.timeout_s,
-        }
+        return self.layout.decode(observation)
 
     # -- actions -----------------------------------------------------------------------------
 
-    def decode_action(self, action) -> tuple[int, int, int]:
-        """(split, threshold index, compression index) of an action; ``ValueError`` if invalid."""
-        if self.config["action_type"] == "discrete":
+    def _flat_action(self, action) -> int:
+        """The flat index of ``action``; ``ValueError`` naming the space if it is not in it."""
+        if self._discrete:
             if type(action) is not int:
                 arr = np.asarray(action)
                 if arr.shape != () or arr.dtype.kind not in "iu":
@@ -251,17 +197,21 @@ class SplitExitEnv(gym.Env):
                 raise ValueError(
                     f"action {action!r} is not in the action space {self.action_space}"
                 )
-            a = action
-            return a // (self.n_t * self.n_c), (a // self.n_c) % self.n_t, a % self.n_c
+            return action
         arr = np.asarray(action)
         if arr.dtype.kind not in "iu" or not self.action_space.contains(arr.astype(np.int64)):
             raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
         s, t, c = (int(x) for x in arr)
-        return s, t, c
+        return (s * self.n_t + t) * self.n_c + c
+
+    def decode_action(self, action) -> tuple[int, int, int]:
+        """(split, threshold index, compression index) of an action; ``ValueError`` if invalid."""
+        a = self.batch.world.actions[self._flat_action(action)]
+        return int(a["split"]), int(a["threshold_idx"]), int(a["compression_idx"])
 
     def encode_action(self, split: int, threshold_idx: int, compression_idx: int = 0):
         """Inverse of :meth:`decode_action`."""
-        if self.config["action_type"] == "discrete":
+        if self._discrete:
             return (split * self.n_t + threshold_idx) * self.n_c + compression_idx
         return np.array([split, threshold_idx, compression_idx], dtype=np.int64)
 
@@ -271,115 +221,33 @@ class SplitExitEnv(gym.Env):
         heartbeat from the server is missing, only all-on-device actions are valid."""
         mask = np.ones((self.num_splits, self.n_t, self.n_c), dtype=bool)
         mask[0, :, 1:] = mask[-1, :, 1:] = False
-        if 0 <= self._step_idx <= self.horizon and self._obs[self._step_idx, self.history + 2] == 0:
+        reachable = self.layout.index("server_reachable")
+        i = self._step_idx
+        if 0 <= i <= self.horizon and self.batch.obs_table[i, 0, reachable] == 0:
             mask[:-1] = False
         return mask.reshape(-1)
 
-    # -- the world ---------------------------------------------------------------------------
-
-    def _outcome(self, split: int, comp: int, exit_k: int, heads: bool, commit: bool) -> tuple:
-        """Simulate the current request answered by exit ``exit_k``.
-
-        Returns (latency_s, energy_j, timed_out, device_wait_s, tx_time_s, server_wait_s,
-        payload_bytes, uplink_bps). With ``commit`` the device, radio and server state advance.
-        """
-        arrival = self._arrival_s(self._step_idx)
-        timeout_at = arrival + self.timeout_s
-        start = max(arrival, self._device_free_s)
-        device_wait = start - arrival
-        if start >= timeout_at:  # dropped: waited for the device until its timeout
-            return self.timeout_s, 0.0, True, device_wait, 0.0, 0.0, 0, 0.0
-        dev_time = self.tables.device_time_s[split][exit_k][heads]
-        energy = self._compute_above_idle_w * dev_time
-        sent = start + dev_time
-        if self.tables.exit_blocks[exit_k] <= split:  # answered on the device
-            done = min(sent, timeout_at)
-            if commit:
-                self._device_free_s = done
-            return done - arrival, energy, sent > timeout_at, device_wait, 0.0, 0.0, 0, 0.0
-        payload = self.tables.payload_bytes[split][comp]
-        uploaded = sent + self.trace.transfer_time_s(sent, payload)  # inf at zero capacity
-        if uploaded <= timeout_at:
-            tx_time, bits = uploaded - sent, 8.0 * payload
-        else:  # the upload is abandoned at the timeout
-            tx_time = max(timeout_at - sent, 0.0)
-            cum = self.trace.cumulative_bits
-            bits = max(cum(sent + tx_time) - cum(sent), 0.0)
-        energy += self.radio.tx_energy_j(min(bits / 8, payload), tx_time)
-        if self.radio.tail_enabled and tx_time > 0 and self._last_tx_end_s > -math.inf:
-            # the LTE tail of the previous transmission, cut short by this one
-            energy += self.radio.tail_energy_j(sent - self._last_tx_end_s)
-        uplink_bps = bits / tx_time if tx_time > 0 else self.trace.capacity_at_bps(sent)
-        at_server = uploaded + self.half_rtt_s
-        server_wait, answer = 0.0, math.inf
-        if at_server < timeout_at and not self.server.is_down(at_server):
-            service = self.tables.server_time_s[split][exit_k][heads]
-            submit = self.server.submit if commit else self.server.peek
-            server_wait, finish = submit(at_server, service)
-            answer = finish + self.half_rtt_s
-        if commit:
-            self._device_free_s = sent + tx_time
-            if tx_time > 0:
-                self._last_tx_end_s = sent + tx_time
-        timed_out = answer > timeout_at
-        latency = min(answer, timeout_at) - arrival
-        return latency, energy, timed_out, device_wait, tx_time, server_wait, payload, uplink_bps
-
-    def _reward_parts(self, correct: bool, latency_s: float, energy_j: float, missed: bool):
-        w = self.weights
-        return {
-            "accuracy": w["accuracy"] * correct,
-            "latency": -w["latency"] * latency_s,
-            "energy": -w["energy"] * energy_j,
-            "deadline_miss": -w["deadline_miss"] * missed,
-        }
+    # -- steps -------------------------------------------------------------------------------
 
     def step(self, action):
         if self._step_idx < 0:
             raise RuntimeError("call reset() before step()")
         if self._step_idx >= self.horizon:
             raise RuntimeError("the episode is over: call reset()")
-        split, t, comp = self.decode_action(action)
-        i = self._step_idx
-        heads = t < self.n_t - 1
+        a = self._flat_action(action)
+        batch = self.batch
         if self._live_mode:
-            exit_k, prediction = self._live(split, t, comp)
-            correct = prediction == int(self.profile.labels[self._samples[i]])
-        else:
-            sample = self._samples[i]
-            exit_k = int(self.tables.exit_index[sample, split, comp, t])
-            correct = self.tables.correct[sample, split, comp, exit_k]
-        latency, energy, timed_out, dev_wait, tx_time, srv_wait, payload, uplink = self._outcome(
-            split, comp, exit_k, heads, commit=True
-        )
-        correct = bool(correct) and not timed_out
-        missed = timed_out or latency > self.deadline_s
-        parts = self._reward_parts(correct, latency, energy, missed)
-        reward = parts["accuracy"] + parts["latency"] + parts["energy"] + parts["deadline_miss"]
-        self._energy_j += energy
+            batch.live_code[0] = self._live(a)
+        self._action[0] = a
+        batch.step(self._row, self._action)
         self._step_idx += 1
-        terminated = self._battery_j is not None and self._energy_j >= self._battery_j
-        truncated = self._step_idx >= self.horizon and not terminated
-        info = {
-            "split": split,
-            "threshold": self.thresholds[t],
-            "compression": self.compressions[comp],
-            "exit_block": self.tables.exit_blocks[exit_k],
-            "correct": correct,
-            "latency_s": latency,
-            "energy_j": energy,
-            "deadline_missed": missed,
-            "timed_out": timed_out,
-            "payload_bytes": payload,
-            "uplink_bps": uplink,
-            "tx_time_s": tx_time,
-            "device_wait_s": dev_wait,
-            "server_wait_s": srv_wait,
-            "sample_index": int(self._samples[i]),
-            "rewards": parts,
-        }
+        out = batch.out[0].item()
+        info = dict(zip(core.INFO_KEYS, out))
+        info["compression"] = self.compressions[out[_COMPRESSION]]
+        info["rewards"] = dict(zip(core.REWARD_KEYS, out[_N_INFO : _N_INFO + _N_PARTS]))
+        reward = out[_REWARD]
         self._last = (info, reward)
-        return self._observation(), reward, terminated, truncated, info
+        return batch.obs[0].copy(), reward, out[_TERMINATED], out[_TRUNCATED], info
 
     # -- oracles -----------------------------------------------------------------------------
 
@@ -392,43 +260,14 @@ class SplitExitEnv(gym.Env):
         """
         if not 0 <= self._step_idx < self.horizon:
             raise RuntimeError("expected_rewards() needs a request: call reset() first")
-        n_e = len(self.tables.exit_blocks)
-        values = np.empty((self.num_splits, self.n_t, self.n_c))
-        sample = self._samples[self._step_idx]
-        for s in range(self.num_splits):
-            for c in range(self.n_c):
-                costs = {}
-                for heads in (False, True):
-                    for e in range(n_e):
-                        lat, en, to, *_ = self._outcome(s, c, e, heads, commit=False)
-                        missed = to or lat > self.deadline_s
-                        parts = self._reward_parts(False, lat, en, missed)
-                        costs[heads, e] = (
-                            parts["latency"] + parts["energy"] + parts["deadline_miss"],
-                            to,
-                        )
-                for t in range(self.n_t):
-                    heads = t < self.n_t - 1
-                    if hindsight:
-                        e = int(self.tables.exit_index[sample, s, c, t])
-                        cost, to = costs[heads, e]
-                        right = self.tables.correct[sample, s, c, e] and not to
-                        values[s, t, c] = self.weights["accuracy"] * right + cost
-                    else:
-                        p = self.tables.exit_prob[s, c, t]
-                        pc = self.tables.exit_correct_prob[s, c, t]
-                        v = 0.0
-                        for e in range(n_e):
-                            if p[e] > 0:
-                                cost, to = costs[heads, e]
-                                v += p[e] * cost + (0.0 if to else self.weights["accuracy"] * pc[e])
-                        values[s, t, c] = v
-        return values.reshape(-1)
+        t = self.tables
+        return self.batch.expected_rewards(0, t.exit_prob, t.exit_correct_prob, hindsight)
 
     # -- live mode ---------------------------------------------------------------------------
 
-    def _live(self, split: int, t: int, comp: int) -> tuple[int, int]:
-        """Run the torch model on the request's real image; (exit index, prediction)."""
+    def _live(self, action: int) -> int:
+        """Run the torch model on the request's real image; its answer code
+        (``splitexit.envs.core``: ``2 * answer index + correct``)."""
         from splitexit.dnn_profiles.data import load_fashion_mnist
         from splitexit.dnn_profiles.model import split_inference
         from splitexit.dnn_profiles.train import WEIGHTS_PATH, load_model
@@ -436,11 +275,15 @@ class SplitExitEnv(gym.Env):
         if self._model is None:
             self._model = load_model(self.config["weights"] or WEIGHTS_PATH)
             self._images = load_fashion_mnist("test").images
-        sample = int(self._samples[self._step_idx])
+        split, t, comp = self.decode_action(action)
+        sample = int(self.batch.samples[self._step_idx, 0])
         result = split_inference(
             self._model, self._images[sample], split, self.thresholds[t], self.compressions[comp]
         )
-        return self.tables.exit_blocks.index(result.exit_block), result.prediction
+        exit_k = self.tables.exit_blocks.index(result.exit_block)
+        heads = t < self.n_t - 1
+        correct = result.prediction == int(self.profile.labels[sample])
+        return 2 * ((split * len(self.tables.exit_blocks) + exit_k) * 2 + heads) + correct
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -471,7 +314,8 @@ class SplitExitEnv(gym.Env):
         img = np.full((height, width, 3), 255, np.uint8)
         if self._step_idx < 0:
             return img
-        tp = self._throughput_obs
+        obs, h = self.batch.obs_table[:, 0], self.history
+        tp = np.concatenate((obs[0, :h], obs[1:, h - 1]))  # the throughput of every frame
         cols = np.minimum((np.arange(width) * len(tp)) // width, len(tp) - 1)
         bars = (tp[cols] * (height - 1)).astype(int)
         rows = np.arange(height)[:, None]

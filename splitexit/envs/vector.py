@@ -1,22 +1,17 @@
 """SplitExitVectorEnv: many SplitExitEnv worlds stepped at once.
 
 The same world as :class:`~splitexit.envs.splitexit_env.SplitExitEnv` in replay mode, step for
-step: sub-env ``i`` owns its own ``np.random.Generator`` and draws its episodes exactly as a
-single env does, and every number of a step is computed with the same floating-point operations
-in the same order. So ``N`` sub-envs seeded ``s .. s + N - 1`` give the observations, rewards,
-flags and infos of ``N`` single envs with those seeds, bit for bit (``tests/envs/test_vector.py``).
-
-The state of the sub-envs lives in numpy arrays; a step is one call of a compiled loop over them
-(:mod:`splitexit.envs.kernels`, numba), since a request's path through the device queue, the
-uplink trace and the server queue is branchy scalar work (a numpy formulation needs some 200
-array operations per step and ran at 0.13x ``CartPoleVectorEnv`` at 1024 envs). An episode's
+step: both run the compiled core (:mod:`splitexit.envs.core`) over rows of one state layout
+(:class:`~splitexit.envs.batch.Batch`), the single env one row, this env ``N``. Sub-env ``i``
+owns its own ``np.random.Generator`` and draws its episodes exactly as a single env does, so
+``N`` sub-envs seeded ``s .. s + N - 1`` give the observations, rewards, flags and infos of
+``N`` single envs with those seeds, bit for bit (``tests/envs/test_vector.py``). An episode's
 world is a pair of offsets into long shared realisations (the capacity traces, the server's
 background load and outages), so a reset is one generator call per sub-env and copies nothing.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -24,58 +19,9 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from splitexit.envs import kernels
-from splitexit.envs.channel import TraceChannel
-from splitexit.envs.splitexit_env import (
-    EPISODE_DRAWS,
-    MAX_OBS_THROUGHPUT_MBPS,
-    WAIT_UNIT_S,
-    SplitExitEnv,
-)
-
-INFO_KEYS = (
-    "split",
-    "threshold",
-    "compression",
-    "exit_block",
-    "correct",
-    "latency_s",
-    "energy_j",
-    "deadline_missed",
-    "timed_out",
-    "payload_bytes",
-    "uplink_bps",
-    "tx_time_s",
-    "device_wait_s",
-    "server_wait_s",
-    "sample_index",
-)
-# the kernel's output rows (kernels.step)
-FLOAT_KEYS = (
-    "latency_s",
-    "energy_j",
-    "uplink_bps",
-    "tx_time_s",
-    "device_wait_s",
-    "server_wait_s",
-    "threshold",
-)
-REWARD_KEYS = ("accuracy", "latency", "energy", "deadline_miss")
-INT_KEYS = ("split", "exit_block", "payload_bytes", "sample_index")
-BOOL_KEYS = ("correct", "deadline_missed", "timed_out")
-
-
-def trace_bank(channel: TraceChannel) -> tuple:
-    """The channel's traces as the flat arrays of :mod:`splitexit.envs.kernels`."""
-    traces = channel.scaled_traces
-    size = np.array([tr.capacity_bps.size for tr in traces], dtype=np.int64)
-    off = np.concatenate(([0], np.cumsum(size + 1)[:-1]))
-    cum = np.concatenate([tr.cum_bits_array for tr in traces])
-    cap = np.concatenate([np.append(tr.capacity_bps, 0.0) for tr in traces])
-    slot_s = np.array([tr.slot_s for tr in traces])
-    duration_s = np.array([tr.duration_s for tr in traces])
-    total_bits = np.array([tr.cum_bits_array[-1] for tr in traces])
-    return cum, cap, off, size, slot_s, duration_s, total_bits
+from splitexit.envs import core
+from splitexit.envs.batch import Batch
+from splitexit.envs.splitexit_env import SplitExitEnv
 
 
 class SplitExitVectorEnv(VectorEnv):
@@ -126,7 +72,7 @@ class SplitExitVectorEnv(VectorEnv):
                 f"config key 'mode' must be 'replay' for the vector env, got {cfg['mode']!r}: "
                 "use gym.make_vec(..., vectorization_mode='sync') for live mode"
             )
-        if not isinstance(env.channel, TraceChannel):
+        if cfg["channel"] == "fading":
             raise ValueError(
                 f"config key 'channel' must be 'trace' or 'markov' for the vector env, got "
                 f"{cfg['channel']!r}: use gym.make_vec(..., vectorization_mode='sync')"
@@ -138,115 +84,15 @@ class SplitExitVectorEnv(VectorEnv):
         self.observation_space = batch_space(env.observation_space, num_envs)
         self.action_space = batch_space(env.action_space, num_envs)
         self._multidiscrete = cfg["action_type"] == "multidiscrete"
-
-        # Lookup tables. Per (sample, flat action), packed in one int8: 2 * ti + correct, where
-        # ti indexes the (split, answering exit, heads on) tables of compute times and exits.
-        tables, n_actions = env.tables, env.n_actions
-        a = np.arange(n_actions)
-        split = a // (env.n_t * env.n_c)
-        thr = (a // env.n_c) % env.n_t
-        comp = a % env.n_c
-        heads = (thr < env.n_t - 1).astype(np.int64)
-        exit_k = tables.exit_index[:, split, comp, thr].astype(np.int64)  # (N, A)
-        correct = np.take_along_axis(tables.correct[:, split, comp, :], exit_k[..., None], 2)
-        n_exits = len(tables.exit_blocks)
-        ti = (split * n_exits + exit_k) * 2 + heads  # index into (S+1, E, heads)
-        blocks = np.asarray(tables.exit_blocks, dtype=np.int64)
-        self._tables = (
-            (2 * ti + correct[..., 0]).astype(np.int8).reshape(-1),
-            split,
-            np.asarray(env.thresholds, dtype=np.float64)[thr],
-            np.asarray(tables.payload_bytes, dtype=np.int64)[split, comp],
-            np.repeat(np.tile(blocks, env.num_splits), 2),  # exit block by ti
-            np.asarray(tables.device_time_s, dtype=np.float64).reshape(-1),
-            np.asarray(tables.server_time_s, dtype=np.float64).reshape(-1),
-        )
-        self._n_actions = n_actions
-        self._compression = np.asarray(env.compressions)[comp]
+        self._compressions = np.asarray(env.compressions)
         # with one compression its info is the same every step: one read-only array
         self._one_compression = None
         if env.n_c == 1:
             self._one_compression = np.full(num_envs, env.compressions[0])
             self._one_compression.flags.writeable = False
-        self._horizon, self._history = env.horizon, env.history
-        self._trace_bank = trace_bank(env.channel)
-        radio, w = env.radio, env.weights
-        # kernels.step's constants, as floats (one compiled signature for every config)
-        self._constants = (
-            *map(float, (env.t0_s, env.frame_s, env.timeout_s, env.half_rtt_s, env.deadline_s)),
-            float(env._compute_above_idle_w),
-            float(radio.alpha_up_mw_per_mbps),
-            float(radio.beta_mw),
-            bool(radio.tail_enabled),
-            float(radio.tail_s),
-            float(radio.tail_power_mw),
-            *(float(w[key]) for key in REWARD_KEYS),
-            math.inf if env._battery_j is None else float(env._battery_j),
-            int(env.horizon),
-        )
-
-        world = env.server.world
-        self._spare_s = world.duration_s - env._duration_s
-        sched = world.schedule
-        self._server_world = (
-            world.arrival_s,
-            world.work_before_s,
-            world.g_max,
-            np.asarray(sched.down_start_s, dtype=np.float64),
-            np.asarray(sched.down_end_s, dtype=np.float64),
-            np.asarray(sched._cum_down_s, dtype=np.float64),
-            np.asarray(sched._up_at_start_s, dtype=np.float64),
-        )
-        permanent = bool(env.server.outages is not None and env.server.outages.permanent)
-        self._outage_mode = (
-            kernels.PERMANENT
-            if permanent
-            else kernels.INTERMITTENT
-            if sched.down_start_s
-            else kernels.NO_OUTAGES
-        )
-
-        n, h = self._horizon, self._history
-        self._t_obs_s = env.t0_s + env.frame_s * np.arange(-h, n + 1)  # as SplitExitEnv.reset
-        self._heard_s = self._t_obs_s[h:] - env.frame_s
+        self.batch = Batch(env.batch.world, num_envs, env.layout, cfg["outage_mean_up_s"])
         self._rngs: list[np.random.Generator] = []
-        self._draws = np.zeros((num_envs, n + EPISODE_DRAWS))
-        # Observations of the episodes, request-major: (request, sub-env, feature).
-        self._obs = np.zeros((n + 1, num_envs, self.single_observation_space.shape[0]), np.float32)
-        self._samples = np.zeros((n, num_envs), dtype=np.int64)  # request-major
-        self._step_idx = np.zeros(num_envs, dtype=np.int64)
-        self._device_free_s = np.zeros(num_envs)
-        self._last_tx_end_s = np.full(num_envs, -np.inf)
-        self._energy_j = np.zeros(num_envs)
-        self._trace_k = np.zeros(num_envs, dtype=np.int64)
-        self._shift_s = np.zeros(num_envs)
-        self._offset_s = np.zeros(num_envs)
-        self._fail_s = np.full(num_envs, np.inf)
-        self._fail_k = np.full(num_envs, world.g_max.size, dtype=np.int64)
-        self._fail_g = np.zeros(num_envs)
-        self._m = np.zeros(num_envs)  # EdgeServer's m and pointer, per sub-env
-        self._ptr = np.zeros(num_envs, dtype=np.int64)
-        self._state = (
-            self._samples,
-            self._step_idx,
-            self._device_free_s,
-            self._last_tx_end_s,
-            self._energy_j,
-            self._trace_k,
-            self._shift_s,
-            self._offset_s,
-            self._fail_s,
-            self._fail_k,
-            self._fail_g,
-            self._m,
-            self._ptr,
-        )
-        self._sent_s = np.zeros(num_envs)  # scratch of the kernels
-        self._offloaded = np.zeros(num_envs, dtype=np.int64)
-        self._busy = np.zeros(num_envs, dtype=np.int64)
-        self._busy_backlog = np.zeros(num_envs)
         self._prev_done = np.zeros(num_envs, dtype=bool)
-        self._rows = np.arange(num_envs)
 
     # -- episodes ----------------------------------------------------------------------------
 
@@ -262,78 +108,17 @@ class SplitExitVectorEnv(VectorEnv):
                 if len(seeds) != self.num_envs:
                     raise ValueError(f"seed must list {self.num_envs} seeds, got {len(seeds)}")
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        self._reset_rows(self._rows)
+        self._reset_rows(self.batch.all_rows)
         self._prev_done[:] = False
-        return self._observation(), {}
+        self.batch.observe()
+        return self.batch.obs.copy(), {}
 
-    @np.errstate(all="ignore")
     def _reset_rows(self, rows: np.ndarray) -> None:
         """Draw new episodes for ``rows``, as ``SplitExitEnv.reset`` does for each."""
-        env, n = self.env, self._horizon
-        draws = self._draws
+        draws = self.batch.draws
         for r in rows.tolist():  # as SplitExitEnv.reset: one call per episode
             self._rngs[r].random(out=draws[r])
-        u = draws[rows, n:]  # the samples' draws are read by kernels.episode_features
-        size = self._trace_bank[3]
-        n_traces = size.size
-        k = np.minimum((u[:, 0] * n_traces).astype(np.int64), n_traces - 1)  # sample_shifted
-        start = np.minimum((u[:, 1] * size[k]).astype(np.int64), size[k] - 1)
-        self._trace_k[rows] = k
-        self._shift_s[rows] = start * self._trace_bank[4][k]
-        self._offset_s[rows] = offset = u[:, 2] * self._spare_s  # EdgeServer.reset
-        arrival_s, work_before_s, g_max = self._server_world[:3]
-        if self._outage_mode == kernels.PERMANENT:
-            t_fail_s = -self.config["outage_mean_up_s"] * np.log1p(-u[:, 3])
-            fail_s = np.where(t_fail_s < env._duration_s, offset + t_fail_s, np.inf)
-            self._fail_s[rows] = fail_s
-            k = np.searchsorted(arrival_s, fail_s, side="left")
-            self._fail_k[rows] = np.where(np.isfinite(fail_s), k, g_max.size)
-            self._fail_g[rows] = np.maximum(g_max[k], fail_s - work_before_s[k])
-        ptr = np.searchsorted(arrival_s, offset, side="right")
-        self._ptr[rows] = ptr
-        self._m[rows] = np.where(ptr > self._fail_k[rows], self._fail_g[rows], g_max[ptr])
-
-        # The samples and the observations of the whole episode, as SplitExitEnv.reset.
-        mbps = np.empty((rows.size, self._t_obs_s.size - 1))
-        queue = np.empty((rows.size, n + 1))
-        down = np.empty((rows.size, n + 1), dtype=bool)
-        kernels.episode_features(
-            rows,
-            draws,
-            env.profile.num_samples,
-            self._samples,
-            self._trace_bank,
-            self._trace_k,
-            self._shift_s,
-            self._t_obs_s,
-            env.frame_s,
-            self._server_world,
-            self._outage_mode,
-            self._offset_s,
-            self._fail_s,
-            self._fail_k,
-            self._fail_g,
-            self._heard_s,
-            WAIT_UNIT_S,
-            mbps,
-            queue,
-            down,
-        )
-        kernels.lay_out_observations(
-            rows,
-            np.log1p(mbps, out=mbps),  # numpy's log1p, as SplitExitEnv.reset
-            np.log1p(queue, out=queue),
-            down,
-            float(np.log1p(MAX_OBS_THROUGHPUT_MBPS)),
-            float(env._wait_scale),
-            min(self.config["rtt_s"] / env.timeout_s, 1.0),
-            min(env.deadline_s / env.timeout_s, 1.0),
-            self._obs,
-        )
-        self._step_idx[rows] = 0
-        self._device_free_s[rows] = 0.0
-        self._last_tx_end_s[rows] = -np.inf
-        self._energy_j[rows] = 0.0
+        self.batch.start(rows)
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -347,8 +132,8 @@ class SplitExitVectorEnv(VectorEnv):
                 f"actions must be integers of shape {shape} in {self.action_space}, "
                 f"got {a.dtype} of shape {a.shape}"
             )
-        a = a.astype(np.int64, copy=False)
-        big = self.single_action_space.nvec if self._multidiscrete else self._n_actions
+        a = np.array(a, dtype=np.int64)  # C-contiguous and writable, as Batch.step needs
+        big = self.single_action_space.nvec if self._multidiscrete else self.env.n_actions
         if (a.view(np.uint64) >= big).any():  # negatives wrap to huge values
             bad = a.view(np.uint64) >= big
             i = int(np.flatnonzero(bad.any(axis=1) if self._multidiscrete else bad)[0])
@@ -363,34 +148,19 @@ class SplitExitVectorEnv(VectorEnv):
 
     def step(self, actions):
         a = self._flat_actions(actions)
-        n = self.num_envs
+        n, batch = self.num_envs, self.batch
         if self._prev_done.any():  # NEXT_STEP: these sub-envs reset and do not step
             self._reset_rows(np.flatnonzero(self._prev_done))
             live = ~self._prev_done
             rows = np.flatnonzero(live)
+            batch.out = np.zeros(n, core.OUTPUT)  # reward 0, not done, for the others
         else:
-            live, rows = np.ones(n, dtype=bool), self._rows
-        out_f = np.zeros((len(FLOAT_KEYS) + 1 + len(REWARD_KEYS), n))
-        out_i = np.zeros((len(INT_KEYS), n), dtype=np.int64)
-        out_b = np.zeros((len(BOOL_KEYS) + 2, n), dtype=bool)
-        kernels.step(
-            rows,
-            a,
-            self._constants,
-            self._tables,
-            self._trace_bank,
-            self._server_world,
-            self._outage_mode,
-            self._state,
-            out_f,
-            out_i,
-            out_b,
-            self._sent_s,
-            self._offloaded,
-        )
-        info = self._vector_info(a, live, out_f, out_i, out_b) if rows.size else {}
-        reward, terminated, truncated = out_f[len(FLOAT_KEYS)], out_b[-2], out_b[-1]
-        obs = self._observation()
+            live, rows = np.ones(n, dtype=bool), batch.all_rows
+            batch.out = np.empty(n, core.OUTPUT)  # (every field is written)
+        batch.step(rows, a)
+        out, obs = batch.out, batch.obs.copy()
+        info = self._vector_info(a, live, out) if rows.size else {}
+        terminated, truncated = out["terminated"], out["truncated"]
         done = terminated | truncated
         if self._same_step and done.any():  # SAME_STEP: reset now, keep the final obs
             ended = np.flatnonzero(done)
@@ -398,61 +168,36 @@ class SplitExitVectorEnv(VectorEnv):
             final_obs[ended] = list(obs[ended])
             info["final_obs"], info["_final_obs"] = final_obs, done
             self._reset_rows(ended)
-            obs = self._observation()
+            batch.observe()
+            obs = batch.obs.copy()
         else:
             self._prev_done = done
-        return obs, reward, terminated, truncated, info
+        return obs, out["reward"], terminated, truncated, info
 
-    def _vector_info(self, a, live, out_f, out_i, out_b) -> dict:
+    def _vector_info(self, a: np.ndarray, live: np.ndarray, out: np.ndarray) -> dict:
         """Gymnasium vector infos: arrays over all sub-envs, masked by ``_key``."""
-        values = dict(zip(FLOAT_KEYS, out_f, strict=False))
-        values.update(zip(INT_KEYS, out_i, strict=True))
-        values.update(zip(BOOL_KEYS, out_b, strict=False))
         compression = self._one_compression
         if compression is None:
-            compression = self._compression[a]
-        values["compression"] = compression if live.all() else np.where(live, compression, "")
+            compression = self._compressions[out["compression"]]
         info: dict[str, Any] = {}
-        for key in INFO_KEYS:
-            info[key], info["_" + key] = values[key], live
-        first = len(FLOAT_KEYS) + 1
+        for key in core.INFO_KEYS:
+            info[key], info["_" + key] = out[key], live
+        info["compression"] = compression if live.all() else np.where(live, compression, "")
         info["rewards"] = {}
-        for q, key in enumerate(REWARD_KEYS):
-            info["rewards"][key], info["rewards"]["_" + key] = out_f[first + q], live
+        for key in core.REWARD_KEYS:
+            info["rewards"][key], info["rewards"]["_" + key] = out[key], live
         info["_rewards"] = live
         return info
-
-    def _observation(self) -> np.ndarray:
-        """The current observations, with each sub-env's device backlog and battery."""
-        env, h = self.env, self._history
-        obs = np.empty((self.num_envs, self._obs.shape[2]), np.float32)
-        busy = self._busy
-        count = kernels.observe(
-            self._obs,
-            self._step_idx,
-            self._device_free_s,
-            env.t0_s,
-            env.frame_s,
-            WAIT_UNIT_S,
-            obs,
-            busy,
-            self._busy_backlog,
-        )
-        if count:  # as SplitExitEnv._observation, with numpy's log1p
-            feature = np.log1p(self._busy_backlog[:count]) / env._wait_scale
-            obs[busy[:count], h + 3] = np.minimum(feature, 1.0)
-        if env._battery_j is not None:
-            obs[:, h + 4] = np.maximum(1.0 - self._energy_j / env._battery_j, 0.0)
-        return obs
 
     # -- what policies and baselines use -----------------------------------------------------
 
     def action_masks(self) -> np.ndarray:
         """``SplitExitEnv.action_masks`` of every sub-env, shape ``(num_envs, n_actions)``."""
-        env, h = self.env, self._history
+        env = self.env
         masks = np.ones((self.num_envs, env.num_splits, env.n_t, env.n_c), dtype=bool)
         masks[:, 0, :, 1:] = masks[:, -1, :, 1:] = False
-        i = np.minimum(self._step_idx, self._horizon)
-        unreachable = self._obs[i, self._rows, h + 2] == 0
+        i = np.minimum(self.batch.devices["step"], env.horizon)
+        reachable = env.layout.index("server_reachable")
+        unreachable = self.batch.obs_table[i, self.batch.all_rows, reachable] == 0
         masks[unreachable, :-1] = False
         return masks.reshape(self.num_envs, -1)

@@ -1,12 +1,17 @@
 """The world one request passes through, precomputed from a profile and a config.
 
-``WorldTables`` turns a profile into lookup tables that ``env.step`` reads in O(1): which exit
+``WorldTables`` turns a profile into lookup tables that a step reads in O(1): which exit
 answers each sample for every (split, compression, threshold), whether it is right, and how long
 the device and the server compute for every (split, answering exit, heads on/off).
+:func:`build_world` lays them out, with the uplink's traces, the server's realised background
+load and outages, and the config's constants, as the arrays of the compiled core
+(:class:`splitexit.envs.core.World`), once per config and process.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,16 +24,19 @@ from splitexit.dnn_profiles.hardware import (
     get_server_preset,
 )
 from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, Profile
+from splitexit.envs import core
 from splitexit.envs.channel import (
     SHIPPED_TRACE_KINDS,
+    CapacityTrace,
     FadingChannel,
     TraceChannel,
     default_markov_channel,
     load_traces,
     shipped_trace_paths,
 )
+from splitexit.envs.energy import radio_model
+from splitexit.envs.observation import WAIT_UNIT_S
 from splitexit.envs.server import (
-    EdgeServer,
     OutageProcess,
     PoissonMarkovLoad,
     ServerWorld,
@@ -183,10 +191,124 @@ def _server_world(key: tuple, duration_s: float, seed: int) -> ServerWorld:
     return ServerWorld.realise(load, outages, duration_s, seed)
 
 
-def make_server(cfg: dict) -> EdgeServer:
-    """The edge server of a config: background load and outages realised once from
-    ``world_seed`` (cached per process), read by each episode from a random offset."""
+def make_server_world(cfg: dict) -> ServerWorld:
+    """The edge server's background load and outages of a config, realised once from
+    ``world_seed`` (cached per process); each episode reads them from a random offset."""
     keys = ("server_load", "outage", "outage_mean_up_s", "outage_mean_down_s")
     key = tuple((k, cfg[k]) for k in keys)
-    world = _server_world(key, realisation_s(cfg), cfg["world_seed"])
-    return EdgeServer(*_load_and_outages(cfg), world=world)
+    return _server_world(key, realisation_s(cfg), cfg["world_seed"])
+
+
+def trace_bank(traces) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Traces as the core's bank: one :data:`~splitexit.envs.core.TRACE` record per trace over
+    the flat ``cum_bits`` and ``capacity_bps`` (a 0 after each trace's slots)."""
+    bank = np.zeros(len(traces), core.TRACE)
+    bank["size"] = [tr.capacity_bps.size for tr in traces]
+    bank["offset"] = np.concatenate(([0], np.cumsum(bank["size"] + 1)[:-1]))
+    bank["slot_s"] = [tr.slot_s for tr in traces]
+    bank["duration_s"] = [tr.duration_s for tr in traces]
+    bank["total_bits"] = [tr.cum_bits_array[-1] for tr in traces]
+    cum = np.concatenate([tr.cum_bits_array for tr in traces])
+    cap = np.concatenate([np.append(tr.capacity_bps, 0.0) for tr in traces])
+    for array in (bank, cum, cap):
+        array.flags.writeable = False
+    return bank, cum, cap
+
+
+def _world_key(cfg: dict) -> str:
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def build_world(cfg: dict) -> core.World:
+    """The compiled core's tables of a validated config, cached per process (read-only)."""
+    return _build_world(_world_key(cfg))
+
+
+@lru_cache(maxsize=16)
+def _build_world(key: str) -> core.World:
+    cfg = json.loads(key)
+    profile = load_profile(cfg["profile"])
+    tables = world_tables(
+        cfg["profile"],
+        tuple(cfg["thresholds"]),
+        tuple(cfg["compressions"]),
+        cfg["device"],
+        cfg["server"],
+    )
+    n_t, n_c = len(cfg["thresholds"]) + 1, len(cfg["compressions"])
+    n_splits, n_exits = profile.num_blocks + 1, len(tables.exit_blocks)
+    n_actions = n_splits * n_t * n_c
+    a = np.arange(n_actions)
+    split, thr, comp = a // (n_t * n_c), (a // n_c) % n_t, a % n_c
+    actions = np.zeros(n_actions, core.ACTION)
+    actions["split"], actions["threshold_idx"], actions["compression_idx"] = split, thr, comp
+    actions["threshold"] = np.asarray((*cfg["thresholds"], NEVER_EXIT), np.float64)[thr]
+    actions["payload_bytes"] = np.asarray(tables.payload_bytes, np.int64)[split, comp]
+
+    answers = np.zeros(n_splits * n_exits * 2, core.ANSWER)  # by (split * E + exit) * 2 + heads
+    answers["exit_block"] = np.repeat(np.tile(tables.exit_blocks, n_splits), 2)
+    answers["device_time_s"] = np.asarray(tables.device_time_s, np.float64).reshape(-1)
+    answers["server_time_s"] = np.asarray(tables.server_time_s, np.float64).reshape(-1)
+    exit_k = tables.exit_index[:, split, comp, thr].astype(np.int64)  # (N, A)
+    correct = np.take_along_axis(tables.correct[:, split, comp, :], exit_k[..., None], 2)[..., 0]
+    heads = (thr < n_t - 1).astype(np.int64)
+    answer_code = (2 * ((split * n_exits + exit_k) * 2 + heads) + correct).astype(np.int16)
+
+    if cfg["channel"] == "fading":  # a trace per episode: the env lays it out at reset
+        bank = trace_bank([CapacityTrace(1.0, np.zeros(1))])
+    else:
+        bank = trace_bank(make_channel(cfg).scaled_traces)
+    server = make_server_world(cfg)
+    schedule = server.schedule
+    permanent = cfg["outage"] == "permanent"
+    device = get_device_preset(cfg["device"])
+    radio = radio_model(cfg["radio"], tail=cfg["lte_tail"])
+    frame_s, timeout_s, w = cfg["frame_period_s"], cfg["timeout_s"], cfg["reward"]
+    params = np.zeros(1, core.PARAMS)
+    p = params[0]
+    p["t0_s"] = cfg["throughput_history"] * frame_s
+    p["frame_s"], p["timeout_s"], p["deadline_s"] = frame_s, timeout_s, cfg["deadline_s"]
+    p["half_rtt_s"] = cfg["rtt_s"] / 2
+    # A request's energy is what it adds to the device's idle draw: compute above idle, plus
+    # the radio (Huang et al. 2012 model, which is likewise power above idle).
+    p["compute_above_idle_w"] = max(device.compute_power_w - device.idle_power_w, 0.0)
+    p["alpha_up_mw_per_mbps"], p["beta_mw"] = radio.alpha_up_mw_per_mbps, radio.beta_mw
+    p["tail_enabled"], p["tail_s"] = radio.tail_enabled, radio.tail_s
+    p["tail_power_mw"] = radio.tail_power_mw
+    p["w_accuracy"], p["w_latency"] = w["accuracy"], w["latency"]
+    p["w_energy"], p["w_deadline_miss"] = w["energy"], w["deadline_miss"]
+    p["battery_j"] = math.inf if cfg["battery_j"] is None else cfg["battery_j"]
+    p["horizon"], p["history"] = cfg["horizon"], cfg["throughput_history"]
+    p["n_samples"], p["n_actions"], p["n_exits"] = profile.num_samples, n_actions, n_exits
+    p["outage_mode"] = (
+        core.PERMANENT
+        if permanent
+        else core.INTERMITTENT
+        if schedule.down_start_s.size
+        else core.NO_OUTAGES
+    )
+    p["duration_s"] = episode_duration_s(cfg)
+    p["spare_s"] = server.duration_s - p["duration_s"]
+    p["shift_traces"] = cfg["channel"] != "fading"
+    p["wait_unit_s"] = WAIT_UNIT_S
+    p["obs_rtt"] = min(cfg["rtt_s"] / timeout_s, 1.0)
+    p["obs_deadline"] = min(cfg["deadline_s"] / timeout_s, 1.0)
+    world = core.World(
+        params=params,
+        actions=actions,
+        answers=answers,
+        answer_code=answer_code.reshape(-1),
+        traces=bank[0],
+        cum_bits=bank[1],
+        capacity_bps=bank[2],
+        job_arrival_s=server.arrival_s,
+        job_work_before_s=server.work_before_s,
+        job_g_max=server.g_max,
+        down_start_s=schedule.down_start_s,
+        down_end_s=schedule.down_end_s,
+        cum_down_s=schedule.cum_down_s,
+        up_at_start_s=schedule.up_at_start_s,
+    )
+    for array in world:
+        array.flags.writeable = False
+    return world

@@ -9,7 +9,8 @@ from gymnasium.vector import AutoresetMode
 
 import splitexit  # noqa: F401  (registers the ids)
 from splitexit.envs import SplitExitEnv
-from splitexit.envs.vector import INFO_KEYS, SplitExitVectorEnv
+from splitexit.envs.core import INFO_KEYS
+from splitexit.envs.vector import SplitExitVectorEnv
 
 CONFIGS = {
     "default": {},

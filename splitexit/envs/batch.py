@@ -1,0 +1,143 @@
+"""Rows of the world's state and the calls of the compiled core on them.
+
+The single env holds one row, the vector env ``N``; both start episodes, step and observe
+through this class, so the two views cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from splitexit.envs import core
+from splitexit.envs.observation import MAX_THROUGHPUT_MBPS, ObservationLayout
+
+# Uniforms drawn per episode besides one per request: the trace, the slot to read it from, the
+# offset into the server's world, the time to a permanent failure.
+EPISODE_DRAWS = 4
+
+
+class Batch:
+    """``n`` devices, each alone in its world (``M = 1``): their state, episode tables and the
+    outputs of their last step.
+
+    ``draws[r]`` holds the uniforms of row ``r``'s next episode (the caller draws them from the
+    row's generator); :meth:`start` lays the episodes out, :meth:`step` runs one request per row
+    and leaves the next observations in :attr:`obs` and the outputs in :attr:`out`.
+    """
+
+    def __init__(
+        self, world: core.World, n: int, layout: ObservationLayout, mean_up_s: float
+    ) -> None:
+        self.world = world
+        p = world.params[0]
+        self.horizon = horizon = int(p["horizon"])
+        self.layout = layout
+        self.permanent = int(p["outage_mode"]) == core.PERMANENT
+        self.mean_up_s = mean_up_s
+        self.cells = np.zeros(n, core.CELL)
+        self.devices = np.zeros(n, core.DEVICE)
+        self.devices["world"] = np.arange(n)
+        self.samples = np.zeros((horizon, n), np.int64)  # request-major: (request, row)
+        self.obs_table = np.zeros((horizon + 1, n, layout.size), np.float32)
+        self.draws = np.zeros((n, horizon + EPISODE_DRAWS))
+        self.out = np.zeros(n, core.OUTPUT)
+        self.obs = np.zeros((n, layout.size), np.float32)
+        self.live_code = np.full(n, -1, np.int16)
+        self.all_rows = np.arange(n)
+        frame_s, h = float(p["frame_s"]), layout.history
+        self.t_obs_s = float(p["t0_s"]) + frame_s * np.arange(-h, horizon + 1)
+        self.heard_s = self.t_obs_s[h:] - frame_s  # the server's heartbeats
+        self._mbps_scale = float(np.log1p(MAX_THROUGHPUT_MBPS))
+        self._wait_scale = layout.wait_scale
+        self._backlog = layout.index("device_backlog")
+        self._bind()
+
+    def _bind(self) -> None:
+        """The compiled functions for this batch's argument types (see ``core.bind``)."""
+        rows, mbps, down = self.all_rows, np.zeros((1, 1)), np.zeros((1, 1), bool)
+        self._start = core.bind(
+            core.start_episodes, *self.world, self.cells, self.devices, self.samples, rows,
+            self.draws, self.heard_s, self.t_obs_s, self.heard_s, mbps, mbps, down,
+        )  # fmt: skip
+        self._lay_out = core.bind(
+            core.lay_out_observations, self.world.params, rows, mbps, mbps, down, 1.0, 1.0,
+            self.obs_table,
+        )  # fmt: skip
+        self._step = core.bind(
+            core.step, *self.world, self.cells, self.devices, self.samples, self.obs_table, rows,
+            rows, self.live_code, self.out, self.obs,
+        )  # fmt: skip
+        self._observe = core.bind(
+            core.observe, self.world.params, self.devices, self.obs_table, self.obs, self.out
+        )
+
+    def set_traces(self, bank: np.ndarray, cum_bits: np.ndarray, capacity_bps: np.ndarray) -> None:
+        """Replace the uplink's trace bank (the fading channel draws one per episode)."""
+        self.world = self.world._replace(traces=bank, cum_bits=cum_bits, capacity_bps=capacity_bps)
+        self._bind()
+
+    def start(self, rows: np.ndarray) -> None:
+        """Start the episodes of ``rows`` from their ``draws``."""
+        t_fail_s = np.zeros(rows.size)
+        if self.permanent:  # an exponential time to failure (numpy's log1p)
+            t_fail_s = -self.mean_up_s * np.log1p(-self.draws[rows, self.horizon + 3])
+        mbps = np.empty((rows.size, self.t_obs_s.size - 1))
+        queue = np.empty((rows.size, self.horizon + 1))
+        down = np.empty((rows.size, self.horizon + 1), dtype=bool)
+        self._start(
+            *self.world, self.cells, self.devices, self.samples, rows, self.draws, t_fail_s,
+            self.t_obs_s, self.heard_s, mbps, queue, down,
+        )  # fmt: skip
+        self._lay_out(
+            self.world.params, rows, np.log1p(mbps, out=mbps), np.log1p(queue, out=queue), down,
+            self._mbps_scale, self._wait_scale, self.obs_table,
+        )  # fmt: skip
+
+    def step(self, rows: np.ndarray, actions: np.ndarray) -> None:
+        """One request of each row of ``rows`` taking the flat ``actions[r]`` (both int64,
+        C-contiguous and writable, as the compiled step was bound to) into a fresh or the
+        same :attr:`out`."""
+        busy = self._step(
+            *self.world, self.cells, self.devices, self.samples, self.obs_table, rows, actions,
+            self.live_code, self.out, self.obs,
+        )  # fmt: skip
+        if busy:
+            self._observe_backlog()
+
+    def observe(self) -> None:
+        """The current observations into :attr:`obs` (after :meth:`start`)."""
+        if self._observe(self.world.params, self.devices, self.obs_table, self.obs, self.out):
+            self._observe_backlog()
+
+    def _observe_backlog(self) -> None:
+        if self.obs.shape[0] == 1:  # (the single env: numpy's log1p of one number)
+            feature = np.log1p(self.out[0]["backlog_waits"]) / self._wait_scale
+            self.obs[0, self._backlog] = min(feature, 1.0)
+            return
+        waits = self.out["backlog_waits"]
+        busy = np.flatnonzero(waits > 0.0)
+        feature = np.log1p(waits[busy]) / self._wait_scale  # numpy's log1p
+        self.obs[busy, self._backlog] = np.minimum(feature, 1.0)
+
+    def expected_rewards(
+        self, row: int, exit_prob: np.ndarray, exit_correct_prob: np.ndarray, hindsight: bool
+    ) -> np.ndarray:
+        """The reward of every flat action for ``row``'s current request (see
+        :func:`splitexit.envs.core.expected_rewards`)."""
+        n_exits = exit_prob.shape[-1]
+        values = np.empty(int(self.world.params[0]["n_actions"]))
+        core.expected_rewards(
+            *self.world, self.cells, self.devices, self.samples, row, exit_prob,
+            exit_correct_prob, hindsight, np.zeros(1, core.CELL), np.zeros(1, core.DEVICE),
+            np.zeros(1, core.OUTPUT), np.empty((2, n_exits)), np.empty((2, n_exits), bool),
+            values,
+        )  # fmt: skip
+        return values
+
+    def mean_capacity_bps(self, row: int, t0_s: float, t1_s: float) -> float:
+        """The uplink's mean capacity over episode times ``[t0_s, t1_s]`` of ``row`` (bit/s)."""
+        w, cell = self.world, self.cells[row]
+        return core.mean_capacity_bps(
+            w.traces, w.cum_bits, w.capacity_bps, int(cell["trace"]), float(cell["shift_s"]),
+            float(t0_s), float(t1_s),
+        )  # fmt: skip

@@ -1,0 +1,735 @@
+"""The compiled core: a request's path through the world, written once (numba).
+
+Every view of the world runs these functions over the same named state: the single env
+(:class:`~splitexit.envs.splitexit_env.SplitExitEnv`) is one row of it, the vector env
+(:class:`~splitexit.envs.vector.SplitExitVectorEnv`) ``N`` rows. The oracles
+(``expected_rewards``) run the same phases on a copy of a row, so nothing is committed.
+
+Data (numpy structured arrays, named fields, read in place by the compiled code):
+
+* the world's tables (:class:`World`, built once per config by ``splitexit.envs.world``):
+  ``params`` (one :data:`PARAMS` record of constants), ``actions`` (:data:`ACTION` per flat
+  action), ``answers`` (:data:`ANSWER` per answer index ``ti = (split * E + exit) * 2 + heads``:
+  where it answers and how long the device and the server compute), ``answer_code`` (per
+  sample and flat action: ``2 * ti + correct``), the uplink's trace bank (:data:`TRACE` per
+  trace over the flat ``cum_bits`` and ``capacity_bps``), the server's background jobs and its
+  outage schedule;
+* the state: one :data:`CELL` record per world (the uplink trace and the edge server's queue
+  and outages, shared by the world's devices) and one :data:`DEVICE` record per device (its
+  request counter, busy time, radio and energy), with ``devices.world`` naming its world;
+  per device, the samples of its episode and its observation table;
+* each step's outputs: one :data:`OUTPUT` record per device (the info keys, the reward and its
+  parts, the episode flags).
+
+Several devices in one world: the devices of a world share its :data:`CELL` row (one trace
+read at one offset, one server queue); today's envs have one device per world (``M = 1``,
+device ``r`` in world ``r``). A multi-device view feeds the devices' requests to the phases in
+arrival order, each reading and advancing its world's row.
+
+Floating point: no ``fastmath``, so numba neither reorders nor fuses operations; ``_max`` and
+``_min`` are Python's ``max``/``min`` of two numbers and ``_divmod`` is CPython's
+``float_divmod``, so the numbers equal the plain-Python reference model in ``tests/`` bit for
+bit. ``log1p`` stays in numpy (the env applies it to the values written here): numpy's SIMD
+``log1p`` differs from libm's in the last bit. ``_nrt=False``: nothing here allocates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from numba import njit
+
+from splitexit.envs.observation import (
+    OBS_BATTERY,
+    OBS_DEADLINE,
+    OBS_DEVICE_BACKLOG,
+    OBS_RTT,
+    OBS_SERVER_QUEUE,
+    OBS_SERVER_REACHABLE,
+)
+
+MW_PER_W = 1e3
+BITS_PER_MBIT = 1e6
+
+# Outage modes (PARAMS.outage_mode, CELL.outage_mode).
+NO_OUTAGES, INTERMITTENT, PERMANENT = 0, 1, 2
+
+
+PARAMS = np.dtype(
+    [
+        ("t0_s", np.float64),  # the first request's arrival (after the throughput history)
+        ("frame_s", np.float64),
+        ("timeout_s", np.float64),
+        ("half_rtt_s", np.float64),
+        ("deadline_s", np.float64),
+        ("compute_above_idle_w", np.float64),
+        ("alpha_up_mw_per_mbps", np.float64),
+        ("beta_mw", np.float64),
+        ("tail_enabled", np.bool_),
+        ("tail_s", np.float64),
+        ("tail_power_mw", np.float64),
+        ("w_accuracy", np.float64),
+        ("w_latency", np.float64),
+        ("w_energy", np.float64),
+        ("w_deadline_miss", np.float64),
+        ("battery_j", np.float64),  # inf without a battery
+        ("horizon", np.int64),
+        ("history", np.int64),
+        ("n_samples", np.int64),
+        ("n_actions", np.int64),
+        ("n_exits", np.int64),
+        ("outage_mode", np.int64),
+        ("spare_s", np.float64),  # server world length - episode duration
+        ("duration_s", np.float64),  # the longest time an episode reaches
+        ("shift_traces", np.bool_),  # episodes read the trace from a random slot
+        ("wait_unit_s", np.float64),
+        ("obs_rtt", np.float64),
+        ("obs_deadline", np.float64),
+    ],
+    align=True,
+)
+ACTION = np.dtype(
+    [
+        ("split", np.int64),
+        ("threshold_idx", np.int64),
+        ("compression_idx", np.int64),
+        ("threshold", np.float64),
+        ("payload_bytes", np.int64),
+    ],
+    align=True,
+)
+ANSWER = np.dtype(
+    [("exit_block", np.int64), ("device_time_s", np.float64), ("server_time_s", np.float64)],
+    align=True,
+)
+TRACE = np.dtype(
+    [
+        ("offset", np.int64),  # trace k: cum_bits[offset : offset + size + 1], capacity ...size
+        ("size", np.int64),
+        ("slot_s", np.float64),
+        ("duration_s", np.float64),
+        ("total_bits", np.float64),
+    ],
+    align=True,
+)
+CELL = np.dtype(
+    [
+        ("trace", np.int64),
+        ("shift_s", np.float64),  # episode time t reads the trace at t + shift_s
+        ("offset_s", np.float64),  # episode time t is server time t + offset_s
+        ("outage_mode", np.int64),  # a permanent failure that never comes is no outage
+        ("fail_s", np.float64),  # permanent failure (server time), inf if none
+        ("fail_k", np.int64),  # the first background job at or after it
+        ("fail_g", np.float64),  # the queue's running maximum past it
+        ("queue_m", np.float64),  # Lindley state m and pointer (see splitexit.envs.server)
+        ("queue_ptr", np.int64),
+    ],
+    align=True,
+)
+DEVICE = np.dtype(
+    [
+        ("world", np.int64),  # its CELL row
+        ("step", np.int64),  # the current request
+        ("free_s", np.float64),  # when the device is done with its previous request
+        ("last_tx_end_s", np.float64),
+        ("energy_j", np.float64),  # spent this episode
+    ],
+    align=True,
+)
+# The info keys of a step, in order, then what else a step returns.
+INFO_KEYS = (
+    "split",
+    "threshold",
+    "compression",
+    "exit_block",
+    "correct",
+    "latency_s",
+    "energy_j",
+    "deadline_missed",
+    "timed_out",
+    "payload_bytes",
+    "uplink_bps",
+    "tx_time_s",
+    "device_wait_s",
+    "server_wait_s",
+    "sample_index",
+)
+REWARD_KEYS = ("accuracy", "latency", "energy", "deadline_miss")
+OUTPUT = np.dtype(
+    [
+        ("split", np.int64),
+        ("threshold", np.float64),
+        ("compression", np.int64),  # index into config["compressions"]
+        ("exit_block", np.int64),
+        ("correct", np.bool_),
+        ("latency_s", np.float64),
+        ("energy_j", np.float64),
+        ("deadline_missed", np.bool_),
+        ("timed_out", np.bool_),
+        ("payload_bytes", np.int64),
+        ("uplink_bps", np.float64),
+        ("tx_time_s", np.float64),
+        ("device_wait_s", np.float64),
+        ("server_wait_s", np.float64),
+        ("sample_index", np.int64),
+        ("accuracy", np.float64),  # the reward parts
+        ("latency", np.float64),
+        ("energy", np.float64),
+        ("deadline_miss", np.float64),
+        ("reward", np.float64),
+        ("terminated", np.bool_),
+        ("truncated", np.bool_),
+        ("backlog_waits", np.float64),  # the next request's device backlog / wait_unit_s (0: idle)
+        ("sent_s", np.float64),  # scratch: when the payload leaves the device / reaches the cell
+        ("offloaded", np.bool_),  # scratch
+    ],
+    align=True,
+)
+assert OUTPUT.names[: len(INFO_KEYS)] == INFO_KEYS
+assert OUTPUT.names[len(INFO_KEYS) : len(INFO_KEYS) + len(REWARD_KEYS)] == REWARD_KEYS
+
+
+class World(NamedTuple):
+    """The tables of one world, in the order the compiled functions take them."""
+
+    params: np.ndarray  # (1,) PARAMS
+    actions: np.ndarray  # (A,) ACTION
+    answers: np.ndarray  # ((S+1) * E * 2,) ANSWER
+    answer_code: np.ndarray  # (N * A,) int16
+    traces: np.ndarray  # (K,) TRACE
+    cum_bits: np.ndarray  # bits deliverable up to each slot boundary, per trace
+    capacity_bps: np.ndarray  # slot capacities, per trace (+ one 0 after each)
+    job_arrival_s: np.ndarray  # background jobs (server time)
+    job_work_before_s: np.ndarray  # work of the jobs before job j
+    job_g_max: np.ndarray  # running maximum of U(a_k) - work_before_s[k] over k < j
+    down_start_s: np.ndarray  # intermittent outages (server time)
+    down_end_s: np.ndarray
+    cum_down_s: np.ndarray  # downtime before outage k
+    up_at_start_s: np.ndarray  # up time at the start of outage k
+
+
+def bind(dispatcher, *args):
+    """The compiled ``dispatcher`` for the types of ``args``, to call without numba's type
+    dispatch (which costs ~0.1-0.2 us per argument, ~3 us for :func:`step`): only for
+    argument lists whose types never change (the arrays of a ``Batch``)."""
+    return dispatcher.compile(tuple(numba.typeof(a) for a in args))
+
+
+# -- arithmetic ---------------------------------------------------------------------------------
+
+
+@njit(cache=True, _nrt=False)
+def _max(a, b):
+    return b if b > a else a
+
+
+@njit(cache=True, _nrt=False)
+def _min(a, b):
+    return b if b < a else a
+
+
+@njit(cache=True, _nrt=False)
+def _divmod(t, d):
+    """Python's ``divmod`` of floats ``t >= 0``, ``d > 0`` (CPython's ``float_divmod``), without
+    the slow ``fmod`` in the first two loops, where it is ``t`` or ``t - d`` exactly."""
+    if t < d:
+        return 0.0, t
+    if t < 2.0 * d:
+        return 1.0, t - d  # exact (Sterbenz); CPython's quotient is (t - (t - d)) / d = 1.0
+    mod = t % d  # fmod for t >= 0, d > 0 (exact)
+    div = (t - mod) / d
+    floordiv = math.floor(div)
+    if div - floordiv > 0.5:
+        floordiv += 1.0
+    return floordiv, mod
+
+
+@njit(cache=True, _nrt=False)
+def _bisect(a, lo, hi, x, right):
+    """``bisect_left`` (``bisect_right`` with ``right``) of ``a[lo:hi]``, galloping from ``lo``
+    (where the answer mostly is, a few entries on), then a binary search."""
+    step = 1
+    top = hi
+    while lo < hi:
+        probe = lo + step - 1
+        if probe >= hi:
+            break
+        if a[probe] > x or (not right and a[probe] == x):
+            top = probe
+            break
+        lo = probe + 1
+        step *= 2
+    while lo < top:
+        mid = (lo + top) >> 1
+        if a[mid] < x or (right and a[mid] == x):
+            lo = mid + 1
+        else:
+            top = mid
+    return lo
+
+
+# -- the uplink: piecewise-constant capacity that loops at its end (cum: bits deliverable up to
+# each slot boundary, cap: slot capacities), read at trace time --------------------------------
+
+
+@njit(cache=True, _nrt=False)
+def cumulative_bits(cum, cap, slot_s, duration_s, total_bits, t_s):
+    """Bits deliverable in ``[0, t_s]`` (looping), and the slot of ``t_s`` in its loop."""
+    loops, x = _divmod(t_s, duration_s)
+    i = _min(int(x / slot_s), cap.size - 1)
+    return loops * total_bits + cum[i] + cap[i] * (x - i * slot_s), i
+
+
+@njit(cache=True, _nrt=False)
+def capacity_at_bps(cap, slot_s, duration_s, t_s):
+    """Instantaneous capacity at ``t_s >= 0`` (bit/s)."""
+    x = _divmod(t_s, duration_s)[1]  # t_s % duration_s
+    return cap[_min(int(x / slot_s), cap.size - 1)]
+
+
+@njit(cache=True, _nrt=False)
+def time_at_bits_s(cum, cap, slot_s, duration_s, total_bits, bits, hint):
+    """Earliest time at which ``cumulative_bits`` reaches ``bits`` (inf if the trace never
+    delivers); ``hint``: a slot to search from."""
+    if bits <= 0:
+        return 0.0
+    if total_bits <= 0:
+        return math.inf
+    loops = math.ceil(bits / total_bits) - 1
+    rest = bits - loops * total_bits  # in (0, total] up to rounding
+    if rest <= 0:
+        loops -= 1
+        rest += total_bits
+    elif rest > total_bits:
+        loops += 1
+        rest -= total_bits
+    lo = hint + 1 if cum[hint] < rest else 1  # (cum[0] = 0 < rest)
+    i = _bisect(cum, lo, cum.size, rest, False) - 1  # cum[i] < rest <= cum[i + 1]: cap[i] > 0
+    return loops * duration_s + i * slot_s + (rest - cum[i]) / cap[i]
+
+
+@njit(cache=True, _nrt=False)
+def _trace(traces, cum_bits, capacity_bps, k):
+    tr = traces[k]
+    cum = cum_bits[tr.offset : tr.offset + tr.size + 1]
+    cap = capacity_bps[tr.offset : tr.offset + tr.size]
+    return cum, cap, tr.slot_s, tr.duration_s, tr.total_bits
+
+
+@njit(cache=True, _nrt=False)
+def mean_capacity_bps(traces, cum_bits, capacity_bps, k, shift_s, t0_s, t1_s):
+    """Bits deliverable in episode times ``[t0_s, t1_s]`` over their span (bit/s): what the
+    device measures by saturating the link; the capacity at ``t0_s`` if the span is empty."""
+    cum, cap, slot_s, duration_s, total_bits = _trace(traces, cum_bits, capacity_bps, k)
+    a, b = t0_s + shift_s, t1_s + shift_s
+    if b == a:
+        return capacity_at_bps(cap, slot_s, duration_s, a)
+    bits_b = cumulative_bits(cum, cap, slot_s, duration_s, total_bits, b)[0]
+    return (bits_b - cumulative_bits(cum, cap, slot_s, duration_s, total_bits, a)[0]) / (b - a)
+
+
+# -- the server's outages, in server time ---------------------------------------------------------
+
+
+@njit(cache=True, _nrt=False)
+def is_down(down_start_s, down_end_s, mode, fail_s, t_s):
+    if mode == PERMANENT:
+        return t_s >= fail_s
+    if mode == INTERMITTENT:
+        k = _bisect(down_start_s, 0, down_start_s.size, t_s, True) - 1
+        return k >= 0 and t_s < down_end_s[k]
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, mode, fail_s, t_s):
+    """The server's cumulative up time in ``[0, t_s]`` (flat while down)."""
+    if mode == PERMANENT:
+        return t_s if t_s < fail_s else fail_s - 0.0
+    if mode == NO_OUTAGES:
+        return t_s
+    k = _bisect(down_start_s, 0, down_start_s.size, t_s, True) - 1
+    if k < 0:
+        return t_s
+    if t_s < down_end_s[k]:
+        return up_at_start_s[k]
+    return t_s - cum_down_s[k + 1]
+
+
+@njit(cache=True, _nrt=False)
+def uptimes_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, t_s, out):
+    """:func:`uptime_s` of intermittent outages at each of the times ``t_s``."""
+    for n in range(t_s.size):
+        out[n] = uptime_s(
+            down_start_s, down_end_s, cum_down_s, up_at_start_s, INTERMITTENT, 0.0, t_s[n]
+        )
+
+
+@njit(cache=True, _nrt=False)
+def time_at_uptime_s(cum_down_s, up_at_start_s, mode, fail_s, up_s, after_down):
+    """Wall time at which the up time reaches ``up_s``: the first such moment, or with
+    ``after_down`` the last (after an outage starting there; inf if it never ends)."""
+    if mode == PERMANENT:
+        past = up_s >= fail_s if after_down else up_s > fail_s
+        return up_s + (math.inf if past else 0.0)
+    k = _bisect(up_at_start_s, 0, up_at_start_s.size, up_s, after_down)
+    return up_s + cum_down_s[k]
+
+
+# -- a request's path, in phases (each one row; step runs each phase over all rows) --------------
+
+
+@njit(cache=True, _nrt=False)
+def device_phase(p, answers, dev, ti, split, out):
+    """Blocks ``1..split`` on the device: the request is dropped (it waited for the device until
+    its timeout), answered on the device, or sent (``True``; ``out.sent_s`` set)."""
+    arrival = p.t0_s + dev.step * p.frame_s
+    timeout_at = arrival + p.timeout_s
+    start = _max(arrival, dev.free_s)
+    out.device_wait_s = start - arrival
+    out.tx_time_s = out.server_wait_s = out.uplink_bps = 0.0
+    out.payload_bytes = 0
+    out.timed_out = False
+    if start >= timeout_at:
+        out.latency_s, out.energy_j, out.timed_out = p.timeout_s, 0.0, True
+        return False
+    answer = answers[ti]
+    out.energy_j = p.compute_above_idle_w * answer.device_time_s
+    sent = start + answer.device_time_s
+    if answer.exit_block <= split:  # answered on the device
+        done = _min(sent, timeout_at)
+        dev.free_s = done
+        out.latency_s, out.timed_out = done - arrival, sent > timeout_at
+        return False
+    out.sent_s = sent
+    return True
+
+
+@njit(cache=True, _nrt=False)
+def uplink_phase(p, traces, cum_bits, capacity_bps, cell, dev, payload, out):
+    """The payload over the uplink trace from ``out.sent_s`` (abandoned at the timeout), with
+    the radio's energy (Huang et al. 2012: ``alpha_u * Mbit + beta * t``, optionally the LTE
+    tail cut short by this transmission); ``out.sent_s`` becomes the upload's end."""
+    sent = out.sent_s
+    timeout_at = p.t0_s + dev.step * p.frame_s + p.timeout_s
+    cum, cap, slot, dur, total = _trace(traces, cum_bits, capacity_bps, cell.trace)
+    shift = cell.shift_s
+    base_sent = sent + shift
+    bits_sent, slot_sent = cumulative_bits(cum, cap, slot, dur, total, base_sent)
+    transfer = 0.0
+    if payload > 0:
+        end_s = time_at_bits_s(cum, cap, slot, dur, total, bits_sent + 8.0 * payload, slot_sent)
+        transfer = _max(end_s - base_sent, 0.0)  # inf at zero capacity
+    uploaded = sent + transfer
+    if uploaded <= timeout_at:
+        tx_time, bits = uploaded - sent, 8.0 * payload
+    else:  # the upload is abandoned at the timeout
+        tx_time = _max(timeout_at - sent, 0.0)
+        got = cumulative_bits(cum, cap, slot, dur, total, sent + tx_time + shift)[0]
+        bits = _max(got - bits_sent, 0.0)
+    energy = out.energy_j
+    mbit = 8.0 * _min(bits / 8, payload) / BITS_PER_MBIT
+    energy += (p.alpha_up_mw_per_mbps * mbit + p.beta_mw * tx_time) / MW_PER_W
+    if p.tail_enabled and tx_time > 0 and dev.last_tx_end_s > -math.inf:
+        gap = sent - dev.last_tx_end_s
+        if gap > 0:
+            energy += _min(gap, p.tail_s) * p.tail_power_mw / MW_PER_W
+    out.energy_j = energy
+    out.uplink_bps = bits / tx_time if tx_time > 0 else capacity_at_bps(cap, slot, dur, base_sent)
+    out.tx_time_s = tx_time
+    out.payload_bytes = payload
+    dev.free_s = sent + tx_time
+    if tx_time > 0:
+        dev.last_tx_end_s = sent + tx_time
+    out.sent_s = uploaded
+
+
+@njit(cache=True, _nrt=False)
+def server_phase(
+    p, job_arrival_s, work_before_s, g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
+    cell, dev, service_s, out,
+):  # fmt: skip
+    """The edge server: a FIFO queue among the background jobs (Lindley's recursion over the
+    server's up time, preemptive resume across outages), then the answer back; sets the
+    latency and whether the request timed out."""
+    arrival = p.t0_s + dev.step * p.frame_s
+    timeout_at = arrival + p.timeout_s
+    at_server = out.sent_s + p.half_rtt_s
+    answer = math.inf
+    mode, fail, offset = cell.outage_mode, cell.fail_s, cell.offset_s
+    if at_server < timeout_at and not is_down(
+        down_start_s, down_end_s, mode, fail, at_server + offset
+    ):
+        t = at_server + offset
+        ptr = cell.queue_ptr
+        j = _bisect(job_arrival_s, ptr, job_arrival_s.size, t, True)
+        m = cell.queue_m
+        if j > ptr:
+            m = _max(m, cell.fail_g if j > cell.fail_k else g_max[j])
+        up = uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, mode, fail, t)
+        backlog = _max(0.0, work_before_s[j] - up + m)
+        cell.queue_m = _max(m, up - work_before_s[j]) + service_s
+        cell.queue_ptr = j
+        if mode == NO_OUTAGES:
+            out.server_wait_s = backlog
+            finish = t + backlog + service_s - offset
+        else:
+            start = _max(
+                t, time_at_uptime_s(cum_down_s, up_at_start_s, mode, fail, up + backlog, True)
+            )
+            done = time_at_uptime_s(
+                cum_down_s, up_at_start_s, mode, fail, up + backlog + service_s, False
+            )
+            out.server_wait_s, finish = start - t, _max(start, done) - offset
+        answer = finish + p.half_rtt_s
+    out.timed_out = answer > timeout_at
+    out.latency_s = _min(answer, timeout_at) - arrival
+
+
+@njit(cache=True, _nrt=False)
+def _cost(p, latency_s, energy_j, missed):
+    """The reward without its accuracy part."""
+    return -p.w_latency * latency_s + -p.w_energy * energy_j + -p.w_deadline_miss * missed
+
+
+@njit(cache=True, _nrt=False)
+def outcome_phase(p, dev, correct, out):
+    """Score the request, count its energy, move to the next one."""
+    out.correct = correct and not out.timed_out
+    missed = out.timed_out or out.latency_s > p.deadline_s
+    out.deadline_missed = missed
+    out.accuracy = p.w_accuracy * out.correct
+    out.latency = -p.w_latency * out.latency_s
+    out.energy = -p.w_energy * out.energy_j
+    out.deadline_miss = -p.w_deadline_miss * missed
+    out.reward = out.accuracy + out.latency + out.energy + out.deadline_miss
+    dev.energy_j += out.energy_j
+    dev.step += 1
+    out.terminated = dev.energy_j >= p.battery_j
+    out.truncated = dev.step >= p.horizon and not out.terminated
+
+
+@njit(cache=True, _nrt=False)
+def observe(params, devices, obs_table, obs, out):
+    """The current observation of every device (from the episode's table, with the battery) into
+    ``obs``; the device backlog in wait units into ``out.backlog_waits`` (0 when idle: the
+    caller applies numpy's ``log1p``); returns how many rows are busy."""
+    p = params[0]
+    busy = 0
+    for r in range(devices.size):
+        dev = devices[r]
+        i = dev.step
+        for f in range(obs.shape[1]):
+            obs[r, f] = obs_table[i, r, f]
+        if p.battery_j < math.inf:
+            obs[r, p.history + OBS_BATTERY] = _max(1.0 - dev.energy_j / p.battery_j, 0.0)
+        backlog_s = dev.free_s - (p.t0_s + i * p.frame_s)
+        out[r].backlog_waits = 0.0
+        if backlog_s > 0.0:
+            out[r].backlog_waits = backlog_s / p.wait_unit_s
+            busy += 1
+    return busy
+
+
+@njit(cache=True, _nrt=False)
+def step(
+    params, actions, answers, answer_code, traces, cum_bits, capacity_bps, job_arrival_s,
+    job_work_before_s, job_g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
+    cells, devices, samples, obs_table, rows, action, live_code, out, obs,
+):  # fmt: skip
+    """One request of each device of ``rows`` taking flat ``action[r]``; the outputs to
+    ``out[r]`` and every device's next observation to ``obs`` (see :func:`observe`). With
+    ``live_code[r] >= 0`` that answer code replaces the profile's (live mode).
+
+    In four passes over the rows (the device, the uplink, the server, the outcome), each short
+    enough for the processor to work on several rows at once: one pass for all would be one
+    long chain of dependent divisions, loads and searches per row. Returns the number of busy
+    devices (:func:`observe`)."""
+    p = params[0]
+    for r in rows:
+        dev, o, act = devices[r], out[r], actions[action[r]]
+        sample = samples[dev.step, r]
+        code = live_code[r] if live_code[r] >= 0 else answer_code[sample * p.n_actions + action[r]]
+        o.split, o.threshold, o.compression = act.split, act.threshold, act.compression_idx
+        o.exit_block = answers[code >> 1].exit_block
+        o.sample_index = sample
+        o.correct = (code & 1) == 1  # the exit's answer, if it comes in time
+        o.offloaded = device_phase(p, answers, dev, code >> 1, act.split, o)
+    for r in rows:
+        if out[r].offloaded:
+            dev = devices[r]
+            uplink_phase(
+                p, traces, cum_bits, capacity_bps, cells[dev.world], dev,
+                actions[action[r]].payload_bytes, out[r],
+            )  # fmt: skip
+    for r in rows:
+        o = out[r]
+        if o.offloaded:
+            dev = devices[r]
+            code = live_code[r]
+            if code < 0:
+                code = answer_code[samples[dev.step, r] * p.n_actions + action[r]]
+            server_phase(
+                p, job_arrival_s, job_work_before_s, job_g_max, down_start_s, down_end_s,
+                cum_down_s, up_at_start_s, cells[dev.world], dev, answers[code >> 1].server_time_s,
+                o,
+            )  # fmt: skip
+    for r in rows:
+        outcome_phase(p, devices[r], out[r].correct, out[r])
+    return observe(params, devices, obs_table, obs, out)
+
+
+@njit(cache=True, _nrt=False)
+def expected_rewards(
+    params, actions, answers, answer_code, traces, cum_bits, capacity_bps, job_arrival_s,
+    job_work_before_s, job_g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
+    cells, devices, samples, r, exit_prob, exit_correct_prob, hindsight, scratch_cell,
+    scratch_device, scratch_out, costs, timed_out, values,
+):  # fmt: skip
+    """The reward of every flat action for device ``r``'s current request, given the true
+    state, on copies of its rows (nothing is committed). Averaged over what the exits of a
+    sample drawn from the data set would say (``exit_prob``, ``exit_correct_prob``:
+    ``(S+1, C, T, E)``); with ``hindsight`` the current sample's own exits. Scratch: one row of
+    each state, ``costs`` and ``timed_out`` of shape ``(2, E)``."""
+    p = params[0]
+    n_e = p.n_exits
+    n_t, n_c = exit_prob.shape[2], exit_prob.shape[1]
+    n_s = exit_prob.shape[0]
+    sample = samples[devices[r].step, r]
+    o = scratch_out[0]
+    for s in range(n_s):
+        for c in range(n_c):
+            payload = actions[(s * n_t) * n_c + c].payload_bytes
+            for heads in range(2):
+                for e in range(n_e):
+                    scratch_cell[0] = cells[devices[r].world]
+                    scratch_device[0] = devices[r]
+                    cell, dev = scratch_cell[0], scratch_device[0]
+                    ti = (s * n_e + e) * 2 + heads
+                    if device_phase(p, answers, dev, ti, s, o):
+                        uplink_phase(p, traces, cum_bits, capacity_bps, cell, dev, payload, o)
+                        server_phase(
+                            p, job_arrival_s, job_work_before_s, job_g_max, down_start_s,
+                            down_end_s, cum_down_s, up_at_start_s, cell, dev,
+                            answers[ti].server_time_s, o,
+                        )  # fmt: skip
+                    missed = o.timed_out or o.latency_s > p.deadline_s
+                    costs[heads, e] = _cost(p, o.latency_s, o.energy_j, missed)
+                    timed_out[heads, e] = o.timed_out
+            for t in range(n_t):
+                heads = 1 if t < n_t - 1 else 0
+                a = (s * n_t + t) * n_c + c
+                if hindsight:
+                    code = answer_code[sample * p.n_actions + a]
+                    e = (code >> 1) // 2 % n_e
+                    right = (code & 1) == 1 and not timed_out[heads, e]
+                    values[a] = p.w_accuracy * right + costs[heads, e]
+                else:
+                    v = 0.0
+                    for e in range(n_e):
+                        pe = exit_prob[s, c, t, e]
+                        if pe > 0:
+                            acc = (
+                                0.0
+                                if timed_out[heads, e]
+                                else p.w_accuracy * exit_correct_prob[s, c, t, e]
+                            )
+                            v += pe * costs[heads, e] + acc
+                    values[a] = v
+
+
+# -- episodes -------------------------------------------------------------------------------------
+
+
+@njit(cache=True, _nrt=False)
+def start_episodes(
+    params, actions, answers, answer_code, traces, cum_bits, capacity_bps, job_arrival_s,
+    job_work_before_s, job_g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
+    cells, devices, samples, rows, draws, t_fail_s, t_obs_s, heard_s, mbps, queue_waits, down,
+):  # fmt: skip
+    """Start an episode on each device of ``rows`` (and its world) from its uniforms ``draws[r]``
+    (``horizon`` for the samples of its requests, then the trace, the slot to read it from, the
+    offset into the server's world, the failure) and ``t_fail_s[q]`` (the time to a permanent
+    failure, drawn by the caller with numpy's ``log1p``). Writes, for row ``q`` of the outputs,
+    the throughput (Mbit/s) of each frame between the times ``t_obs_s``, and at the server's
+    heartbeats ``heard_s`` its background backlog in wait units and whether it is down."""
+    p = params[0]
+    n = p.horizon
+    for i in range(n):  # (request-major: write along rows)
+        for r in rows:
+            samples[i, r] = _min(int(draws[r, i] * p.n_samples), p.n_samples - 1)
+    for q in range(rows.size):
+        r = rows[q]
+        dev = devices[r]
+        cell = cells[dev.world]
+        u = draws[r]
+        dev.step, dev.free_s, dev.last_tx_end_s, dev.energy_j = 0, 0.0, -math.inf, 0.0
+        n_traces = traces.size
+        k = _min(int(u[n] * n_traces), n_traces - 1)
+        cell.trace, cell.shift_s = k, 0.0
+        if p.shift_traces:
+            start = _min(int(u[n + 1] * traces[k].size), traces[k].size - 1)
+            cell.shift_s = start * traces[k].slot_s
+        offset = u[n + 2] * p.spare_s
+        cell.offset_s = offset
+        cell.fail_s, cell.fail_k, cell.fail_g = math.inf, job_g_max.size, 0.0
+        cell.outage_mode = p.outage_mode
+        if p.outage_mode == PERMANENT:
+            if t_fail_s[q] < p.duration_s:
+                fail = offset + t_fail_s[q]
+                j = _bisect(job_arrival_s, 0, job_arrival_s.size, fail, False)
+                cell.fail_s, cell.fail_k = fail, j
+                cell.fail_g = _max(job_g_max[j], fail - job_work_before_s[j])
+            else:
+                cell.outage_mode = NO_OUTAGES
+        ptr = _bisect(job_arrival_s, 0, job_arrival_s.size, offset, True)
+        cell.queue_ptr = ptr
+        cell.queue_m = cell.fail_g if ptr > cell.fail_k else job_g_max[ptr]
+        # What the device will observe: the uplink's throughput per frame ...
+        cum, cap, slot, dur, total = _trace(traces, cum_bits, capacity_bps, k)
+        before = 0.0
+        for m in range(t_obs_s.size):
+            bits = cumulative_bits(cum, cap, slot, dur, total, t_obs_s[m] + cell.shift_s)[0]
+            if m > 0:
+                mbps[q, m - 1] = (bits - before) / p.frame_s / 1e6
+            before = bits
+        # ... and the server's heartbeats: its background backlog, whether it is down.
+        j = 0
+        mode, fail = cell.outage_mode, cell.fail_s
+        for m in range(heard_s.size):
+            t = heard_s[m] + offset
+            j = _bisect(job_arrival_s, j, job_arrival_s.size, t, True)
+            up = uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, mode, fail, t)
+            g = cell.fail_g if j > cell.fail_k else job_g_max[j]
+            queue_waits[q, m] = _max(0.0, job_work_before_s[j] - up + g) / p.wait_unit_s
+            down[q, m] = is_down(down_start_s, down_end_s, mode, fail, t)
+
+
+@njit(cache=True, _nrt=False)
+def lay_out_observations(params, rows, log_mbps, log_queue, down, mbps_scale, queue_scale, obs):
+    """The observation table of each episode started by :func:`start_episodes`, from numpy's
+    ``log1p`` of its outputs: ``obs[i, rows[q]]`` for request ``i`` (scaled as
+    ``clip(x / mbps_scale, 0, 1)`` and ``minimum(x / queue_scale, 1)``, with numpy's
+    comparisons). Overwrites ``log_mbps``."""
+    p = params[0]
+    h = p.history
+    for q in range(rows.size):
+        for m in range(log_mbps.shape[1]):
+            x = log_mbps[q, m] / mbps_scale
+            x = x if x > 0.0 else 0.0
+            log_mbps[q, m] = x if x < 1.0 else 1.0
+        r = rows[q]
+        for i in range(obs.shape[0]):
+            row = obs[i, r]
+            for f in range(h):
+                row[f] = log_mbps[q, i + f]
+            row[h + OBS_RTT] = p.obs_rtt
+            x = log_queue[q, i] / queue_scale
+            row[h + OBS_SERVER_QUEUE] = x if x < 1.0 else 1.0
+            row[h + OBS_SERVER_REACHABLE] = 0.0 if down[q, i] else 1.0
+            row[h + OBS_DEVICE_BACKLOG] = 0.0  # set per step
+            row[h + OBS_BATTERY] = 1.0  # set per step
+            row[h + OBS_DEADLINE] = p.obs_deadline
