@@ -1,6 +1,6 @@
 """Benchmark: how much of the channel oracle's edge a device could get from what it measures.
 
-    python benchmarks/bench_observability.py [--episodes 30]
+    python benchmarks/bench_observability.py [--episodes 30] [--quick]
 
 On the held-out evaluation trace, compares the channel oracle (knows the capacity during the
 upload and the server queue), a "measured-capacity oracle" (the same planner, with the true
@@ -51,7 +51,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--traces", default="mahimahi-up-eval")
+    parser.add_argument("--quick", action="store_true", help="2 episodes: a smoke run")
     args = parser.parse_args()
+    if args.quick:
+        args.episodes = 2
     env = make_env(traces=args.traces)
     seeds = range(args.episodes)
     rng = np.random.default_rng(0)

@@ -1,48 +1,47 @@
-"""Benchmark: how SplitExit-v0 scales, against CartPole-v1, in env steps, training and memory.
+"""Benchmark: how SplitExit-v0's vector env scales, against CartPole-v1, in env steps,
+training and memory.
 
-    python benchmarks/bench_scale.py [--repeats 5] [--quick] [--only {env,train,memory}]
+    python benchmarks/bench_scale.py [--rounds 5] [--quick] [--only {env,train,memory}]
                                      [--json PATH]
 
 Prints Markdown tables; ``--json PATH`` also writes every figure (with the date, the machine,
 the package versions and the command) to ``PATH``, atomically. ``--quick`` is a smoke run with
-small sizes and 2 repeats (under 30 s on 2 idle cores); its figures are noisy. Timings on a busy
-machine are noisy too: the configurations are interleaved (for each repeat, every configuration
-in turn, CartPole and SplitExit alternating which goes first) after one discarded warm-up round,
-so that a ratio compares figures taken under the same machine state, and the median over the
-repeats is reported. A ratio is the median of the per-repeat ratios (paired), a rate the median
-of the per-repeat rates.
+small sizes and 2 rounds (seconds); its figures are noise. Timings on a busy machine are noisy
+too: the contestants run in interleaved rounds (``timing.py``: every contestant once per round,
+the order reversed every other round, so CartPole and SplitExit alternate which goes first)
+after one discarded warm-up round, so that a ratio compares figures taken under the same
+machine state; a rate is the median of the per-round rates, a ratio the median of the per-round
+ratios (paired). The single env's ``step`` against CartPole-v1's is ``bench_env_step.py``'s.
 
 1. ``env``: env steps per second, with pre-drawn random actions, episode resets included.
    Each row's ratio is SplitExit's steps/s over CartPole-v1's (> 1: SplitExit is faster).
-   - ``single, replay``: ``gym.make("splitexit:SplitExit-v0")`` vs ``gym.make("CartPole-v1")``
-     (``reset()`` when an episode ends).
-   - ``single, live``: ``gym.make("splitexit:SplitExitLive-v0")``, which runs the torch CNN on
-     every request (torch's default thread count), vs CartPole-v1, over fewer steps.
    - ``vector``: ``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")``,
      i.e. ``SplitExitVectorEnv`` (compiled step) vs ``CartPoleVectorEnv``, both autoreset
      ``NEXT_STEP``; steps/s counts ``N`` env steps per batch step. The runs are long enough to
      cross the 200-request horizon (600 batch steps at N = 1024), so resets are included.
+     At N = 1024: acceptance >= 0.5, goal >= 1.0.
    - ``SB3 SubprocVecEnv``: ``make_vec_env(id, n_envs=2, vec_env_cls=SubprocVecEnv)`` (one
      worker per core), SplitExit-v0 vs CartPole-v1.
    ``us/batch step`` is the wall time of one ``step`` call of that (vector) env.
 2. ``train``: env steps per second of SB3 PPO (``MlpPolicy``, CPU, ``torch.set_num_threads(1)``,
-   the shipped ``splitexit/agents/hyperparams/ppo.yml``: 16 envs, ``n_steps`` 128, batch 512,
-   5 epochs) over ``model.learn(T)`` (T = 10 rollouts, after a one-rollout warm-up), i.e.
-   rollouts and gradient updates together, with three SB3 vector envs: ``dummy``
-   (``DummyVecEnv``), ``subproc`` (``SubprocVecEnv``, 16 workers on the machine's cores) and
-   ``native`` (``splitexit.agents.sb3.make_native_vec_env``: ``SplitExitVectorEnv`` in one
-   process). The ratio is to ``dummy``. The ``SubprocVecEnv`` workers of sections 1 and 2
-   start from a forkserver that has imported torch, SB3 and splitexit (start-up only).
+   the shipped ``splitexit/agents/hyperparams/ppo.yml``: 16 envs (4 with ``--quick``),
+   ``n_steps`` 128, batch 512, 5 epochs) over ``model.learn(T)`` (T = 10 rollouts, 1 with
+   ``--quick``, after a one-rollout warm-up), i.e. rollouts and gradient updates together, with
+   three SB3 vector envs: ``dummy`` (``DummyVecEnv``), ``subproc`` (``SubprocVecEnv``, one
+   worker per env on the machine's cores) and ``native``
+   (``splitexit.agents.sb3.make_native_vec_env``: ``SplitExitVectorEnv`` in one process). The
+   ratio is to ``dummy``. The ``SubprocVecEnv`` workers of sections 1 and 2 start from a
+   forkserver that has imported torch, SB3 and splitexit (start-up only).
 3. ``memory``: in a fresh subprocess per size (so that nothing allocated earlier counts), after
-   ``import splitexit.envs.vector`` and building one ``SplitExitEnv()`` (which loads the tables,
-   traces and server realisation that every env of the process shares), and stepping a
-   1-env ``SplitExitVectorEnv`` once (which loads the compiled kernels; reported as
-   ``compiled kernels``, the RSS it adds, once per process):
+   ``import splitexit`` and ``import torch``, resetting and stepping one
+   ``gym.make("splitexit:SplitExit-v0")`` and one 1-env ``SplitExitVectorEnv`` once (which
+   loads the tables, traces, server realisation and compiled code that every env of the process
+   shares; reported as ``first envs``, the RSS they add, once per process):
    - ``max RSS increase``: the process's peak RSS after building ``SplitExitVectorEnv(N)``,
-     resetting it and taking 300 random steps, minus its peak RSS before (the baseline, also
-     reported). The peak is ``VmHWM`` from ``/proc/self/status``: ``ru_maxrss`` of a child
-     carries over the parent's RSS at the fork (it read 403 MiB, the parent's, for a 280 MiB
-     child), so it is only the fallback where ``/proc`` is missing;
+     resetting it and taking 300 random steps (50 with ``--quick``), minus its peak RSS before
+     (the baseline, also reported). The peak is ``VmHWM`` from ``/proc/self/status``:
+     ``ru_maxrss`` of a child carries over the parent's RSS at the fork (it read 403 MiB, the
+     parent's, for a 280 MiB child), so it is only the fallback where ``/proc`` is missing;
    - ``tracemalloc peak``: the peak of Python-tracked allocations over the same work done again
      (after the first env is dropped) with ``tracemalloc`` on; it runs after the RSS figure,
      as tracing itself costs memory.
@@ -52,15 +51,11 @@ of the per-repeat rates.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import importlib.metadata
 import json
 import multiprocessing
 import os
-import platform
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -72,16 +67,23 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from timing import (
+    Timer,
+    environment,
+    interleaved_rounds,
+    markdown_table,
+    median_ratio,
+    parse_args,
+    write_json,
+)
 
 import splitexit  # noqa: F401  (registers the ids)
-from splitexit.files import atomic_write_text
 
 SPLITEXIT = "splitexit:SplitExit-v0"
 CARTPOLE = "CartPole-v1"
 MIB = 2**20
-PRELOAD = ["torch", "gymnasium", "splitexit.envs.splitexit_env", "stable_baselines3.common.vec_env"]
-
-Timer = Callable[[], float]  # does a fixed amount of work, returns the seconds it took
+# Imported once by the forkserver that starts SubprocVecEnv workers (a missing one is skipped).
+PRELOAD = ["torch", "gymnasium", "splitexit", "splitexit.envs", "stable_baselines3.common.vec_env"]
 
 
 @dataclass
@@ -94,22 +96,6 @@ class EnvCase:
 
 
 # -- 1. env steps -----------------------------------------------------------------------------
-
-
-def single_timer(env: gym.Env, actions: list[int]) -> Timer:
-    """Steps ``env`` through ``actions`` from ``reset(seed=0)``, resetting at episode ends."""
-
-    def run() -> float:
-        env.reset(seed=0)
-        step, reset = env.step, env.reset
-        start = time.perf_counter()
-        for a in actions:
-            _, _, terminated, truncated, _ = step(a)
-            if terminated or truncated:
-                reset()
-        return time.perf_counter() - start
-
-    return run
 
 
 def batch_timer(venv: Any, actions: np.ndarray, gym_api: bool) -> Timer:
@@ -136,18 +122,6 @@ def env_cases(quick: bool, closers: list[Callable[[], None]]) -> list[EnvCase]:
 
     rng = np.random.default_rng(0)
     cases = []
-
-    def single(name: str, env_id: str, steps: int) -> None:
-        ours, cartpole = gym.make(env_id), gym.make(CARTPOLE)
-        closers.extend((ours.close, cartpole.close))
-        a_ours = rng.integers(ours.action_space.n, size=steps).tolist()
-        a_cartpole = rng.integers(2, size=steps).tolist()
-        cases.append(
-            EnvCase(name, 1, steps, single_timer(ours, a_ours), single_timer(cartpole, a_cartpole))
-        )
-
-    single("single, replay", SPLITEXIT, 2_000 if quick else 20_000)
-    single("single, live", "splitexit:SplitExitLive-v0", 30 if quick else 300)
     for n, steps in ((1, 3_000), (64, 1_000), (1024, 600)):
         steps = 250 if quick else steps  # > 200 (the horizon): resets included
         kw: dict[str, Any] = {"num_envs": n, "vectorization_mode": "vector_entry_point"}
@@ -182,28 +156,20 @@ def env_cases(quick: bool, closers: list[Callable[[], None]]) -> list[EnvCase]:
     return cases
 
 
-def bench_env(repeats: int, quick: bool) -> list[dict[str, Any]]:
+def bench_env(rounds: int, quick: bool) -> list[dict[str, Any]]:
     closers: list[Callable[[], None]] = []
     try:
         cases = env_cases(quick, closers)
-        t_ours: list[list[float]] = [[] for _ in cases]
-        t_cartpole: list[list[float]] = [[] for _ in cases]
-        for r in range(-1, repeats):  # round -1: warm-up, discarded
-            for i, case in enumerate(cases):
-                if r % 2 == 0:
-                    t_c = case.cartpole()
-                    t_o = case.ours()
-                else:
-                    t_o = case.ours()
-                    t_c = case.cartpole()
-                if r >= 0:
-                    t_ours[i].append(t_o)
-                    t_cartpole[i].append(t_c)
+        timers: dict[str, Timer] = {}
+        for i, case in enumerate(cases):
+            timers[f"{i} splitexit"], timers[f"{i} cartpole"] = case.ours, case.cartpole
+        times_s = interleaved_rounds(timers, rounds)
     finally:
         for close in closers:
             close()
     rows = []
-    for case, ours, cartpole in zip(cases, t_ours, t_cartpole):
+    for i, case in enumerate(cases):
+        ours, cartpole = times_s[f"{i} splitexit"], times_s[f"{i} cartpole"]
         env_steps = case.n_envs * case.batch_steps
         rows.append(
             {
@@ -212,7 +178,7 @@ def bench_env(repeats: int, quick: bool) -> list[dict[str, Any]]:
                 "batch_steps": case.batch_steps,
                 "splitexit_steps_per_s": statistics.median(env_steps / t for t in ours),
                 "cartpole_steps_per_s": statistics.median(env_steps / t for t in cartpole),
-                "ratio": statistics.median(c / o for o, c in zip(ours, cartpole)),
+                "ratio": median_ratio(cartpole, ours),  # of rates: CartPole's time / ours
                 "splitexit_us_per_batch_step": statistics.median(ours) / case.batch_steps * 1e6,
                 "cartpole_us_per_batch_step": statistics.median(cartpole) / case.batch_steps * 1e6,
                 "splitexit_s": ours,
@@ -220,12 +186,6 @@ def bench_env(repeats: int, quick: bool) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def markdown_table(header: list[str], align: str, rows: list[list[str]]) -> str:
-    """A Markdown table; ``align``: one ``l`` or ``r`` per column."""
-    rule = ["---" if c == "l" else "---:" for c in align]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, rule, *rows])
 
 
 def env_table(rows: list[dict[str, Any]]) -> str:
@@ -249,7 +209,7 @@ def env_table(rows: list[dict[str, Any]]) -> str:
 # -- 2. training ------------------------------------------------------------------------------
 
 
-def bench_train(repeats: int, quick: bool) -> list[dict[str, Any]]:
+def bench_train(rounds: int, quick: bool) -> list[dict[str, Any]]:
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -260,7 +220,7 @@ def bench_train(repeats: int, quick: bool) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     hyper = load_hyperparams("ppo", SPLITEXIT)
     hyper.pop("n_timesteps", None)
-    n_envs = 16
+    n_envs = 4 if quick else 16
     hyper.pop("n_envs", None)
     rollout = n_envs * int(hyper["n_steps"])
     total = rollout * (1 if quick else 10)
@@ -273,34 +233,38 @@ def bench_train(repeats: int, quick: bool) -> list[dict[str, Any]]:
         "native": lambda: make_native_vec_env(SPLITEXIT, n_envs, 0, {}),
     }
     models: dict[str, Any] = {}
-    times: dict[str, list[float]] = {name: [] for name in makers}
     steps: dict[str, list[int]] = {name: [] for name in makers}
+
+    def learn_timer(name: str) -> Timer:
+        def run() -> float:
+            model = models[name]
+            before = model.num_timesteps
+            start = time.perf_counter()
+            model.learn(total, reset_num_timesteps=False)
+            elapsed_s = time.perf_counter() - start
+            steps[name].append(model.num_timesteps - before)
+            return elapsed_s
+
+        return run
+
     try:
         for name, make in makers.items():
             models[name] = PPO(env=make(), seed=0, device="cpu", verbose=0, **hyper)
             models[name].learn(rollout)  # warm-up
-        for r in range(repeats):
-            names = list(makers) if r % 2 == 0 else list(reversed(makers))
-            for name in names:
-                model = models[name]
-                before = model.num_timesteps
-                start = time.perf_counter()
-                model.learn(total, reset_num_timesteps=False)
-                times[name].append(time.perf_counter() - start)
-                steps[name].append(model.num_timesteps - before)
+        times_s = interleaved_rounds({name: learn_timer(name) for name in makers}, rounds, 0)
     finally:
         for model in models.values():
             model.get_env().close()
-    rate = {name: [s / t for s, t in zip(steps[name], times[name])] for name in makers}
+    rate = {name: [s / t for s, t in zip(steps[name], times_s[name])] for name in makers}
     return [
         {
             "vec_env": name,
             "n_envs": n_envs,
             "steps_per_learn": steps[name][0],
             "steps_per_s": statistics.median(rate[name]),
-            "ratio_to_dummy": statistics.median(x / d for x, d in zip(rate[name], rate["dummy"])),
-            "s_per_learn": statistics.median(times[name]),
-            "learn_s": times[name],
+            "ratio_to_dummy": median_ratio(rate[name], rate["dummy"]),
+            "s_per_learn": statistics.median(times_s[name]),
+            "learn_s": times_s[name],
             "hyperparams": {**hyper, "n_envs": n_envs},
         }
         for name in makers
@@ -308,7 +272,7 @@ def bench_train(repeats: int, quick: bool) -> list[dict[str, Any]]:
 
 
 def train_table(rows: list[dict[str, Any]]) -> str:
-    header = ["vec env (16 envs)", "PPO env steps/s", "ratio to dummy", "s per learn"]
+    header = [f"vec env ({rows[0]['n_envs']} envs)", "PPO env steps/s", "ratio to dummy"]
     cells = [
         [
             r["vec_env"],
@@ -318,19 +282,18 @@ def train_table(rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    return markdown_table(header, "lrrr", cells)
+    return markdown_table([*header, "s per learn"], "lrrr", cells)
 
 
 # -- 3. memory --------------------------------------------------------------------------------
 
 
 def memory_child(n_envs: int, steps: int) -> dict[str, float]:
-    """Run in a fresh process (``--memory-child N``): the figures of section 3, in bytes."""
-    from splitexit.envs.splitexit_env import SplitExitEnv
-    from splitexit.envs.vector import SplitExitVectorEnv
+    """Run in a fresh process (``--memory-child N STEPS``): the figures of section 3, in bytes."""
+    kw: dict[str, Any] = {"vectorization_mode": "vector_entry_point"}
 
     def work() -> None:
-        venv = SplitExitVectorEnv(n_envs)
+        venv = gym.make_vec(SPLITEXIT, num_envs=n_envs, **kw)
         venv.reset(seed=0)
         rng = np.random.default_rng(0)
         n_actions = int(venv.single_action_space.n)
@@ -351,11 +314,14 @@ def memory_child(n_envs: int, steps: int) -> dict[str, float]:
             pass
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
-    SplitExitEnv()
-    before_kernels = max_rss()
-    warm = SplitExitVectorEnv(1)  # loads the compiled kernels (numba, LLVM): once per process
-    warm.reset(seed=0)
-    warm.step(np.zeros(1, dtype=np.int64))
+    import torch  # noqa: F401  (imported by the first env anyway; counted in the baseline only)
+
+    before_first = max_rss()
+    # The first envs load what every env of the process shares (tables, traces, server world,
+    # compiled code): once per process.
+    for first in (gym.make(SPLITEXIT), gym.make_vec(SPLITEXIT, num_envs=1, **kw)):
+        first.reset(seed=0)
+        first.step(first.action_space.sample())
     baseline = max_rss()
     work()
     after = max_rss()
@@ -366,7 +332,7 @@ def memory_child(n_envs: int, steps: int) -> dict[str, float]:
     tracemalloc.stop()
     return {
         "baseline_rss": baseline,
-        "kernels_rss": baseline - before_kernels,
+        "first_envs_rss": baseline - before_first,
         "rss_increase": after - baseline,
         "tracemalloc_peak": peak,
     }
@@ -390,7 +356,7 @@ def bench_memory(quick: bool) -> list[dict[str, Any]]:
                 "tracemalloc_peak_mib": b["tracemalloc_peak"] / MIB,
                 "max_rss_increase_mib": b["rss_increase"] / MIB,
                 "baseline_max_rss_mib": b["baseline_rss"] / MIB,
-                "kernels_max_rss_mib": b["kernels_rss"] / MIB,
+                "first_envs_max_rss_mib": b["first_envs_rss"] / MIB,
             }
         )
     return rows
@@ -398,14 +364,14 @@ def bench_memory(quick: bool) -> list[dict[str, Any]]:
 
 def memory_table(rows: list[dict[str, Any]]) -> str:
     header = ["SplitExitVectorEnv", "tracemalloc peak (MiB)", "max RSS increase (MiB)"]
-    header += ["baseline max RSS (MiB)", "of which compiled kernels (MiB)"]
+    header += ["baseline max RSS (MiB)", "of which first envs (MiB)"]
     cells = [
         [
             f"{r['n_envs']} envs, {r['steps']} steps",
             f"{r['tracemalloc_peak_mib']:.1f}",
             f"{r['max_rss_increase_mib']:.1f}",
             f"{r['baseline_max_rss_mib']:.1f}",
-            f"{r['kernels_max_rss_mib']:.1f}",
+            f"{r['first_envs_max_rss_mib']:.1f}",
         ]
         for r in rows
     ]
@@ -415,64 +381,23 @@ def memory_table(rows: list[dict[str, Any]]) -> str:
 # -- main -------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def environment() -> dict[str, Any]:
-    versions = {}
-    for dist in ("numpy", "gymnasium", "torch", "stable_baselines3", "splitexit"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(["python", *sys.argv]),
-        "machine": {
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "processor": cpu_model(),
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-        },
-        "versions": versions,
-        "loadavg_start": os.getloadavg(),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, help="default 5, or 2 with --quick")
-    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--only", choices=("env", "train", "memory"))
-    parser.add_argument("--json", metavar="PATH", help="also write the results here")
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, rounds=5)
     if args.memory_child:
         print(json.dumps(memory_child(*args.memory_child)))
         return
-    if args.repeats is None:
-        args.repeats = 2 if args.quick else 5
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
 
     # SB3's SubprocVecEnv starts its workers from multiprocessing's forkserver: importing torch,
     # SB3 and splitexit there once, not in every worker, makes 16 workers start in ~3 s, not ~15.
     multiprocessing.set_forkserver_preload(PRELOAD)
     start = time.perf_counter()
-    result = environment()
-    result.update(repeats=args.repeats, quick=args.quick)
+    result = {**environment(), "rounds": args.rounds, "quick": args.quick}
     parts: list[tuple[str, Callable[[], list[dict[str, Any]]], Callable[..., str], str]] = [
-        ("env", lambda: bench_env(args.repeats, args.quick), env_table, "Env steps/s"),
-        ("train", lambda: bench_train(args.repeats, args.quick), train_table, "PPO training"),
+        ("env", lambda: bench_env(args.rounds, args.quick), env_table, "Env steps/s"),
+        ("train", lambda: bench_train(args.rounds, args.quick), train_table, "PPO training"),
         ("memory", lambda: bench_memory(args.quick), memory_table, "Peak memory"),
     ]
     for name, run, table, title in parts:
@@ -480,11 +405,9 @@ def main() -> None:
             continue
         result[name] = rows = run()
         print(f"\n### {title}\n\n{table(rows)}", flush=True)
-    result["loadavg_end"] = os.getloadavg()
     result["wall_s"] = time.perf_counter() - start
-    print(f"\n{args.repeats} repeats, wall time {result['wall_s']:.1f} s")
-    if args.json:
-        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+    print(f"\n{args.rounds} rounds, wall time {result['wall_s']:.1f} s")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

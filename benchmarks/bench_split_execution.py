@@ -1,38 +1,32 @@
 """Benchmark: split execution at batch 1 against the plain forward pass (one run, ratios).
 
-    python benchmarks/bench_split_execution.py [--repeats 300]
+    python benchmarks/bench_split_execution.py [--rounds 300] [--quick] [--json PATH]
 
 For every split point, split execution (head, serialise, deserialise, tail; no early exit)
-is timed against the plain forward pass (all blocks, then the final classifier), interleaved
-so that both see the same machine state. Also: answering at the first exit against the whole
-model. Prints a table and writes JSON to stdout with --json.
+is timed against the plain forward pass (all blocks, then the final classifier) in interleaved
+rounds (``timing.py``), so that both see the same machine state; the ratio is the median of the
+per-round ratios (goal <= 1.05). Also: answering at the first exit against the whole model.
+Prints a table; ``--json PATH`` also writes every figure there.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import torch
+from timing import environment, interleaved_rounds, median_ratio, parse_args, timed, write_json
 
 from splitexit.dnn_profiles.data import load_fashion_mnist
 from splitexit.dnn_profiles.model import COMPRESSIONS, images_to_input, split_inference
 from splitexit.dnn_profiles.train import load_model
 
 
-def _time(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args = parse_args(parser, rounds=300, quick_rounds=5)
+    start = time.perf_counter()
     model = load_model()
     image = load_fashion_mnist("test").images[0]
     final = model.exits[str(model.num_blocks)]
@@ -48,36 +42,41 @@ def main() -> None:
     for split in range(model.num_blocks + 1):
         for comp in COMPRESSIONS if 0 < split < model.num_blocks else COMPRESSIONS[:1]:
 
-            def run(split=split, comp=comp):
+            def run(split: int = split, comp: str = comp) -> object:
                 return split_inference(model, image, split, 2.0, comp)
 
-            plain(), run()  # warm-up
-            t_plain, t_split = [], []
-            for _ in range(args.repeats):
-                t_plain.append(_time(plain))
-                t_split.append(_time(run))
-            p, s = statistics.median(t_plain), statistics.median(t_split)
+            t = interleaved_rounds({"plain": timed(plain), "split": timed(run)}, args.rounds)
             rows.append(
-                {"split": split, "compression": comp, "plain_s": p, "split_s": s, "ratio": s / p}
+                {
+                    "split": split,
+                    "compression": comp,
+                    "plain_s": statistics.median(t["plain"]),
+                    "split_s": statistics.median(t["split"]),
+                    "ratio": median_ratio(t["split"], t["plain"]),
+                }
             )
-    t_first, t_whole = [], []
-    for _ in range(args.repeats):
-        t_first.append(_time(lambda: split_inference(model, image, model.num_blocks, 0.0)))
-        t_whole.append(_time(lambda: split_inference(model, image, model.num_blocks, 2.0)))
+    t = interleaved_rounds(
+        {
+            "first_exit": timed(lambda: split_inference(model, image, model.num_blocks, 0.0)),
+            "whole_model": timed(lambda: split_inference(model, image, model.num_blocks, 2.0)),
+        },
+        args.rounds,
+    )
     exits = {
-        "first_exit_s": statistics.median(t_first),
-        "whole_model_s": statistics.median(t_whole),
+        "first_exit_s": statistics.median(t["first_exit"]),
+        "whole_model_s": statistics.median(t["whole_model"]),
+        "ratio": median_ratio(t["first_exit"], t["whole_model"]),
     }
-    exits["ratio"] = exits["first_exit_s"] / exits["whole_model_s"]
     result = {
+        **environment(),
+        "rounds": args.rounds,
+        "quick": args.quick,
         "torch_threads": torch.get_num_threads(),
         "splits": rows,
         "early_exit": exits,
         "max_ratio": max(r["ratio"] for r in rows),
+        "wall_s": time.perf_counter() - start,
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
     print("split  compression  plain (us)  split (us)  ratio")
     for r in rows:
         print(
@@ -89,6 +88,9 @@ def main() -> None:
         f"first exit {exits['first_exit_s'] * 1e6:.0f} us vs whole model "
         f"{exits['whole_model_s'] * 1e6:.0f} us: ratio {exits['ratio']:.3f}"
     )
+    print(f"{args.rounds} rounds, torch threads {result['torch_threads']}, ", end="")
+    print(f"wall time {result['wall_s']:.1f} s")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":
