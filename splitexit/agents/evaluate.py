@@ -1,10 +1,12 @@
 """Evaluate policies (trained agents, baselines, oracles) on the same seeded episodes.
 
     python -m splitexit.agents.evaluate --model runs/ppo/model.zip --algo ppo
+    python -m splitexit.agents.evaluate --model runs/rllib-ppo-SplitExit-v0-seed0
     python -m splitexit.agents.evaluate --baseline neurosurgeon --episodes 20
 
 Every policy meets the same requests, traces and server load (common random numbers), so their
-differences are the policies' own.
+differences are the policies' own. Baselines are tuned on FIT_EPISODES episodes of the training
+traces (seeds from TRAIN_SEED_BASE), here as in ``train_agent.py``.
 """
 
 from __future__ import annotations
@@ -13,41 +15,28 @@ import argparse
 import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 import splitexit  # noqa: F401  (registers the ids)
-from splitexit.agents.sb3 import algo_class, parse_env_kwargs
+from splitexit.agents.baselines import BASELINES, Policy, make_policy
+from splitexit.agents.run import load_policy, parse_env_kwargs
 from splitexit.envs.splitexit_env import SplitExitEnv
 
 DEFAULT_ENV_ID = "splitexit:SplitExit-v0"
 EVAL_SEED_BASE = 0  # evaluation episodes use seeds 0..n-1 on the held-out traces
 TRAIN_SEED_BASE = 10_000  # baselines are tuned on seeds from here on the training traces
+FIT_EPISODES = 10  # training episodes a baseline is tuned on
 Z95 = 1.96  # normal quantile of a two-sided 95% interval
 
 
-class SB3Policy:
-    """A saved stable-baselines3 model on the policy interface (``predict(obs)``)."""
-
-    deployable = True
-
-    def __init__(self, model, env: SplitExitEnv, name: str, masked: bool = False) -> None:
-        self.model, self.env, self.name, self.masked = model, env, name, masked
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
-        if self.masked:
-            masks = self.env.action_masks()
-            return self.model.predict(observation, deterministic=deterministic, action_masks=masks)
-        return self.model.predict(observation, deterministic=deterministic)
-
-
-def load_sb3_policy(path: str | Path, algo: str, env: SplitExitEnv) -> SB3Policy:
-    """Load ``model.zip`` of ``algo`` (ppo, dqn, maskable_ppo) as a policy."""
-    model = algo_class(algo).load(str(path), device="cpu")
-    return SB3Policy(model, env, name=algo, masked=algo == "maskable_ppo")
+def fit_baseline(name: str, env: SplitExitEnv, fit_env: SplitExitEnv) -> Policy:
+    """The baseline or oracle ``name`` acting in ``env``, tuned on the FIT_EPISODES episodes
+    of ``fit_env`` (the training traces) from seed TRAIN_SEED_BASE."""
+    seeds = range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + FIT_EPISODES)
+    return make_policy(name, env).fit(fit_env, seeds)
 
 
 def make_env(env_id: str = DEFAULT_ENV_ID, **config: Any) -> SplitExitEnv:
@@ -67,7 +56,7 @@ def run_episodes(policy, env: SplitExitEnv, seeds: Sequence[int], timeline: bool
         while not done:
             action, _ = policy.predict(obs, deterministic=True)
             now_s = env.arrival_s
-            capacity_bps = env.trace.mean_capacity_bps(now_s - env.frame_s, now_s)
+            capacity_bps = env.mean_capacity_bps(now_s - env.frame_s, now_s)
             obs, reward, terminated, truncated, info = env.step(action)
             steps.append((reward, info, capacity_bps))
             done = terminated or truncated
@@ -149,6 +138,24 @@ def add_oracle_normalized(summaries: list[dict]) -> list[dict]:
     return summaries
 
 
+def evaluate_against_baselines(
+    agent, env: SplitExitEnv, fit_env: SplitExitEnv, episodes: int
+) -> tuple[list[dict], dict[str, list], list[dict]]:
+    """The agent, then every baseline and oracle (:func:`fit_baseline` on ``fit_env``), on the
+    same ``episodes`` evaluation episodes of ``env``: the summary rows (oracle-normalised), the
+    episodes of each policy, and the agent's timeline of its first episode."""
+    seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes)
+    policies = [agent] + [fit_baseline(name, env, fit_env) for name in BASELINES]
+    summaries, results = [], {}
+    for policy in policies:
+        eps = run_episodes(policy, env, seeds, timeline=policy is agent)
+        results[policy.name] = eps
+        summaries.append(summarise(policy.name, eps, policy.deployable))
+        print(f"  {policy.name:<18} mean reward {summaries[-1]['mean_reward']:+.4f}")
+    timeline = results[agent.name][0].get("timeline", [])
+    return add_oracle_normalized(summaries), results, timeline
+
+
 def format_table(summaries: list[dict]) -> str:
     """A Markdown table of summary rows."""
     head = (
@@ -176,27 +183,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m splitexit.agents.evaluate", description=__doc__
     )
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--model", help="a saved SB3 model.zip")
-    what.add_argument("--baseline", help="a baseline or oracle name (see splitexit.agents)")
+    what.add_argument(
+        "--model",
+        help="a saved agent: model.zip (SB3), model.safetensors (RLlib) or a run folder",
+    )
+    what.add_argument("--baseline", choices=sorted(BASELINES), help="a baseline or oracle")
     parser.add_argument(
-        "--algo", default="ppo", help="algorithm of --model: ppo, dqn, maskable_ppo"
+        "--algo", default="ppo", help="SB3 algorithm of --model: ppo, dqn, maskable_ppo"
     )
     parser.add_argument("--env", default=DEFAULT_ENV_ID)
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY:VALUE")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--traces", default="mahimahi-up-eval", help="evaluation traces")
+    parser.add_argument(
+        "--train-traces",
+        default="mahimahi-up-train",
+        help=f"traces the baselines are tuned on ({FIT_EPISODES} episodes)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
     config = {"traces": args.traces, **parse_env_kwargs(args.env_kwargs)}
     env = make_env(args.env, **config)
     if args.model:
-        policy = load_sb3_policy(args.model, args.algo, env)
+        policy = load_policy(args.model, env, args.algo)
     else:
-        from splitexit.agents.baselines import make_policy
-
-        policy = make_policy(args.baseline, env)
-        train_env = make_env(args.env, **{**config, "traces": "mahimahi-up-train"})
-        policy.fit(train_env, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + args.episodes))
+        fit_env = make_env(args.env, **{**config, "traces": args.train_traces})
+        policy = fit_baseline(args.baseline, env, fit_env)
     seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + args.episodes)
     summary = summarise(policy.name, run_episodes(policy, env, seeds), policy.deployable)
     if args.json:

@@ -71,6 +71,14 @@ class Batch:
             core.observe, self.world.params, self.devices, self.obs_table, self.obs, self.out
         )
 
+    def __getstate__(self) -> dict:
+        bound = ("_start", "_lay_out", "_step", "_observe")
+        return {k: v for k, v in self.__dict__.items() if k not in bound}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind()
+
     def set_traces(self, bank: np.ndarray, cum_bits: np.ndarray, capacity_bps: np.ndarray) -> None:
         """Replace the uplink's trace bank (the fading channel draws one per episode)."""
         self.world = self.world._replace(traces=bank, cum_bits=cum_bits, capacity_bps=capacity_bps)

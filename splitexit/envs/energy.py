@@ -60,23 +60,6 @@ class RadioModel:
         power_mw = self.alpha_up_mw_per_mbps * up_mbps + self.alpha_down_mw_per_mbps * down_mbps
         return (power_mw + self.beta_mw) / MW_PER_W
 
-    def tx_energy_j(self, payload_bytes: float, duration_s: float) -> float:
-        """Energy of sending ``payload_bytes`` in ``duration_s`` (J): the power at the achieved
-        throughput times the duration, i.e. ``alpha_u * Mbit + beta * duration_s``."""
-        if not (payload_bytes >= 0 and duration_s >= 0):
-            raise ValueError(
-                f"payload_bytes and duration_s must be >= 0, got {payload_bytes!r}, {duration_s!r}"
-            )
-        mbit = 8.0 * payload_bytes / BITS_PER_MBIT
-        return (self.alpha_up_mw_per_mbps * mbit + self.beta_mw * duration_s) / MW_PER_W
-
-    def tail_energy_j(self, gap_s: float) -> float:
-        """Energy of the tail after a transmission, cut short by the next transmission
-        ``gap_s`` later (J; ``gap_s = math.inf`` for the full tail). 0 without a tail."""
-        if not self.tail_enabled or gap_s <= 0:
-            return 0.0
-        return min(gap_s, self.tail_s) * self.tail_power_mw / MW_PER_W
-
     def without_tail(self) -> RadioModel:
         """The same model with the tail disabled."""
         return replace(self, tail_enabled=False)

@@ -19,15 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from splitexit.envs.channel import (
-    TRACES_DIR,
-    _check,
-    _check_non_negative,
-    _check_positive,
-    _check_transition,
-    sample_markov_chain,
-)
+from splitexit.envs.capacity import _check, _check_non_negative, _check_positive
+from splitexit.envs.channel import _check_transition, sample_markov_chain
 from splitexit.envs.core import uptimes_s
+from splitexit.envs.traces import TRACES_DIR
 
 AZURE_TRACE_DIR = TRACES_DIR / "azure-llm-inference-2023"
 # Splitwise (Patel et al., ISCA 2024) conversation trace: 19,366 requests over 3,502 s.

@@ -8,9 +8,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from splitexit.dnn_profiles.hardware import get_device_preset
 from splitexit.envs import core
 from splitexit.envs.batch import Batch
 from splitexit.envs.config import make_config
+from splitexit.envs.energy import radio_model
 from splitexit.envs.observation import ObservationLayout
 from splitexit.envs.world import (
     NEVER_EXIT,
@@ -129,6 +131,10 @@ class SplitExitEnv(gym.Env):
         self.observation_space = spaces.Box(0.0, 1.0, (self.layout.size,), np.float32)
         self.t0_s = self.history * self.frame_s  # the first request, after H measured periods
         self.weights = cfg["reward"]
+        # The device's and the radio's power models (what heuristic baselines plan with).
+        self.radio = radio_model(cfg["radio"], tail=cfg["lte_tail"])
+        device = get_device_preset(cfg["device"])
+        self.compute_above_idle_w = max(device.compute_power_w - device.idle_power_w, 0.0)
         # The fading channel draws its capacity per episode; the others are in the world.
         self._fading = make_channel(cfg) if cfg["channel"] == "fading" else None
         self.batch = Batch(build_world(cfg), 1, self.layout, cfg["outage_mean_up_s"])

@@ -25,15 +25,8 @@ from splitexit.dnn_profiles.hardware import (
 )
 from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, Profile
 from splitexit.envs import core
-from splitexit.envs.channel import (
-    SHIPPED_TRACE_KINDS,
-    CapacityTrace,
-    FadingChannel,
-    TraceChannel,
-    default_markov_channel,
-    load_traces,
-    shipped_trace_paths,
-)
+from splitexit.envs.capacity import CapacityTrace
+from splitexit.envs.channel import FadingChannel, TraceChannel, default_markov_channel
 from splitexit.envs.energy import radio_model
 from splitexit.envs.observation import WAIT_UNIT_S
 from splitexit.envs.server import (
@@ -42,6 +35,7 @@ from splitexit.envs.server import (
     ServerWorld,
     TraceLoad,
 )
+from splitexit.envs.traces import SHIPPED_TRACE_KINDS, load_traces, shipped_trace_paths
 
 NEVER_EXIT = float("inf")  # the top threshold: no early exit, exit heads are not even run
 

@@ -1,4 +1,6 @@
-"""Tests of splitexit.envs.channel: exact integration, loaders, channel generators."""
+"""Capacity traces, trace files and the channel models (splitexit.envs.capacity, .traces,
+.channel); the integration of a transfer on the reference model's twin of a trace, which
+tests/envs/test_core.py holds the compiled core to."""
 
 from __future__ import annotations
 
@@ -10,20 +12,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from splitexit.envs import capacity
 from splitexit.envs.channel import (
-    CapacityTrace,
     FadingChannel,
     MarkovChannel,
     TraceChannel,
     default_markov_channel,
     fit_markov_channel,
+    stationary_distribution,
+)
+from splitexit.envs.traces import (
     load_mahimahi,
     load_pensieve,
     load_trace,
     load_traces,
     shipped_trace_paths,
-    stationary_distribution,
 )
+from tests.envs.reference import CapacityTrace, ShiftedTrace, reference_trace, sample_shifted
 
 # 1 byte = 8 bits, so with capacities in multiples of 8 bit/s the hand computations are exact.
 HAND = CapacityTrace(1.0, np.array([8.0, 0.0, 16.0]), "hand")  # 3 bytes per 3 s loop
@@ -113,7 +118,7 @@ def test_resampled_window_scaled():
 )
 def test_capacity_trace_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        CapacityTrace(**kwargs)
+        capacity.CapacityTrace(**kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +220,6 @@ def test_shipped_traces_load():
 
 def _channels():
     return [
-        TraceChannel.from_paths(shipped_trace_paths("mahimahi-up"), scale=0.5),
         MarkovChannel([1e6, 4e6], [[0.9, 0.1], [0.2, 0.8]], slot_s=0.1),
         FadingChannel(),
     ]
@@ -236,15 +240,11 @@ def test_channels_are_deterministic_given_the_rng(channel):
     np.testing.assert_array_equal(np.random.get_state()[1], legacy_state)  # noqa: NPY002
 
 
-def test_trace_channel_window_and_scale():
-    trace = CapacityTrace(1.0, np.arange(10.0) * 8)
-    rng_seed = 3
-    plain = TraceChannel([trace]).sample(np.random.default_rng(rng_seed), 4.0)
-    scaled = TraceChannel([trace], scale=2.5).sample(np.random.default_rng(rng_seed), 4.0)
-    np.testing.assert_allclose(scaled.capacity_bps, 2.5 * plain.capacity_bps)
-    start = int(plain.capacity_bps[0] / 8)
-    np.testing.assert_allclose(plain.capacity_bps, ((start + np.arange(4)) % 10) * 8.0)
-    zero = TraceChannel([trace], scale=0.0).sample(np.random.default_rng(0), 4.0)
+def test_trace_channel_scales_its_traces():
+    trace = capacity.CapacityTrace(1.0, np.arange(10.0) * 8)
+    scaled = TraceChannel([trace], scale=2.5).scaled_traces[0]
+    np.testing.assert_allclose(scaled.capacity_bps, 2.5 * trace.capacity_bps)
+    zero = reference_trace(TraceChannel([trace], scale=0.0).scaled_traces[0])
     assert zero.transfer_time_s(0.0, 10) == math.inf
     with pytest.raises(ValueError, match="scale must be >= 0"):
         TraceChannel([trace], scale=-1)
@@ -293,7 +293,7 @@ def test_sampled_markov_path_has_the_stationary_mix():
 def test_default_markov_channel_matches_shipped_traces():
     channel = default_markov_channel()
     traces = load_traces(shipped_trace_paths("mahimahi-up"))
-    pooled_bits = sum(t.cumulative_bits(t.duration_s) for t in traces)
+    pooled_bits = sum(t.cum_bits_array[-1] for t in traces)
     mean_bps = pooled_bits / sum(t.duration_s for t in traces)
     assert channel.mean_bps == pytest.approx(mean_bps, rel=0.10)
     assert np.all(np.diff(channel.states_bps) > 0)
@@ -333,24 +333,11 @@ def test_fading_channel_validation(kwargs, match):
 def test_fading_channel_extremes_never_nan():
     far = FadingChannel(distance_m=1e7).sample(np.random.default_rng(0), 10.0)
     assert np.all(np.isfinite(far.capacity_bps))
-    assert far.transfer_time_s(0.0, 1000) > 0
-
-
-def test_cumulative_bits_many_equals_the_scalar_version_bit_for_bit():
-    from splitexit.envs.channel import load_traces
-
-    trace = load_traces(shipped_trace_paths("mahimahi-up"))[0]
-    t = np.random.default_rng(0).random(2000) * 3 * trace.duration_s  # with loops
-    t[:50] = np.arange(50) * trace.slot_s  # on slot boundaries
-    np.testing.assert_array_equal(
-        trace.cumulative_bits_many(t), [trace.cumulative_bits(x) for x in t.tolist()]
-    )
+    assert reference_trace(far).transfer_time_s(0.0, 1000) > 0
 
 
 def test_shifted_trace_reads_the_base_from_its_slot_on():
-    from splitexit.envs.channel import ShiftedTrace, load_traces
-
-    base = load_traces(shipped_trace_paths("mahimahi-up"))[1]
+    base = reference_trace(load_traces(shipped_trace_paths("mahimahi-up"))[1])
     start = 1234
     shifted = ShiftedTrace(base, start * base.slot_s)
     window = base.window(start, 3000)  # the same capacities, copied
@@ -365,10 +352,13 @@ def test_shifted_trace_reads_the_base_from_its_slot_on():
 
 
 def test_sample_shifted_maps_uniforms_to_a_trace_and_a_slot():
-    traces = [CapacityTrace(0.5, [1.0, 2.0, 3.0, 4.0]), CapacityTrace(1.0, [5.0, 6.0])]
+    traces = [
+        capacity.CapacityTrace(0.5, [1.0, 2.0, 3.0, 4.0]),
+        capacity.CapacityTrace(1.0, [5.0, 6.0]),
+    ]
     channel = TraceChannel(traces, scale=2.0)
-    first = channel.sample_shifted(0.0, 0.0)
+    first = sample_shifted(channel, 0.0, 0.0)
     assert first.base.capacity_bps.tolist() == [2.0, 4.0, 6.0, 8.0] and first.shift_s == 0.0
-    last = channel.sample_shifted(0.999, 0.999)  # trace 1, slot 1
+    last = sample_shifted(channel, 0.999, 0.999)  # trace 1, slot 1
     assert last.base.capacity_bps.tolist() == [10.0, 12.0] and last.shift_s == 1.0
     assert last.capacity_at_bps(0.0) == 12.0 and last.capacity_at_bps(1.0) == 10.0  # loops

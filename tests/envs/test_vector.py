@@ -11,35 +11,7 @@ import splitexit  # noqa: F401  (registers the ids)
 from splitexit.envs import SplitExitEnv
 from splitexit.envs.core import INFO_KEYS
 from splitexit.envs.vector import SplitExitVectorEnv
-
-CONFIGS = {
-    "default": {},
-    "battery (sub-envs end at different steps)": {"horizon": 50, "battery_j": 0.3},
-    "markov channel": {"channel": "markov", "horizon": 60},
-    "intermittent outages": {
-        "outage": "intermittent",
-        "outage_mean_up_s": 3.0,
-        "outage_mean_down_s": 1.0,
-        "horizon": 80,
-    },
-    "permanent outage": {"outage": "permanent", "outage_mean_up_s": 3.0, "horizon": 80},
-    "lte tail, two compressions, multidiscrete": {
-        "lte_tail": True,
-        "capacity_scale": 0.2,
-        "horizon": 70,
-        "compressions": ["int8", "float32"],
-        "action_type": "multidiscrete",
-    },
-    "azure load, pensieve traces": {"server_load": "trace", "traces": "pensieve", "horizon": 40},
-    "zero capacity": {"capacity_scale": 0.0, "horizon": 30},
-    "no background load": {"server_load": "none", "horizon": 30},
-    "overloaded device (requests dropped)": {
-        "frame_period_s": 0.02,
-        "timeout_s": 0.3,
-        "deadline_s": 0.02,
-        "horizon": 60,
-    },
-}
+from tests.envs.reference import WORLDS
 
 
 def random_actions(env: SplitExitVectorEnv, rng: np.random.Generator) -> np.ndarray:
@@ -85,9 +57,9 @@ def assert_same_as_singles(config: dict, n: int, steps: int, seed: int, same_ste
     assert episodes_ended >= n  # every sub-env went through at least one autoreset
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", list(WORLDS))
 def test_sub_envs_equal_single_envs_with_the_same_seeds(name):
-    config = CONFIGS[name]
+    config = WORLDS[name]
     assert_same_as_singles(
         config, n=5, steps=config.get("horizon", 200) * 2 + 5, seed=7, same_step=False
     )
