@@ -15,7 +15,6 @@ import argparse
 import numpy as np
 
 from splitexit.agents.evaluate import make_env, run_episodes, summarise
-from splitexit.envs.channel import CapacityTrace
 
 
 class Planner:
@@ -31,12 +30,7 @@ class Planner:
         if not self.measured:
             return int(env.expected_rewards().argmax()), None
         estimate_bps = max(env.decode_observation(observation)["uplink_bps"][-1], 1e3)
-        true_trace = env.trace
-        env.trace = CapacityTrace(1e3, np.array([estimate_bps]))  # constant for 1000 s
-        try:
-            return int(env.expected_rewards().argmax()), None
-        finally:
-            env.trace = true_trace
+        return int(env.expected_rewards(capacity_bps=estimate_bps).argmax()), None
 
 
 class Fixed:

@@ -128,14 +128,26 @@ class Batch:
         self.obs[busy, self._backlog] = np.minimum(feature, 1.0)
 
     def expected_rewards(
-        self, row: int, exit_prob: np.ndarray, exit_correct_prob: np.ndarray, hindsight: bool
+        self,
+        row: int,
+        exit_prob: np.ndarray,
+        exit_correct_prob: np.ndarray,
+        hindsight: bool,
+        uplink: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """The reward of every flat action for ``row``'s current request (see
-        :func:`splitexit.envs.core.expected_rewards`)."""
+        :func:`splitexit.envs.core.expected_rewards`); with ``uplink`` (a trace bank of one
+        trace, read from time 0) in place of the true uplink."""
         n_exits = exit_prob.shape[-1]
         values = np.empty(int(self.world.params[0]["n_actions"]))
+        world, cells = self.world, self.cells
+        if uplink is not None:
+            world = world._replace(traces=uplink[0], cum_bits=uplink[1], capacity_bps=uplink[2])
+            cells = cells.copy()
+            w = self.devices[row]["world"]
+            cells["trace"][w], cells["shift_s"][w] = 0, 0.0
         core.expected_rewards(
-            *self.world, self.cells, self.devices, self.samples, row, exit_prob,
+            *world, cells, self.devices, self.samples, row, exit_prob,
             exit_correct_prob, hindsight, np.zeros(1, core.CELL), np.zeros(1, core.DEVICE),
             np.zeros(1, core.OUTPUT), np.empty((2, n_exits)), np.empty((2, n_exits), bool),
             values,

@@ -11,6 +11,7 @@ from gymnasium import spaces
 from splitexit.dnn_profiles.hardware import get_device_preset
 from splitexit.envs import core
 from splitexit.envs.batch import Batch
+from splitexit.envs.capacity import CapacityTrace
 from splitexit.envs.config import make_config
 from splitexit.envs.energy import radio_model
 from splitexit.envs.observation import ObservationLayout
@@ -257,17 +258,23 @@ class SplitExitEnv(gym.Env):
 
     # -- oracles -----------------------------------------------------------------------------
 
-    def expected_rewards(self, hindsight: bool = False) -> np.ndarray:
+    def expected_rewards(
+        self, hindsight: bool = False, capacity_bps: float | None = None
+    ) -> np.ndarray:
         """Expected reward of every flat action for the current request, given the true state
         (channel capacity, server queue, device backlog), without changing it.
 
         Averaged over what the exits of a sample drawn from the data set would say; with
         ``hindsight`` the current sample's own exits are used (an upper bound, not deployable).
+        With ``capacity_bps`` the uplink is taken to keep that capacity (a planner's estimate).
         """
         if not 0 <= self._step_idx < self.horizon:
             raise RuntimeError("expected_rewards() needs a request: call reset() first")
+        uplink = None
+        if capacity_bps is not None:  # constant for 1000 s, longer than any request
+            uplink = trace_bank([CapacityTrace(1e3, np.array([float(capacity_bps)]))])
         t = self.tables
-        return self.batch.expected_rewards(0, t.exit_prob, t.exit_correct_prob, hindsight)
+        return self.batch.expected_rewards(0, t.exit_prob, t.exit_correct_prob, hindsight, uplink)
 
     # -- live mode ---------------------------------------------------------------------------
 
