@@ -1,8 +1,10 @@
 """Ray RLlib backend of ``train_agent.py --backend rllib``: PPO on RLlib's new API stack.
 
 Training runs on a Ray cluster: a light local one by default, or the one at ``--ray-address``
-(or ``$RAY_ADDRESS``), with ``--num-env-runners`` actors sampling the env and the learner in
-the driver. Checkpoints land atomically in ``runs/<name>/checkpoints/rllib_<steps>_steps/``
+(or ``$RAY_ADDRESS``), with ``--num-env-runners`` actors sampling the env (``--n-envs`` envs in
+all, split evenly over them) and the learner in the driver. It has the interface of every
+backend (:mod:`splitexit.agents.run`): ``train(run)``, ``save``, ``as_policy``, ``load_policy``.
+Checkpoints land atomically in ``runs/<name>/checkpoints/rllib_<steps>_steps/``
 (RLlib's own checkpoint format, pickle files included: only RLlib reads them, to resume).
 The trained policy is saved as ``model.safetensors`` (no pickle) and evaluated greedily by
 :class:`RLlibPolicy`, which has the ``predict(obs)`` interface of the SB3 policies.
@@ -29,9 +31,11 @@ import numpy as np
 import torch
 
 from splitexit.agents.evaluate import EVAL_SEED_BASE, run_episodes
+from splitexit.agents.run import RunSpec
 from splitexit.envs.splitexit_env import SplitExitEnv
 from splitexit.files import atomic_write_bytes
 
+MODEL_FILE = "model.safetensors"
 CHECKPOINT_RE = re.compile(r"^rllib_(\d+)_steps$")
 # A local cluster's object store: it holds the weights of a small MLP and sample batches of a
 # few MB, so a fraction of Ray's default (30% of the RAM) is plenty.
@@ -93,20 +97,25 @@ def ppo_config(
     env_config: Mapping[str, Any],
     hyper: Mapping[str, Any],
     num_env_runners: int,
-    envs_per_runner: int,
+    n_envs: int,
     seed: int,
     source: str = "the hyperparameters",
     vectorize: str = "sync",
 ):
-    """The ``PPOConfig`` of a run; ``hyper`` holds PPOConfig.training() arguments and
+    """The ``PPOConfig`` of a run: ``n_envs`` envs in all, split evenly over ``num_env_runners``
+    (over the driver's env runner if 0); ``hyper`` holds PPOConfig.training() arguments and
     ``net_arch`` / ``activation`` (``source`` names where they came from, for errors)."""
     import gymnasium as gym
     from ray.rllib.algorithms.ppo import PPOConfig
 
     if num_env_runners < 0:
         raise ValueError(f"--num-env-runners must be >= 0, got {num_env_runners}")
-    if envs_per_runner < 1:
-        raise ValueError(f"--n-envs (envs per env runner) must be >= 1, got {envs_per_runner}")
+    runners = max(num_env_runners, 1)
+    if n_envs < 1 or n_envs % runners:
+        raise ValueError(
+            f"--n-envs (envs in all) must be a positive multiple of --num-env-runners "
+            f"({num_env_runners}), got {n_envs}"
+        )
     training = {k: v for k, v in hyper.items() if k not in MODEL_KEYS}
     allowed = {  # PPO's own arguments and those it passes on to AlgorithmConfig.training()
         name
@@ -126,7 +135,7 @@ def ppo_config(
         .environment(env, env_config=dict(env_config))
         .env_runners(
             num_env_runners=num_env_runners,
-            num_envs_per_env_runner=envs_per_runner,
+            num_envs_per_env_runner=n_envs // runners,
             gym_env_vectorize_mode=gym.VectorizeMode(vectorize),
         )
         .training(**training)
@@ -189,9 +198,10 @@ def build_module(
     return spec.build().eval()
 
 
-def save_model(model: RLlibModel, path: Path) -> None:
-    """The module's weights as safetensors (atomically), with its shape in the metadata."""
-    from safetensors.torch import save
+def save(model: RLlibModel, run_dir: Path) -> Path:
+    """``run_dir / model.safetensors``: the module's weights (atomically), with its shape in
+    the metadata."""
+    from safetensors.torch import save as safetensors_bytes
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
     meta = {
@@ -200,15 +210,17 @@ def save_model(model: RLlibModel, path: Path) -> None:
         "activation": model.activation,
         "num_timesteps": str(model.num_timesteps),
     }
-    atomic_write_bytes(path, save(state, metadata=meta))
+    atomic_write_bytes(run_dir / MODEL_FILE, safetensors_bytes(state, metadata=meta))
+    return run_dir / MODEL_FILE
 
 
 def load_model(path: str | Path, env: SplitExitEnv) -> RLlibModel:
-    """A model written by :func:`save_model`, for ``env``'s spaces."""
+    """A model written by :func:`save` (or the run folder holding it), for ``env``'s spaces."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
+    path = path / MODEL_FILE if path.is_dir() else path
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != MODEL_FORMAT:
@@ -248,6 +260,16 @@ class RLlibPolicy:
         return actions, None
 
 
+def as_policy(model: RLlibModel, env: SplitExitEnv, algo: str = "ppo") -> RLlibPolicy:
+    """``model`` acting greedily in ``env``."""
+    return RLlibPolicy(model.module, env, name=algo)
+
+
+def load_policy(path: str | Path, env: SplitExitEnv, algo: str = "ppo") -> RLlibPolicy:
+    """``model.safetensors`` (or a run folder holding one) as a greedy policy of ``env``."""
+    return as_policy(load_model(path, env), env, algo)
+
+
 def _scalar(value: Any) -> float | None:
     try:
         value = float(value)
@@ -276,11 +298,8 @@ def _log(writer, result: dict, steps: int) -> None:
             writer.add_scalar(tag, v, steps)
 
 
-def train(args, run_dir: Path, env_config: dict, hyper: dict, total: int, n_envs: int):
-    """Train (or, with ``args.resume``, continue) PPO on RLlib; return an :class:`RLlibModel`.
-
-    Uses ``args``: env, seed, num_env_runners, ray_address, train_traces, eval_traces,
-    eval_freq (steps between checkpoints), resume, no_progress, conf_file."""
+def train(run: RunSpec) -> RLlibModel:
+    """Train (or, with ``run.resume``, continue) PPO on RLlib; return an :class:`RLlibModel`."""
     import gymnasium as gym
     import ray
     from ray.rllib.core import DEFAULT_MODULE_ID
@@ -288,39 +307,42 @@ def train(args, run_dir: Path, env_config: dict, hyper: dict, total: int, n_envs
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
+    hyper = run.hyperparams
     net_arch = tuple(int(n) for n in hyper.get("net_arch", DEFAULT_NET_ARCH))
     activation = str(hyper.get("activation", DEFAULT_ACTIVATION))
     config = ppo_config(
-        args.env,
-        {**env_config, "traces": args.train_traces},
+        run.env_id,
+        run.env_kwargs(run.train_traces),
         hyper,
-        args.num_env_runners,
-        n_envs,
-        args.seed,
-        source=args.conf_file or "splitexit/agents/hyperparams/rllib-ppo.yml",
+        run.num_env_runners,
+        run.n_envs,
+        run.seed,
+        source=run.hyperparams_source,
         # --vec-env native: each env runner steps one SplitExitVectorEnv
-        vectorize="vector_entry_point" if args.vec_env == "native" else "sync",
+        vectorize="vector_entry_point" if run.vec_env == "native" else "sync",
     )
-    eval_env = gym.make(args.env, config={**env_config, "traces": args.eval_traces}).unwrapped
+    eval_env = gym.make(run.env_id, config=run.env_kwargs(run.eval_traces)).unwrapped
     module = build_module(eval_env, net_arch, activation)
-    ckpt_dir = run_dir / "checkpoints"
-    started = init_ray(args.ray_address, args.num_env_runners)
+    ckpt_dir = run.run_dir / "checkpoints"
+    started = init_ray(run.ray_address, run.num_env_runners)
     try:
         algo = config.build_algo()
         try:
             steps = 0
-            checkpoint = latest_checkpoint(ckpt_dir) if args.resume else None
+            checkpoint = latest_checkpoint(ckpt_dir) if run.resume else None
             if checkpoint is not None:
                 algo.restore_from_path(checkpoint[1].resolve())
                 steps = checkpoint[0]
                 print(f"resuming from {checkpoint[1]} ({steps} steps done)")
-            elif args.resume:
+            elif run.resume:
                 print(f"no checkpoint in {ckpt_dir}: starting afresh")
-            every = args.eval_freq
+            every = run.eval_freq_steps
             next_save = (steps // every + 1) * every if every > 0 else math.inf
-            writer = SummaryWriter(str(run_dir / "tb" / "rllib_ppo"))
-            bar = tqdm(total=total, initial=steps, disable=args.no_progress, unit="step")
-            while steps < total:
+            writer = SummaryWriter(str(run.run_dir / "tb" / "rllib_ppo"))
+            bar = tqdm(
+                total=run.total_timesteps, initial=steps, disable=not run.progress, unit="step"
+            )
+            while steps < run.total_timesteps:
                 result = algo.train()
                 done = int(result[ENV_RUNNER_RESULTS][NUM_ENV_STEPS_SAMPLED_LIFETIME])
                 bar.update(done - steps)

@@ -1,18 +1,28 @@
-"""stable-baselines3 agent factories: algorithms, hyperparameter files, vector envs."""
+"""The stable-baselines3 backend of ``train_agent.py``: PPO, DQN and MaskablePPO in this process.
+
+It has the interface of every backend (:mod:`splitexit.agents.run`): ``train(run)``, ``save``,
+``as_policy`` and ``load_policy``. Checkpoints land in ``runs/<name>/checkpoints/`` (SB3 writes
+them in place: ``--resume`` skips one cut short); the model in ``model.zip``.
+"""
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Sequence
+import io
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from stable_baselines3.common.vec_env import VecEnv
 
-HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
+from splitexit.agents.run import RunSpec, load_hyperparams  # noqa: F401  (benchmarks use it)
+from splitexit.envs.splitexit_env import SplitExitEnv
+from splitexit.files import atomic_write_bytes
+
 ALGOS = ("ppo", "dqn", "maskable_ppo")
+MODEL_FILE = "model.zip"
+CHECKPOINT_RE = re.compile(r"model_(\d+)_steps\.zip$")
 
 
 def algo_class(algo: str):
@@ -30,39 +40,6 @@ def algo_class(algo: str):
 
         return MaskablePPO
     raise ValueError(f"--algo must be one of {list(ALGOS)}, got {algo!r}")
-
-
-def parse_env_kwargs(items: Sequence[str]) -> dict[str, Any]:
-    """RL Zoo style ``key:value`` pairs; values are Python literals, else plain strings."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition(":")
-        if not sep or not key:
-            raise ValueError(f"--env-kwargs item {item!r} must look like key:value")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
-
-
-def load_hyperparams(algo: str, env_id: str, conf_file: str | Path | None = None) -> dict:
-    """Hyperparameters of ``env_id`` from a YAML file keyed by env id, over its ``default:``."""
-    path = Path(conf_file) if conf_file else HYPERPARAMS_DIR / f"{algo}.yml"
-    try:
-        table = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: hyperparameter file not found") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(table, dict):
-        raise ValueError(f"{path}: expected a mapping of env ids to hyperparameters")
-    short_id = env_id.split(":")[-1]
-    params = dict(table.get("default") or {})
-    params.update(table.get(env_id) or table.get(short_id) or {})
-    if "policy_kwargs" in params and isinstance(params["policy_kwargs"], str):
-        params["policy_kwargs"] = ast.literal_eval(params["policy_kwargs"])
-    return params
 
 
 class NativeVecEnv(VecEnv):
@@ -147,3 +124,121 @@ def make_native_vec_env(env_id: str, n_envs: int, seed: int, config: dict) -> Ve
     env = NativeVecEnv(venv)
     env.seed(seed)
     return VecMonitor(env)
+
+
+class SB3Policy:
+    """A stable-baselines3 model on the policy interface (``predict(obs)``); MaskablePPO gets
+    ``env.action_masks()``."""
+
+    deployable = True
+
+    def __init__(self, model, env: SplitExitEnv, name: str, masked: bool = False) -> None:
+        self.model, self.env, self.name, self.masked = model, env, name, masked
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        if self.masked:
+            masks = self.env.action_masks()
+            return self.model.predict(observation, deterministic=deterministic, action_masks=masks)
+        return self.model.predict(observation, deterministic=deterministic)
+
+
+def as_policy(model, env: SplitExitEnv, algo: str) -> SB3Policy:
+    """``model`` of ``algo`` acting greedily in ``env``."""
+    return SB3Policy(model, env, name=algo, masked=algo == "maskable_ppo")
+
+
+def load_policy(path: str | Path, env: SplitExitEnv, algo: str = "ppo") -> SB3Policy:
+    """``model.zip`` of ``algo`` (or a run folder holding one) as a policy of ``env``."""
+    path = Path(path)
+    model = algo_class(algo).load(str(path / MODEL_FILE if path.is_dir() else path), device="cpu")
+    return as_policy(model, env, algo)
+
+
+def save(model, run_dir: Path) -> Path:
+    """``run_dir / model.zip``, written atomically."""
+    buf = io.BytesIO()
+    model.save(buf)
+    atomic_write_bytes(run_dir / MODEL_FILE, buf.getvalue())
+    return run_dir / MODEL_FILE
+
+
+def checkpoints_newest_first(folder: Path) -> list[Path]:
+    """The checkpoints in ``folder``, the one with the most steps first."""
+    found = [
+        (int(m.group(1)), p)
+        for p in folder.glob("model_*_steps.zip")
+        if (m := CHECKPOINT_RE.search(p.name))
+    ]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def _resume(cls, run: RunSpec, train_env: VecEnv):
+    """The model of the newest readable checkpoint of ``run``, or None."""
+    # SB3 writes checkpoints in place: one cut short by a kill is skipped for the one before.
+    for checkpoint in checkpoints_newest_first(run.run_dir / "checkpoints"):
+        try:
+            model = cls.load(
+                str(checkpoint),
+                env=train_env,
+                device="cpu",
+                tensorboard_log=str(run.run_dir / "tb"),
+            )
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as err:
+            print(f"skipping the unreadable checkpoint {checkpoint}: {err}")
+            continue
+        print(f"resuming from {checkpoint} ({model.num_timesteps} steps done)")
+        return model
+    print(f"no checkpoint in {run.run_dir / 'checkpoints'}: starting afresh")
+    return None
+
+
+def train(run: RunSpec):
+    """Train (or, with ``run.resume``, continue) and return the SB3 model."""
+    import gymnasium as gym
+    from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    cls = algo_class(run.algo)
+    train_config = run.env_kwargs(run.train_traces)
+    if run.vec_env == "native":
+        train_env = make_native_vec_env(run.env_id, run.n_envs, run.seed, train_config)
+    else:
+        train_env = make_vec_env(
+            run.env_id,
+            n_envs=run.n_envs,
+            seed=run.seed,
+            vec_env_cls=SubprocVecEnv if run.vec_env == "subproc" else DummyVecEnv,
+            env_kwargs={"config": train_config},
+        )
+    model = _resume(cls, run, train_env) if run.resume else None
+    resumed = model is not None
+    if model is None:
+        model = cls(
+            env=train_env,
+            seed=run.seed,
+            device="cpu",
+            tensorboard_log=str(run.run_dir / "tb"),
+            verbose=0,
+            **run.hyperparams,
+        )
+    callbacks = []
+    if run.eval_freq_steps > 0:
+        every = max(run.eval_freq_steps // run.n_envs, 1)
+        ckpt_dir = str(run.run_dir / "checkpoints")
+        callbacks.append(CheckpointCallback(every, ckpt_dir, name_prefix="model"))
+        eval_env = gym.make(run.env_id, config=run.env_kwargs(run.eval_traces))
+        callbacks.append(
+            EvalCallback(eval_env, n_eval_episodes=5, eval_freq=every, verbose=0, warn=False)
+        )
+    remaining = max(run.total_timesteps - model.num_timesteps, 0)
+    if remaining:
+        model.learn(
+            remaining,
+            callback=callbacks,
+            progress_bar=run.progress,
+            reset_num_timesteps=not resumed,
+            tb_log_name=run.algo,
+        )
+    train_env.close()
+    return model

@@ -3,8 +3,6 @@
 Needs the extra ``rllib`` (``pip install -e ".[dev,rllib]"``, as CI does)."""
 
 import json
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,15 +11,10 @@ ray = pytest.importorskip("ray")
 
 from ray.rllib.env.env_context import EnvContext  # noqa: E402
 
-# tests/agents is on sys.path (pytest's rootdir-relative prepend import mode)
-from test_train_agent import assert_report  # noqa: E402
-from test_train_agent import train_agent as run_train_agent  # noqa: E402
-
 from splitexit.agents import rllib  # noqa: E402
 from splitexit.envs import SplitExitEnv  # noqa: E402
 from splitexit.envs.config import make_config  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY_PPO = {
     "train_batch_size_per_learner": 256,
     "minibatch_size": 128,
@@ -78,8 +71,9 @@ def test_env_runners_can_step_the_native_vector_env(local_ray):
 
 def test_ppo_trains_with_two_env_runners_and_acts_greedily(local_ray, tmp_path):
     # The env class itself, as a user would pass it: PPOConfig().environment(SplitExitEnv, ...)
-    config = rllib.ppo_config(SplitExitEnv, {"horizon": 50}, TINY_PPO, 2, 2, seed=0)
+    config = rllib.ppo_config(SplitExitEnv, {"horizon": 50}, TINY_PPO, 2, 4, seed=0)
     assert config.env is SplitExitEnv and config.num_env_runners == 2
+    assert config.num_envs_per_env_runner == 2  # 4 envs in all
     algo = config.build_algo()
     try:
         result = algo.train()
@@ -105,10 +99,11 @@ def test_ppo_trains_with_two_env_runners_and_acts_greedily(local_ray, tmp_path):
     assert actions.shape == (2,) and actions[0] == action
     # model.safetensors round-trips to the same actions
     model = rllib.RLlibModel(module, int(steps), (16, 16), "tanh")
-    rllib.save_model(model, tmp_path / "model.safetensors")
+    assert rllib.save(model, tmp_path) == tmp_path / "model.safetensors"
     loaded = rllib.load_model(tmp_path / "model.safetensors", env)
     assert loaded.num_timesteps == int(steps) and loaded.net_arch == (16, 16)
     assert (rllib.RLlibPolicy(loaded.module, env).predict(batch)[0] == actions).all()
+    assert (rllib.load_policy(tmp_path, env).predict(batch)[0] == actions).all()  # run folder
 
 
 def test_policy_on_a_multidiscrete_action_space():
@@ -121,50 +116,38 @@ def test_policy_on_a_multidiscrete_action_space():
 
 def test_unknown_hyperparameter_names_itself():
     with pytest.raises(ValueError, match="'n_steps' in the hyperparameters"):
-        rllib.ppo_config(SplitExitEnv, {}, {"n_steps": 128}, 2, 1, seed=0)
+        rllib.ppo_config(SplitExitEnv, {}, {"n_steps": 128}, 2, 2, seed=0)
     with pytest.raises(ValueError, match="--num-env-runners"):
         rllib.ppo_config(SplitExitEnv, {}, {}, -1, 1, seed=0)
+    with pytest.raises(ValueError, match=r"--n-envs \(envs in all\) must be a positive multiple"):
+        rllib.ppo_config(SplitExitEnv, {}, {}, 2, 3, seed=0)
 
 
-def train_agent(*args: str) -> subprocess.CompletedProcess:
-    return run_train_agent("--backend", "rllib", *args)
-
-
-def test_train_agent_rllib_writes_the_whole_report_and_resumes(tmp_path):
+@pytest.mark.e2e
+def test_train_agent_rllib_writes_the_whole_report_and_resumes(
+    train_agent, local_ray, tmp_path, capsys, evaluate_json
+):
     conf = tmp_path / "tiny.yml"
-    conf.write_text(json.dumps({"default": {**TINY_PPO, "n_envs": 1}}))  # JSON is YAML
-    args = [
-        "--num-env-runners",
-        "2",
-        "--conf-file",
-        str(conf),
-        "--eval-freq",
-        "256",
-        "--eval-episodes",
-        "2",
-        "--no-progress",
-        "--env-kwargs",
-        "horizon:50",
-        "--output",
-        str(tmp_path),
-        "--name",
-        "run",
-    ]
-    result = train_agent("--total-timesteps", "512", *args)
+    conf.write_text(json.dumps({"default": {**TINY_PPO, "n_envs": 2}}))  # JSON is YAML
+    args = ["--backend", "rllib", "--num-env-runners", "2", "--conf-file", str(conf)]
+    args += ["--eval-freq", "256", "--eval-episodes", "2", "--no-progress"]
+    args += ["--env-kwargs", "horizon:50", "--output", str(tmp_path), "--name", "run"]
+    result = train_agent.subprocess("--total-timesteps", "512", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
-    assert_report(run, "model.safetensors", "ppo")
-    assert "2 RLlib env runners" in (run / "report.md").read_text()
+    train_agent.check_report(run, "model.safetensors", "ppo")
+    assert "2 envs over 2 RLlib env runners" in (run / "report.md").read_text()
     assert rllib.latest_checkpoint(run / "checkpoints")[0] == 512
     assert list((run / "tb").iterdir())
 
-    result = train_agent("--total-timesteps", "1024", "--resume", *args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "resuming from" in result.stdout and "(512 steps done)" in result.stdout
+    # Resumed in this process, on the test's Ray cluster.
+    capsys.readouterr()
+    assert train_agent.main("--total-timesteps", "1024", "--resume", *args) == 0
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "(512 steps done)" in out
     assert rllib.latest_checkpoint(run / "checkpoints")[0] == 1024
-    assert "trained 1024 steps" in result.stdout
-
-
-def test_rllib_backend_trains_ppo_only():
-    result = train_agent("--algo", "dqn")
-    assert result.returncode == 2 and "--backend rllib trains --algo ppo only" in result.stderr
+    assert "trained 1024 steps" in out
+    summary = train_agent.check_report(run, "model.safetensors", "ppo")
+    # The evaluation CLI loads the saved policy from the run folder and gets the same row.
+    row = evaluate_json("--model", str(run), "--episodes", "2", "--env-kwargs", "horizon:50")
+    assert row.items() <= summary[0].items()

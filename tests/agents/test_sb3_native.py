@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 from stable_baselines3 import PPO
-from test_train_agent import TINY, train_agent  # tests/agents is on sys.path (rootdir prepend)
 
+from splitexit.agents import sb3
+from splitexit.agents.evaluate import run_episodes, summarise
 from splitexit.agents.sb3 import NativeVecEnv, make_native_vec_env
 from splitexit.envs import SplitExitEnv
 from splitexit.envs.vector import SplitExitVectorEnv
@@ -52,22 +53,20 @@ def test_ppo_trains_on_the_native_vector_env():
     assert len(model.ep_info_buffer) >= 4 * (256 // 4) // 20 - 4
 
 
-def test_train_agent_with_the_native_vec_env(tmp_path):
-    result = train_agent(
-        "--vec-env",
-        "native",
-        "--total-timesteps",
-        "256",
-        "--eval-freq",
-        "0",
-        "--output",
-        str(tmp_path),
-        "--name",
-        "run",
-        *TINY,
+@pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # 2 tiny envs
+def test_train_agent_with_the_native_vec_env(train_agent, tmp_path):
+    args = ("--vec-env", "native", "--total-timesteps", "256", "--eval-freq", "0")
+    assert (
+        train_agent.main(*args, "--output", str(tmp_path), "--name", "run", *train_agent.TINY) == 0
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary[0]["name"] == "ppo"
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    run = tmp_path / "run"
+    summary = train_agent.check_report(run, "model.zip", "ppo")
+    config = json.loads((run / "config.json").read_text())
     assert config["args"]["vec_env"] == "native"
+    assert config["hyperparameters"]["n_envs"] == 2 and config["env_config"]["horizon"] == 50
+    assert not (run / "checkpoints").exists()  # --eval-freq 0
+    # The saved model, loaded from the run folder, acts as the agent did in the evaluation.
+    env = SplitExitEnv(horizon=50, traces="mahimahi-up-eval")
+    policy = sb3.load_policy(run, env, "ppo")
+    assert policy.name == "ppo" and policy.deployable
+    assert summarise("ppo", run_episodes(policy, env, range(2))).items() <= summary[0].items()

@@ -1,0 +1,116 @@
+"""One training run, described once for every backend.
+
+``train_agent.py`` turns its flags into a :class:`RunSpec` and hands it to a backend module
+(:mod:`splitexit.agents.sb3` or :mod:`splitexit.agents.rllib`). Every backend has the same
+interface:
+
+- ``MODEL_FILE``: the file name of a saved policy in the run folder;
+- ``train(run) -> model``: train (or, with ``run.resume``, continue); ``model.num_timesteps``;
+- ``save(model, run_dir) -> Path``: write ``run_dir / MODEL_FILE`` atomically;
+- ``as_policy(model, env, algo)``: the trained model as a deployable greedy policy of ``env``,
+  with the ``predict(obs, deterministic=True)`` interface of the baselines;
+- ``load_policy(path, env, algo)``: the same from a saved file (or a run folder).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
+BACKENDS = ("sb3", "rllib")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a backend needs to train one agent."""
+
+    backend: str  # one of BACKENDS
+    algo: str  # ppo, dqn, maskable_ppo (RLlib: ppo)
+    env_id: str
+    env_config: Mapping[str, Any]  # overrides of the env's default config (traces set apart)
+    seed: int  # of the training envs and of the agent
+    n_envs: int  # envs stepping in parallel in all (RLlib: over all its env runners)
+    total_timesteps: int
+    hyperparams: Mapping[str, Any]  # the algorithm's, without n_envs and n_timesteps
+    run_dir: Path
+    train_traces: str = "mahimahi-up-train"
+    eval_traces: str = "mahimahi-up-eval"
+    eval_episodes: int = 30  # of the final evaluation
+    vec_env: str = "dummy"  # dummy, subproc or native (SplitExitVectorEnv)
+    eval_freq_steps: int = 100_000  # between checkpoints and periodic evaluations; 0: none
+    resume: bool = False
+    progress: bool = True
+    num_env_runners: int = 2  # RLlib: sampling actors (0: the driver samples)
+    ray_address: str | None = None  # RLlib: a running cluster (None: $RAY_ADDRESS or local)
+    hyperparams_source: str = "the hyperparameters"  # where they came from, for errors
+
+    def env_kwargs(self, traces: str) -> dict[str, Any]:
+        """The env config on ``traces``."""
+        return {**self.env_config, "traces": traces}
+
+
+def backend_module(name: str) -> ModuleType:
+    """The module of the backend ``name`` (imported on first use: RLlib needs Ray)."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
+    return importlib.import_module(f"splitexit.agents.{name}")
+
+
+def load_policy(path: str | Path, env: Any, algo: str = "ppo") -> Any:
+    """A saved agent as a deployable policy of ``env``: ``model.zip`` (SB3, of ``algo``),
+    ``model.safetensors`` (RLlib), or a run folder holding one of them."""
+    path = Path(path)
+    if path.is_dir():
+        found = [n for n in BACKENDS if (path / backend_module(n).MODEL_FILE).is_file()]
+        if not found:
+            raise FileNotFoundError(f"{path}: no saved model in this run folder")
+        name = found[0]
+    else:
+        name = "rllib" if path.suffix == ".safetensors" else "sb3"
+    return backend_module(name).load_policy(path, env, algo)
+
+
+def parse_env_kwargs(items: Sequence[str]) -> dict[str, Any]:
+    """RL Zoo style ``key:value`` pairs; values are Python literals, else plain strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise ValueError(f"--env-kwargs item {item!r} must look like key:value")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def hyperparams_path(algo: str, conf_file: str | Path | None = None) -> Path:
+    """``conf_file``, else the shipped ``hyperparams/<algo>.yml`` (``rllib-ppo`` for RLlib)."""
+    return Path(conf_file) if conf_file else HYPERPARAMS_DIR / f"{algo}.yml"
+
+
+def load_hyperparams(algo: str, env_id: str, conf_file: str | Path | None = None) -> dict:
+    """Hyperparameters of ``env_id`` from a YAML file keyed by env id, over its ``default:``."""
+    path = hyperparams_path(algo, conf_file)
+    try:
+        table = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: hyperparameter file not found") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: expected a mapping of env ids to hyperparameters")
+    short_id = env_id.split(":")[-1]
+    params = dict(table.get("default") or {})
+    params.update(table.get(env_id) or table.get(short_id) or {})
+    if "policy_kwargs" in params and isinstance(params["policy_kwargs"], str):
+        params["policy_kwargs"] = ast.literal_eval(params["policy_kwargs"])
+    return params
