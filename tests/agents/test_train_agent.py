@@ -14,6 +14,7 @@ import pytest
 from splitexit.agents import evaluate
 from splitexit.agents.baselines import make_policy
 from splitexit.agents.evaluate import FIT_EPISODES, TRAIN_SEED_BASE, run_episodes, summarise
+from splitexit.agents.run import BACKENDS, backend_module
 from splitexit.envs import SplitExitEnv
 
 
@@ -197,3 +198,11 @@ def test_bad_flags_fail_with_a_usage_error(train_agent, capsys, args, message):
 def test_bad_env_kwargs_fail_with_the_key(train_agent, tmp_path):
     with pytest.raises(ValueError, match="unknown config key 'deadline'"):
         train_agent.main("--env-kwargs", "deadline:0.1", "--output", str(tmp_path))
+
+
+def test_both_backends_have_the_same_interface():
+    for name in BACKENDS:
+        backend = backend_module(name)
+        assert backend.MODEL_FILE.startswith("model.")
+        for function in ("train", "save", "as_policy", "load_policy"):
+            assert callable(getattr(backend, function)), (name, function)
