@@ -42,11 +42,17 @@ class Batch:
         self.draws = np.zeros((n, horizon + EPISODE_DRAWS))
         self.out = np.zeros(n, core.OUTPUT)
         self.obs = np.zeros((n, layout.size), np.float32)
+        self.busy_rows = np.zeros(n, np.int64)  # the devices that are busy, first
+        self.busy_waits = np.zeros(n)  # and their backlogs in wait units
         self.live_code = np.full(n, -1, np.int16)
         self.all_rows = np.arange(n)
+        self.actions = np.zeros(n, np.int64)  # the flat actions of step_all
         frame_s, h = float(p["frame_s"]), layout.history
         self.t_obs_s = float(p["t0_s"]) + frame_s * np.arange(-h, horizon + 1)
         self.heard_s = self.t_obs_s[h:] - frame_s  # the server's heartbeats
+        self._mbps = np.empty((n, self.t_obs_s.size - 1))
+        self._queue = np.empty((n, horizon + 1))
+        self._down = np.empty((n, horizon + 1), dtype=bool)
         self._mbps_scale = float(np.log1p(MAX_THROUGHPUT_MBPS))
         self._wait_scale = layout.wait_scale
         self._backlog = layout.index("device_backlog")
@@ -63,16 +69,23 @@ class Batch:
             core.lay_out_observations, self.world.params, rows, mbps, mbps, down, 1.0, 1.0,
             self.obs_table,
         )  # fmt: skip
-        self._step = core.bind(
-            core.step, *self.world, self.cells, self.devices, self.samples, self.obs_table, rows,
-            rows, self.live_code, self.out, self.obs,
+        self._step_all_args = (
+            *self.world, self.cells, self.devices, self.samples, self.obs_table, self.all_rows,
+            self.actions, self.live_code, self.out, self.obs, self.busy_rows, self.busy_waits,
         )  # fmt: skip
-        self._observe = core.bind(
-            core.observe, self.world.params, self.devices, self.obs_table, self.obs, self.out
+        self._step = core.bind(core.step, *self._step_all_args)
+        self._observe_args = (
+            self.world.params, self.devices, self.obs_table, self.obs, self.busy_rows,
+            self.busy_waits,
+        )  # fmt: skip
+        self._observe = core.bind(core.observe, *self._observe_args)
+        self._observe_backlog = core.bind(
+            core.observe_backlog, self.obs, 0, self.busy_rows, self.busy_waits, 0, 1.0
         )
 
     def __getstate__(self) -> dict:
-        bound = ("_start", "_lay_out", "_step", "_observe")
+        bound = ("_start", "_lay_out", "_step", "_observe", "_observe_backlog")
+        bound += ("_step_all_args", "_observe_args")
         return {k: v for k, v in self.__dict__.items() if k not in bound}
 
     def __setstate__(self, state: dict) -> None:
@@ -89,9 +102,8 @@ class Batch:
         t_fail_s = np.zeros(rows.size)
         if self.permanent:  # an exponential time to failure (numpy's log1p)
             t_fail_s = -self.mean_up_s * np.log1p(-self.draws[rows, self.horizon + 3])
-        mbps = np.empty((rows.size, self.t_obs_s.size - 1))
-        queue = np.empty((rows.size, self.horizon + 1))
-        down = np.empty((rows.size, self.horizon + 1), dtype=bool)
+        k = rows.size  # (scratch for the rows, kept between calls: no page faults)
+        mbps, queue, down = self._mbps[:k], self._queue[:k], self._down[:k]
         self._start(
             *self.world, self.cells, self.devices, self.samples, rows, self.draws, t_fail_s,
             self.t_obs_s, self.heard_s, mbps, queue, down,
@@ -101,31 +113,39 @@ class Batch:
             self._mbps_scale, self._wait_scale, self.obs_table,
         )  # fmt: skip
 
-    def step(self, rows: np.ndarray, actions: np.ndarray) -> None:
+    def step(self, rows: np.ndarray, actions: np.ndarray) -> int:
         """One request of each row of ``rows`` taking the flat ``actions[r]`` (both int64,
-        C-contiguous and writable, as the compiled step was bound to) into a fresh or the
-        same :attr:`out`."""
-        busy = self._step(
+        C-contiguous and writable, as the compiled step was bound to) into :attr:`out` (the
+        same array or a fresh one), and the next observations into :attr:`obs`, but for the
+        device backlog of the busy devices (their number is returned):
+        :meth:`observe_backlog` fills it in."""
+        return self._step(
             *self.world, self.cells, self.devices, self.samples, self.obs_table, rows, actions,
-            self.live_code, self.out, self.obs,
+            self.live_code, self.out, self.obs, self.busy_rows, self.busy_waits,
         )  # fmt: skip
-        if busy:
-            self._observe_backlog()
+
+    def step_all(self) -> int:
+        """:meth:`step` of every row with the actions in :attr:`actions`."""
+        return self._step(*self._step_all_args)
 
     def observe(self) -> None:
         """The current observations into :attr:`obs` (after :meth:`start`)."""
-        if self._observe(self.world.params, self.devices, self.obs_table, self.obs, self.out):
-            self._observe_backlog()
+        busy = self._observe(*self._observe_args)
+        if busy:
+            self.observe_backlog(busy)
 
-    def _observe_backlog(self) -> None:
-        if self.obs.shape[0] == 1:  # (the single env: numpy's log1p of one number)
-            feature = np.log1p(self.out[0]["backlog_waits"]) / self._wait_scale
-            self.obs[0, self._backlog] = min(feature, 1.0)
-            return
-        waits = self.out["backlog_waits"]
-        busy = np.flatnonzero(waits > 0.0)
-        feature = np.log1p(waits[busy]) / self._wait_scale  # numpy's log1p
-        self.obs[busy, self._backlog] = np.minimum(feature, 1.0)
+    def observe_backlog(self, busy: int) -> None:
+        """The device backlog feature of the ``busy`` devices listed by the last step or
+        observation (numpy's ``log1p``)."""
+        np.log1p(self.busy_waits[:busy], out=self.busy_waits[:busy])
+        self._observe_backlog(
+            self.obs, self._backlog, self.busy_rows, self.busy_waits, busy, self._wait_scale
+        )
+
+    def backlog_feature_one(self) -> float:
+        """The device backlog feature of a single busy device (numpy's ``log1p`` of a
+        number, faster than :meth:`observe_backlog`)."""
+        return min(np.log1p(self.busy_waits[0]) / self._wait_scale, 1.0)
 
     def expected_rewards(
         self,

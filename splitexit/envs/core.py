@@ -36,6 +36,7 @@ bit. ``log1p`` stays in numpy (the env applies it to the values written here): n
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from typing import NamedTuple
 
 import numba
@@ -91,6 +92,11 @@ PARAMS = np.dtype(
     ],
     align=True,
 )
+# The constants as the compiled phases read them: values in registers, not loads from the
+# params record (which the compiler cannot keep across the stores to the state).
+Constants = namedtuple("Constants", PARAMS.names)
+
+
 ACTION = np.dtype(
     [
         ("split", np.int64),
@@ -182,9 +188,9 @@ OUTPUT = np.dtype(
         ("reward", np.float64),
         ("terminated", np.bool_),
         ("truncated", np.bool_),
-        ("backlog_waits", np.float64),  # the next request's device backlog / wait_unit_s (0: idle)
         ("sent_s", np.float64),  # scratch: when the payload leaves the device / reaches the cell
         ("offloaded", np.bool_),  # scratch
+        ("answer", np.int64),  # scratch: the answer index (ANSWER row)
     ],
     align=True,
 )
@@ -269,6 +275,20 @@ def _bisect(a, lo, hi, x, right):
         else:
             top = mid
     return lo
+
+
+@njit(cache=True, _nrt=False)
+def _advance(a, lo, x):
+    """``bisect_right(a, x, lo)`` of a sorted ``a`` whose answer is mostly a few entries after
+    ``lo`` (the background jobs that arrived since the last look): a short linear scan, then
+    :func:`_bisect`. The same index either way."""
+    hi = a.size
+    stop = lo + 8 if lo + 8 < hi else hi
+    while lo < stop:
+        if a[lo] > x:
+            return lo
+        lo += 1
+    return _bisect(a, lo, hi, x, True)
 
 
 # -- the uplink: piecewise-constant capacity that loops at its end (cum: bits deliverable up to
@@ -379,10 +399,46 @@ def time_at_uptime_s(cum_down_s, up_at_start_s, mode, fail_s, up_s, after_down):
     return up_s + cum_down_s[k]
 
 
+@njit(cache=True, _nrt=False)
+def constants(params):
+    """The :data:`PARAMS` record as :class:`Constants`."""
+    p = params[0]
+    return Constants(
+        p.t0_s,
+        p.frame_s,
+        p.timeout_s,
+        p.half_rtt_s,
+        p.deadline_s,
+        p.compute_above_idle_w,
+        p.alpha_up_mw_per_mbps,
+        p.beta_mw,
+        p.tail_enabled,
+        p.tail_s,
+        p.tail_power_mw,
+        p.w_accuracy,
+        p.w_latency,
+        p.w_energy,
+        p.w_deadline_miss,
+        p.battery_j,
+        p.horizon,
+        p.history,
+        p.n_samples,
+        p.n_actions,
+        p.n_exits,
+        p.outage_mode,
+        p.spare_s,
+        p.duration_s,
+        p.shift_traces,
+        p.wait_unit_s,
+        p.obs_rtt,
+        p.obs_deadline,
+    )
+
+
 # -- a request's path, in phases (each one row; step runs each phase over all rows) --------------
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def device_phase(p, answers, dev, ti, split, out):
     """Blocks ``1..split`` on the device: the request is dropped (it waited for the device until
     its timeout), answered on the device, or sent (``True``; ``out.sent_s`` set)."""
@@ -408,7 +464,7 @@ def device_phase(p, answers, dev, ti, split, out):
     return True
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def uplink_phase(p, traces, cum_bits, capacity_bps, cell, dev, payload, out):
     """The payload over the uplink trace from ``out.sent_s`` (abandoned at the timeout), with
     the radio's energy (Huang et al. 2012: ``alpha_u * Mbit + beta * t``, optionally the LTE
@@ -447,7 +503,7 @@ def uplink_phase(p, traces, cum_bits, capacity_bps, cell, dev, payload, out):
     out.sent_s = uploaded
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def server_phase(
     p, job_arrival_s, work_before_s, g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
     cell, dev, service_s, out,
@@ -465,7 +521,7 @@ def server_phase(
     ):
         t = at_server + offset
         ptr = cell.queue_ptr
-        j = _bisect(job_arrival_s, ptr, job_arrival_s.size, t, True)
+        j = _advance(job_arrival_s, ptr, t)
         m = cell.queue_m
         if j > ptr:
             m = _max(m, cell.fail_g if j > cell.fail_k else g_max[j])
@@ -495,7 +551,7 @@ def _cost(p, latency_s, energy_j, missed):
     return -p.w_latency * latency_s + -p.w_energy * energy_j + -p.w_deadline_miss * missed
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def outcome_phase(p, dev, correct, out):
     """Score the request, count its energy, move to the next one."""
     out.correct = correct and not out.timed_out
@@ -512,12 +568,13 @@ def outcome_phase(p, dev, correct, out):
     out.truncated = dev.step >= p.horizon and not out.terminated
 
 
-@njit(cache=True, _nrt=False)
-def observe(params, devices, obs_table, obs, out):
-    """The current observation of every device (from the episode's table, with the battery) into
-    ``obs``; the device backlog in wait units into ``out.backlog_waits`` (0 when idle: the
-    caller applies numpy's ``log1p``); returns how many rows are busy."""
-    p = params[0]
+@njit(cache=True, _nrt=False, inline="always")
+def observe(params, devices, obs_table, obs, busy_rows, busy_waits):
+    """The current observation of every device (from the episode's table, with the battery)
+    into ``obs``, but for the device backlog of the busy devices: their rows and backlogs in
+    wait units go to ``busy_rows`` and ``busy_waits`` (the caller applies numpy's ``log1p``);
+    returns how many there are."""
+    p = constants(params)
     busy = 0
     for r in range(devices.size):
         dev = devices[r]
@@ -527,18 +584,36 @@ def observe(params, devices, obs_table, obs, out):
         if p.battery_j < math.inf:
             obs[r, p.history + OBS_BATTERY] = _max(1.0 - dev.energy_j / p.battery_j, 0.0)
         backlog_s = dev.free_s - (p.t0_s + i * p.frame_s)
-        out[r].backlog_waits = 0.0
         if backlog_s > 0.0:
-            out[r].backlog_waits = backlog_s / p.wait_unit_s
+            busy_rows[busy] = r
+            busy_waits[busy] = backlog_s / p.wait_unit_s
             busy += 1
     return busy
+
+
+@njit(cache=True, _nrt=False)
+def observe_backlog(obs, feature, busy_rows, log_waits, busy, wait_scale):
+    """The device backlog ``feature`` of the ``busy`` devices listed by :func:`observe` from
+    numpy's ``log1p`` of their waits: ``minimum(log_waits / wait_scale, 1)``."""
+    for q in range(busy):
+        x = log_waits[q] / wait_scale
+        obs[busy_rows[q], feature] = x if x < 1.0 else 1.0
+
+
+@njit(cache=True, _nrt=False)
+def first_invalid(action, n_actions):
+    """The first index of ``action`` outside ``0..n_actions - 1``, or -1."""
+    for r in range(action.size):
+        if action[r] < 0 or action[r] >= n_actions:
+            return r
+    return -1
 
 
 @njit(cache=True, _nrt=False)
 def step(
     params, actions, answers, answer_code, traces, cum_bits, capacity_bps, job_arrival_s,
     job_work_before_s, job_g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
-    cells, devices, samples, obs_table, rows, action, live_code, out, obs,
+    cells, devices, samples, obs_table, rows, action, live_code, out, obs, busy_rows, busy_waits,
 ):  # fmt: skip
     """One request of each device of ``rows`` taking flat ``action[r]``; the outputs to
     ``out[r]`` and every device's next observation to ``obs`` (see :func:`observe`). With
@@ -548,16 +623,17 @@ def step(
     enough for the processor to work on several rows at once: one pass for all would be one
     long chain of dependent divisions, loads and searches per row. Returns the number of busy
     devices (:func:`observe`)."""
-    p = params[0]
+    p = constants(params)
     for r in rows:
         dev, o, act = devices[r], out[r], actions[action[r]]
         sample = samples[dev.step, r]
         code = live_code[r] if live_code[r] >= 0 else answer_code[sample * p.n_actions + action[r]]
         o.split, o.threshold, o.compression = act.split, act.threshold, act.compression_idx
-        o.exit_block = answers[code >> 1].exit_block
+        o.answer = code >> 1
+        o.exit_block = answers[o.answer].exit_block
         o.sample_index = sample
         o.correct = (code & 1) == 1  # the exit's answer, if it comes in time
-        o.offloaded = device_phase(p, answers, dev, code >> 1, act.split, o)
+        o.offloaded = device_phase(p, answers, dev, o.answer, act.split, o)
     for r in rows:
         if out[r].offloaded:
             dev = devices[r]
@@ -569,17 +645,14 @@ def step(
         o = out[r]
         if o.offloaded:
             dev = devices[r]
-            code = live_code[r]
-            if code < 0:
-                code = answer_code[samples[dev.step, r] * p.n_actions + action[r]]
             server_phase(
                 p, job_arrival_s, job_work_before_s, job_g_max, down_start_s, down_end_s,
-                cum_down_s, up_at_start_s, cells[dev.world], dev, answers[code >> 1].server_time_s,
+                cum_down_s, up_at_start_s, cells[dev.world], dev, answers[o.answer].server_time_s,
                 o,
             )  # fmt: skip
     for r in rows:
         outcome_phase(p, devices[r], out[r].correct, out[r])
-    return observe(params, devices, obs_table, obs, out)
+    return observe(params, devices, obs_table, obs, busy_rows, busy_waits)
 
 
 @njit(cache=True, _nrt=False)
@@ -594,7 +667,7 @@ def expected_rewards(
     sample drawn from the data set would say (``exit_prob``, ``exit_correct_prob``:
     ``(S+1, C, T, E)``); with ``hindsight`` the current sample's own exits. Scratch: one row of
     each state, ``costs`` and ``timed_out`` of shape ``(2, E)``."""
-    p = params[0]
+    p = constants(params)
     n_e = p.n_exits
     n_t, n_c = exit_prob.shape[2], exit_prob.shape[1]
     n_s = exit_prob.shape[0]
@@ -656,7 +729,7 @@ def start_episodes(
     failure, drawn by the caller with numpy's ``log1p``). Writes, for row ``q`` of the outputs,
     the throughput (Mbit/s) of each frame between the times ``t_obs_s``, and at the server's
     heartbeats ``heard_s`` its background backlog in wait units and whether it is down."""
-    p = params[0]
+    p = constants(params)
     n = p.horizon
     for i in range(n):  # (request-major: write along rows)
         for r in rows:
@@ -690,20 +763,20 @@ def start_episodes(
         cell.queue_m = cell.fail_g if ptr > cell.fail_k else job_g_max[ptr]
         # What the device will observe: the uplink's throughput per frame ...
         cum, cap, slot, dur, total = _trace(traces, cum_bits, capacity_bps, k)
-        before = 0.0
+        before, shift = 0.0, cell.shift_s
         for m in range(t_obs_s.size):
-            bits = cumulative_bits(cum, cap, slot, dur, total, t_obs_s[m] + cell.shift_s)[0]
+            bits = cumulative_bits(cum, cap, slot, dur, total, t_obs_s[m] + shift)[0]
             if m > 0:
                 mbps[q, m - 1] = (bits - before) / p.frame_s / 1e6
             before = bits
         # ... and the server's heartbeats: its background backlog, whether it is down.
         j = 0
-        mode, fail = cell.outage_mode, cell.fail_s
+        mode, fail, fail_k, fail_g = cell.outage_mode, cell.fail_s, cell.fail_k, cell.fail_g
         for m in range(heard_s.size):
             t = heard_s[m] + offset
-            j = _bisect(job_arrival_s, j, job_arrival_s.size, t, True)
+            j = _advance(job_arrival_s, j, t)
             up = uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, mode, fail, t)
-            g = cell.fail_g if j > cell.fail_k else job_g_max[j]
+            g = fail_g if j > fail_k else job_g_max[j]
             queue_waits[q, m] = _max(0.0, job_work_before_s[j] - up + g) / p.wait_unit_s
             down[q, m] = is_down(down_start_s, down_end_s, mode, fail, t)
 
@@ -714,16 +787,16 @@ def lay_out_observations(params, rows, log_mbps, log_queue, down, mbps_scale, qu
     ``log1p`` of its outputs: ``obs[i, rows[q]]`` for request ``i`` (scaled as
     ``clip(x / mbps_scale, 0, 1)`` and ``minimum(x / queue_scale, 1)``, with numpy's
     comparisons). Overwrites ``log_mbps``."""
-    p = params[0]
+    p = constants(params)
     h = p.history
     for q in range(rows.size):
         for m in range(log_mbps.shape[1]):
             x = log_mbps[q, m] / mbps_scale
             x = x if x > 0.0 else 0.0
             log_mbps[q, m] = x if x < 1.0 else 1.0
-        r = rows[q]
-        for i in range(obs.shape[0]):
-            row = obs[i, r]
+    for i in range(obs.shape[0]):  # request-major, as the table: write along rows
+        for q in range(rows.size):
+            row = obs[i, rows[q]]
             for f in range(h):
                 row[f] = log_mbps[q, i + f]
             row[h + OBS_RTT] = p.obs_rtt

@@ -133,10 +133,12 @@ class SplitExitVectorEnv(VectorEnv):
                 f"got {a.dtype} of shape {a.shape}"
             )
         a = np.array(a, dtype=np.int64)  # C-contiguous and writable, as Batch.step needs
-        big = self.single_action_space.nvec if self._multidiscrete else self.env.n_actions
-        if (a.view(np.uint64) >= big).any():  # negatives wrap to huge values
-            bad = a.view(np.uint64) >= big
-            i = int(np.flatnonzero(bad.any(axis=1) if self._multidiscrete else bad)[0])
+        if self._multidiscrete:
+            bad = (a < 0) | (a >= self.single_action_space.nvec)
+            i = int(np.flatnonzero(bad.any(axis=1))[0]) if bad.any() else -1
+        else:
+            i = core.first_invalid(a, self.env.n_actions)
+        if i >= 0:
             raise ValueError(
                 f"action {a[i].tolist()!r} of sub-env {i} is not in the action space "
                 f"{self.single_action_space}"
@@ -157,7 +159,9 @@ class SplitExitVectorEnv(VectorEnv):
         else:
             live, rows = np.ones(n, dtype=bool), batch.all_rows
             batch.out = np.empty(n, core.OUTPUT)  # (every field is written)
-        batch.step(rows, a)
+        busy = batch.step(rows, a)
+        if busy:
+            batch.observe_backlog(busy)
         out, obs = batch.out, batch.obs.copy()
         info = self._vector_info(a, live, out) if rows.size else {}
         terminated, truncated = out["terminated"], out["truncated"]
