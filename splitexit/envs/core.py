@@ -55,6 +55,10 @@ from splitexit.envs.observation import (
 MW_PER_W = 1e3
 BITS_PER_MBIT = 1e6
 
+# Entries of inf after the background jobs' arrivals (World.job_arrival_s), so that
+# _advance_block can compare a block of arrivals without bounds checks.
+ARRIVAL_SENTINELS = 16
+
 # Outage modes (PARAMS.outage_mode, CELL.outage_mode).
 NO_OUTAGES, INTERMITTENT, PERMANENT = 0, 1, 2
 
@@ -208,7 +212,7 @@ class World(NamedTuple):
     traces: np.ndarray  # (K,) TRACE
     cum_bits: np.ndarray  # bits deliverable up to each slot boundary, per trace
     capacity_bps: np.ndarray  # slot capacities, per trace (+ one 0 after each)
-    job_arrival_s: np.ndarray  # background jobs (server time)
+    job_arrival_s: np.ndarray  # background jobs (server time), then ARRIVAL_SENTINELS inf
     job_work_before_s: np.ndarray  # work of the jobs before job j
     job_g_max: np.ndarray  # running maximum of U(a_k) - work_before_s[k] over k < j
     down_start_s: np.ndarray  # intermittent outages (server time)
@@ -280,8 +284,8 @@ def _bisect(a, lo, hi, x, right):
 @njit(cache=True, _nrt=False)
 def _advance(a, lo, x):
     """``bisect_right(a, x, lo)`` of a sorted ``a`` whose answer is mostly a few entries after
-    ``lo`` (the background jobs that arrived since the last look): a short linear scan, then
-    :func:`_bisect`. The same index either way."""
+    ``lo`` (the background jobs that arrived since a request's last look): a short linear
+    scan, then :func:`_bisect`. The same index either way."""
     hi = a.size
     stop = lo + 8 if lo + 8 < hi else hi
     while lo < stop:
@@ -289,6 +293,21 @@ def _advance(a, lo, x):
             return lo
         lo += 1
     return _bisect(a, lo, hi, x, True)
+
+
+@njit(cache=True, _nrt=False)
+def _advance_block(a, lo, x):
+    """:func:`_advance` of an ``a`` that ends in :data:`ARRIVAL_SENTINELS` infs and a finite
+    ``x``: counts the entries ``<= x`` a block at a time, without branches (20% faster over
+    an episode's heartbeats, 5% slower in a step's server pass, measured)."""
+    for _ in range(4):
+        count = 0
+        for k in range(ARRIVAL_SENTINELS):
+            count += a[lo + k] <= x
+        lo += count
+        if count < ARRIVAL_SENTINELS:
+            return lo
+    return _bisect(a, lo, a.size, x, True)
 
 
 # -- the uplink: piecewise-constant capacity that loops at its end (cum: bits deliverable up to
@@ -761,24 +780,27 @@ def start_episodes(
         ptr = _bisect(job_arrival_s, 0, job_arrival_s.size, offset, True)
         cell.queue_ptr = ptr
         cell.queue_m = cell.fail_g if ptr > cell.fail_k else job_g_max[ptr]
-        # What the device will observe: the uplink's throughput per frame ...
+        # What the device will observe: the uplink's throughput per frame and, at the server's
+        # heartbeats (the last len(heard_s) frames), its background backlog and whether it is
+        # down. One loop for both: more independent work in flight (7% faster, measured).
         cum, cap, slot, dur, total = _trace(traces, cum_bits, capacity_bps, k)
         before, shift = 0.0, cell.shift_s
+        j = ptr  # (heartbeats come at or after the offset)
+        mode, fail, fail_k, fail_g = cell.outage_mode, cell.fail_s, cell.fail_k, cell.fail_g
+        lag = t_obs_s.size - heard_s.size
         for m in range(t_obs_s.size):
             bits = cumulative_bits(cum, cap, slot, dur, total, t_obs_s[m] + shift)[0]
             if m > 0:
                 mbps[q, m - 1] = (bits - before) / p.frame_s / 1e6
             before = bits
-        # ... and the server's heartbeats: its background backlog, whether it is down.
-        j = 0
-        mode, fail, fail_k, fail_g = cell.outage_mode, cell.fail_s, cell.fail_k, cell.fail_g
-        for m in range(heard_s.size):
-            t = heard_s[m] + offset
-            j = _advance(job_arrival_s, j, t)
-            up = uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, mode, fail, t)
-            g = fail_g if j > fail_k else job_g_max[j]
-            queue_waits[q, m] = _max(0.0, job_work_before_s[j] - up + g) / p.wait_unit_s
-            down[q, m] = is_down(down_start_s, down_end_s, mode, fail, t)
+            if m >= lag:
+                b = m - lag
+                t = heard_s[b] + offset
+                j = _advance_block(job_arrival_s, j, t)
+                up = uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, mode, fail, t)
+                g = fail_g if j > fail_k else job_g_max[j]
+                queue_waits[q, b] = _max(0.0, job_work_before_s[j] - up + g) / p.wait_unit_s
+                down[q, b] = is_down(down_start_s, down_end_s, mode, fail, t)
 
 
 @njit(cache=True, _nrt=False)

@@ -93,6 +93,11 @@ class SplitExitVectorEnv(VectorEnv):
         self.batch = Batch(env.batch.world, num_envs, env.layout, cfg["outage_mean_up_s"])
         self._rngs: list[np.random.Generator] = []
         self._prev_done = np.zeros(num_envs, dtype=bool)
+        self._draw_rows = list(self.batch.draws)  # (row views, made once)
+        self._all_live = np.ones(num_envs, dtype=bool)  # (read-only: shared by the infos)
+        self._all_live.flags.writeable = False
+        self._info_keys = [(key, "_" + key) for key in core.INFO_KEYS]
+        self._reward_keys = [(key, "_" + key) for key in core.REWARD_KEYS]
 
     # -- episodes ----------------------------------------------------------------------------
 
@@ -115,9 +120,9 @@ class SplitExitVectorEnv(VectorEnv):
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         """Draw new episodes for ``rows``, as ``SplitExitEnv.reset`` does for each."""
-        draws = self.batch.draws
+        rngs, draws = self._rngs, self._draw_rows
         for r in rows.tolist():  # as SplitExitEnv.reset: one call per episode
-            self._rngs[r].random(out=draws[r])
+            rngs[r].random(out=draws[r])
         self.batch.start(rows)
 
     # -- steps -------------------------------------------------------------------------------
@@ -132,7 +137,8 @@ class SplitExitVectorEnv(VectorEnv):
                 f"actions must be integers of shape {shape} in {self.action_space}, "
                 f"got {a.dtype} of shape {a.shape}"
             )
-        a = np.array(a, dtype=np.int64)  # C-contiguous and writable, as Batch.step needs
+        if not (a.dtype == np.int64 and a.flags.c_contiguous and a.flags.writeable):
+            a = np.array(a, dtype=np.int64)  # C-contiguous and writable, as Batch.step needs
         if self._multidiscrete:
             bad = (a < 0) | (a >= self.single_action_space.nvec)
             i = int(np.flatnonzero(bad.any(axis=1))[0]) if bad.any() else -1
@@ -157,7 +163,7 @@ class SplitExitVectorEnv(VectorEnv):
             rows = np.flatnonzero(live)
             batch.out = np.zeros(n, core.OUTPUT)  # reward 0, not done, for the others
         else:
-            live, rows = np.ones(n, dtype=bool), batch.all_rows
+            live, rows = self._all_live, batch.all_rows
             batch.out = np.empty(n, core.OUTPUT)  # (every field is written)
         busy = batch.step(rows, a)
         if busy:
@@ -180,17 +186,18 @@ class SplitExitVectorEnv(VectorEnv):
 
     def _vector_info(self, a: np.ndarray, live: np.ndarray, out: np.ndarray) -> dict:
         """Gymnasium vector infos: arrays over all sub-envs, masked by ``_key``."""
+        all_live = live is self._all_live
         compression = self._one_compression
         if compression is None:
             compression = self._compressions[out["compression"]]
         info: dict[str, Any] = {}
-        for key in core.INFO_KEYS:
-            info[key], info["_" + key] = out[key], live
-        info["compression"] = compression if live.all() else np.where(live, compression, "")
-        info["rewards"] = {}
-        for key in core.REWARD_KEYS:
-            info["rewards"][key], info["rewards"]["_" + key] = out[key], live
-        info["_rewards"] = live
+        for key, mask_key in self._info_keys:
+            info[key], info[mask_key] = out[key], live
+        info["compression"] = compression if all_live else np.where(live, compression, "")
+        rewards: dict[str, np.ndarray] = {}
+        for key, mask_key in self._reward_keys:
+            rewards[key], rewards[mask_key] = out[key], live
+        info["rewards"], info["_rewards"] = rewards, live
         return info
 
     # -- what policies and baselines use -----------------------------------------------------

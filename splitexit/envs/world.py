@@ -295,7 +295,7 @@ def _build_world(key: str) -> core.World:
         traces=bank[0],
         cum_bits=bank[1],
         capacity_bps=bank[2],
-        job_arrival_s=server.arrival_s,
+        job_arrival_s=np.append(server.arrival_s, np.full(core.ARRIVAL_SENTINELS, np.inf)),
         job_work_before_s=server.work_before_s,
         job_g_max=server.g_max,
         down_start_s=schedule.down_start_s,
