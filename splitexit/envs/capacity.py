@@ -12,21 +12,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def _check(ok: bool, name: str, requirement: str, value: object) -> None:
+def check(ok: bool, name: str, requirement: str, value: object) -> None:
     """Raise ``ValueError("<name> must be <requirement>, got <value>")`` unless ``ok``."""
     if not ok:
         raise ValueError(f"{name} must be {requirement}, got {value!r}")
 
 
-def _check_positive(name: str, value: float) -> float:
+def check_positive(name: str, value: float) -> float:
     value = float(value)
-    _check(math.isfinite(value) and value > 0, name, "> 0 and finite", value)
+    check(math.isfinite(value) and value > 0, name, "> 0 and finite", value)
     return value
 
 
-def _check_non_negative(name: str, value: float) -> float:
+def check_non_negative(name: str, value: float) -> float:
     value = float(value)
-    _check(math.isfinite(value) and value >= 0, name, ">= 0 and finite", value)
+    check(math.isfinite(value) and value >= 0, name, ">= 0 and finite", value)
     return value
 
 
@@ -47,11 +47,11 @@ class CapacityTrace:
     _duration_s: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        slot_s = _check_positive("slot_s", self.slot_s)
+        slot_s = check_positive("slot_s", self.slot_s)
         cap = np.array(self.capacity_bps, dtype=np.float64)  # a private copy
-        _check(cap.ndim == 1 and cap.size > 0, "capacity_bps", "a non-empty 1-D array", cap.shape)
-        _check(bool(np.all(np.isfinite(cap))), "capacity_bps", "finite", "a non-finite value")
-        _check(bool(np.all(cap >= 0)), "capacity_bps", ">= 0", float(cap.min()))
+        check(cap.ndim == 1 and cap.size > 0, "capacity_bps", "a non-empty 1-D array", cap.shape)
+        check(bool(np.all(np.isfinite(cap))), "capacity_bps", "finite", "a non-finite value")
+        check(bool(np.all(cap >= 0)), "capacity_bps", ">= 0", float(cap.min()))
         cap.flags.writeable = False
         cum = np.concatenate(([0.0], np.cumsum(cap * slot_s)))
         object.__setattr__(self, "slot_s", slot_s)
@@ -78,19 +78,19 @@ class CapacityTrace:
 
     def scaled(self, factor: float) -> CapacityTrace:
         """The same trace with every capacity multiplied by ``factor`` (>= 0)."""
-        factor = _check_non_negative("factor", factor)
+        factor = check_non_negative("factor", factor)
         return CapacityTrace(self.slot_s, self.capacity_bps * factor, self.name)
 
     def window(self, start_slot: int, n_slots: int) -> CapacityTrace:
         """``n_slots`` slots from ``start_slot`` on, wrapping around the end of the trace."""
-        _check(n_slots >= 1, "n_slots", ">= 1", n_slots)
+        check(n_slots >= 1, "n_slots", ">= 1", n_slots)
         idx = (int(start_slot) + np.arange(int(n_slots))) % self.capacity_bps.size
         name = f"{self.name}@{int(start_slot) * self.slot_s:g}s"
         return CapacityTrace(self.slot_s, self.capacity_bps[idx], name)
 
     def resampled(self, slot_s: float) -> CapacityTrace:
         """The mean capacity over consecutive slots of ``slot_s`` (the partial tail is dropped)."""
-        slot_s = _check_positive("slot_s", slot_s)
+        slot_s = check_positive("slot_s", slot_s)
         n = max(1, int(self._duration_s / slot_s + 1e-9))
         edges_s = np.arange(n + 1) * slot_s
         knots_s = np.arange(self.capacity_bps.size + 1) * self.slot_s

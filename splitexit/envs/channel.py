@@ -14,12 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from splitexit.envs.capacity import (
-    CapacityTrace,
-    _check,
-    _check_non_negative,
-    _check_positive,
-)
+from splitexit.envs.capacity import CapacityTrace, check, check_non_negative, check_positive
 from splitexit.envs.traces import (
     MAHIMAHI_SLOT_S,
     PathArg,
@@ -36,7 +31,7 @@ DEFAULT_MARKOV_N_STATES = 8
 
 
 def _n_slots(duration_s: float, slot_s: float) -> int:
-    duration_s = _check_non_negative("duration_s", duration_s)
+    duration_s = check_non_negative("duration_s", duration_s)
     return max(1, math.ceil(duration_s / slot_s - 1e-9))
 
 
@@ -45,11 +40,11 @@ class TraceChannel:
     uniformly chosen slot on, looping (``splitexit.envs.core.start_episodes``)."""
 
     def __init__(self, traces: Sequence[CapacityTrace], scale: float = 1.0, name: str = "trace"):
-        _check(len(traces) > 0, "traces", "a non-empty list of CapacityTrace", traces)
+        check(len(traces) > 0, "traces", "a non-empty list of CapacityTrace", traces)
         for tr in traces:
-            _check(isinstance(tr, CapacityTrace), "traces", "a list of CapacityTrace", tr)
+            check(isinstance(tr, CapacityTrace), "traces", "a list of CapacityTrace", tr)
         self.traces = list(traces)
-        self.scale = _check_non_negative("scale", scale)
+        self.scale = check_non_negative("scale", scale)
         self.name = name
         # The traces as episodes read them (scaled once here, not per episode).
         self.scaled_traces = (
@@ -69,12 +64,12 @@ class TraceChannel:
         return cls(load_traces(shipped_trace_paths(kind)), scale, name=kind)
 
 
-def _check_transition(transition: np.ndarray, n: int) -> np.ndarray:
+def check_transition(transition: np.ndarray, n: int) -> np.ndarray:
     p = np.array(transition, dtype=np.float64)
-    _check(p.shape == (n, n), "transition", f"of shape ({n}, {n})", p.shape)
+    check(p.shape == (n, n), "transition", f"of shape ({n}, {n})", p.shape)
     ok = bool(np.all(np.isfinite(p)) and np.all(p >= 0))
-    _check(ok, "transition", ">= 0 and finite", p.tolist())
-    _check(bool(np.allclose(p.sum(axis=1), 1.0, atol=1e-6)), "transition", "row-stochastic", p)
+    check(ok, "transition", ">= 0 and finite", p.tolist())
+    check(bool(np.allclose(p.sum(axis=1), 1.0, atol=1e-6)), "transition", "row-stochastic", p)
     return p / p.sum(axis=1, keepdims=True)
 
 
@@ -122,12 +117,12 @@ class MarkovChannel:
         name: str = "markov",
     ):
         states = np.array(states_bps, dtype=np.float64)
-        _check(states.ndim == 1 and states.size > 0, "states_bps", "a non-empty 1-D array", states)
+        check(states.ndim == 1 and states.size > 0, "states_bps", "a non-empty 1-D array", states)
         ok = bool(np.all(np.isfinite(states)) and np.all(states >= 0))
-        _check(ok, "states_bps", ">= 0 and finite", states)
+        check(ok, "states_bps", ">= 0 and finite", states)
         self.states_bps = states
-        self.transition = _check_transition(transition, states.size)
-        self.slot_s = _check_positive("slot_s", slot_s)
+        self.transition = check_transition(transition, states.size)
+        self.slot_s = check_positive("slot_s", slot_s)
         self.name = name
         self.stationary = stationary_distribution(self.transition)
 
@@ -154,9 +149,9 @@ def fit_markov_channel(
     bin; empty bins are dropped), a state's capacity is the mean of its bin, and transitions are
     counted within each trace with add-one (Laplace) smoothing, rows normalised.
     """
-    _check(len(traces) > 0, "traces", "a non-empty list of CapacityTrace", traces)
-    _check(int(n_states) >= 1, "n_states", ">= 1", n_states)
-    slot_s = _check_positive("slot_s", slot_s)
+    check(len(traces) > 0, "traces", "a non-empty list of CapacityTrace", traces)
+    check(int(n_states) >= 1, "n_states", ">= 1", n_states)
+    slot_s = check_positive("slot_s", slot_s)
     series = [tr.resampled(slot_s).capacity_bps for tr in traces]
     pooled = np.concatenate(series)
     edges = np.quantile(pooled, np.linspace(0.0, 1.0, int(n_states) + 1)[1:-1])
@@ -234,9 +229,9 @@ class FadingChannel:
             distance_m = (float(distance_m), float(distance_m))
         d_min, d_max = (float(d) for d in distance_m)
         ok = 0 < d_min <= d_max < math.inf
-        _check(ok, "distance_m", "> 0, or a range (min, max) with 0 < min <= max", distance_m)
+        check(ok, "distance_m", "> 0, or a range (min, max) with 0 < min <= max", distance_m)
         self.distance_m = (d_min, d_max)
-        self.bandwidth_hz = _check_positive("bandwidth_hz", bandwidth_hz)
+        self.bandwidth_hz = check_positive("bandwidth_hz", bandwidth_hz)
         for key, value in (
             ("tx_power_dbm", tx_power_dbm),
             ("noise_psd_dbm_hz", noise_psd_dbm_hz),
@@ -244,18 +239,18 @@ class FadingChannel:
             ("pathloss_db_at_1km", pathloss_db_at_1km),
             ("penetration_loss_db", penetration_loss_db),
         ):
-            _check(math.isfinite(value), key, "finite", value)
+            check(math.isfinite(value), key, "finite", value)
         self.tx_power_dbm = float(tx_power_dbm)
         self.noise_dbm = float(noise_psd_dbm_hz) + 10 * math.log10(bandwidth_hz) + noise_figure_db
         self.pathloss_db_at_1km = float(pathloss_db_at_1km)
-        self.pathloss_exponent = _check_positive("pathloss_exponent", pathloss_exponent)
-        self.shadowing_std_db = _check_non_negative("shadowing_std_db", shadowing_std_db)
+        self.pathloss_exponent = check_positive("pathloss_exponent", pathloss_exponent)
+        self.shadowing_std_db = check_non_negative("shadowing_std_db", shadowing_std_db)
         self.penetration_loss_db = float(penetration_loss_db)
-        carrier_hz = _check_positive("carrier_hz", carrier_hz)
+        carrier_hz = check_positive("carrier_hz", carrier_hz)
         if coherence_time_s is None:
-            doppler_hz = _check_positive("speed_kmh", speed_kmh) / 3.6 * carrier_hz
+            doppler_hz = check_positive("speed_kmh", speed_kmh) / 3.6 * carrier_hz
             coherence_time_s = COHERENCE_FACTOR / (doppler_hz / SPEED_OF_LIGHT_M_S)
-        self.coherence_time_s = _check_positive("coherence_time_s", coherence_time_s)
+        self.coherence_time_s = check_positive("coherence_time_s", coherence_time_s)
         self.name = name
 
     def mean_snr_db(self, distance_m: float) -> float:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from splitexit.envs.capacity import _check, _check_non_negative, _check_positive
-from splitexit.envs.channel import _check_transition, sample_markov_chain
+from splitexit.envs.capacity import check, check_non_negative, check_positive
+from splitexit.envs.channel import check_transition, sample_markov_chain
 from splitexit.envs.core import uptimes_s
 from splitexit.envs.traces import TRACES_DIR
 
@@ -49,8 +49,8 @@ SERVICE_DISTRIBUTIONS = ("exponential", "deterministic")
 
 def sticky_transition(n_levels: int, stay_prob: float) -> np.ndarray:
     """Transition matrix that stays with ``stay_prob`` and otherwise moves uniformly."""
-    _check(n_levels >= 1, "n_levels", ">= 1", n_levels)
-    _check(0.0 <= stay_prob <= 1.0, "stay_prob", "in [0, 1]", stay_prob)
+    check(n_levels >= 1, "n_levels", ">= 1", n_levels)
+    check(0.0 <= stay_prob <= 1.0, "stay_prob", "in [0, 1]", stay_prob)
     if n_levels == 1:
         return np.ones((1, 1))
     p = np.full((n_levels, n_levels), (1.0 - stay_prob) / (n_levels - 1))
@@ -90,24 +90,24 @@ class PoissonMarkovLoad:
         service: str = "exponential",
     ):
         levels = np.array(levels_utilisation, dtype=np.float64)
-        _check(levels.ndim == 1 and levels.size > 0, "levels_utilisation", "non-empty", levels)
+        check(levels.ndim == 1 and levels.size > 0, "levels_utilisation", "non-empty", levels)
         ok = bool(np.all(np.isfinite(levels)) and np.all(levels >= 0))
-        _check(ok, "levels_utilisation", ">= 0 and finite", levels_utilisation)
+        check(ok, "levels_utilisation", ">= 0 and finite", levels_utilisation)
         self.levels_utilisation = levels
-        self.slot_s = _check_positive("slot_s", slot_s)
+        self.slot_s = check_positive("slot_s", slot_s)
         if transition is None:
             stay = max(0.0, 1.0 - self.slot_s / DEFAULT_LEVEL_MEAN_DWELL_S)
             transition = sticky_transition(levels.size, stay)
-        self.transition = _check_transition(transition, levels.size)
-        self.mean_service_s = _check_positive("mean_service_s", mean_service_s)
+        self.transition = check_transition(transition, levels.size)
+        self.mean_service_s = check_positive("mean_service_s", mean_service_s)
         ok = service in SERVICE_DISTRIBUTIONS
-        _check(ok, "service", f"one of {SERVICE_DISTRIBUTIONS}", service)
+        check(ok, "service", f"one of {SERVICE_DISTRIBUTIONS}", service)
         self.service = service
         self.name = "poisson-markov"
 
     def sample(self, rng: np.random.Generator, duration_s: float) -> BackgroundLoad:
         """Background jobs arriving in ``[0, duration_s)``."""
-        duration_s = _check_non_negative("duration_s", duration_s)
+        duration_s = check_non_negative("duration_s", duration_s)
         n_slots = max(1, math.ceil(duration_s / self.slot_s))
         levels = sample_markov_chain(rng, self.transition, n_slots)
         utilisation = self.levels_utilisation[levels]
@@ -198,9 +198,9 @@ class TraceLoad:
         level_slot_s: float = DEFAULT_TRACE_LEVEL_SLOT_S,
     ):
         self.path = Path(path) if path is not None else DEFAULT_AZURE_TRACE
-        self.target_utilisation = _check_non_negative("target_utilisation", target_utilisation)
-        self.mean_service_s = _check_positive("mean_service_s", mean_service_s)
-        self.level_slot_s = _check_positive("level_slot_s", level_slot_s)
+        self.target_utilisation = check_non_negative("target_utilisation", target_utilisation)
+        self.mean_service_s = check_positive("mean_service_s", mean_service_s)
+        self.level_slot_s = check_positive("level_slot_s", level_slot_s)
         raw_t_s, tokens = read_azure_trace(self.path.resolve())
         n = raw_t_s.size
         raw_period_s = raw_t_s[-1] * n / (n - 1)
@@ -214,7 +214,7 @@ class TraceLoad:
 
     def sample(self, rng: np.random.Generator, duration_s: float) -> BackgroundLoad:
         """Background jobs arriving in ``[0, duration_s)``."""
-        duration_s = _check_non_negative("duration_s", duration_s)
+        duration_s = check_non_negative("duration_s", duration_s)
         n_levels = max(1, math.ceil(duration_s / self.level_slot_s))
         offset_raw_s = rng.random() * self._raw_period_s  # drawn even at zero load (same stream)
         if self.speedup <= 0 or duration_s <= 0:
@@ -248,12 +248,12 @@ class OutageSchedule:
 
     def __post_init__(self) -> None:
         n = len(self.down_start_s)
-        _check(len(self.down_end_s) == n, "down_end_s", f"of length {n}", self.down_end_s)
+        check(len(self.down_end_s) == n, "down_end_s", f"of length {n}", self.down_end_s)
         starts: list[float] = []
         ends: list[float] = []
         for a, b in zip(map(float, self.down_start_s), map(float, self.down_end_s), strict=True):
             ok = a <= b and (not ends or a >= ends[-1])
-            _check(ok, "down periods", "sorted and disjoint", (a, b))
+            check(ok, "down periods", "sorted and disjoint", (a, b))
             if a == b:
                 continue  # empty
             if ends and a == ends[-1]:
@@ -287,14 +287,14 @@ class OutageProcess:
         mean_down_s: float = DEFAULT_MEAN_DOWN_S,
         permanent: bool = False,
     ):
-        self.mean_up_s = _check_positive("mean_up_s", mean_up_s)
-        self.mean_down_s = _check_positive("mean_down_s", mean_down_s)
+        self.mean_up_s = check_positive("mean_up_s", mean_up_s)
+        self.mean_down_s = check_positive("mean_down_s", mean_down_s)
         self.permanent = bool(permanent)
         self.name = "outage-permanent" if permanent else "outage"
 
     def sample(self, rng: np.random.Generator, duration_s: float) -> OutageSchedule:
         """Down periods starting in ``[0, duration_s)``."""
-        duration_s = _check_non_negative("duration_s", duration_s)
+        duration_s = check_non_negative("duration_s", duration_s)
         if self.permanent:
             t_fail_s = rng.exponential(self.mean_up_s)
             return (

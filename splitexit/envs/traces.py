@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splitexit.envs.capacity import CapacityTrace, _check_positive
+from splitexit.envs.capacity import CapacityTrace, check_positive
 
 TRACES_DIR = Path(__file__).parent / "traces"
 
@@ -116,7 +116,7 @@ def load_trace(path: PathArg, slot_s: float = MAHIMAHI_SLOT_S) -> CapacityTrace:
     One field: mahimahi (binned into ``slot_s`` slots); two fields: Pensieve (``time_s Mbit/s``).
     Parsed traces are cached by path and modification time (they are immutable).
     """
-    slot_s = _check_positive("slot_s", slot_s)
+    slot_s = check_positive("slot_s", slot_s)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"trace file not found: {path}")
@@ -126,7 +126,7 @@ def load_trace(path: PathArg, slot_s: float = MAHIMAHI_SLOT_S) -> CapacityTrace:
 
 def load_mahimahi(path: PathArg, slot_s: float = MAHIMAHI_SLOT_S) -> CapacityTrace:
     """Load a mahimahi trace: one integer ms timestamp per line = one 1500-byte delivery."""
-    slot_s = _check_positive("slot_s", slot_s)
+    slot_s = check_positive("slot_s", slot_s)
     path = Path(path)
     return _parse_mahimahi(_read_text(path), path, slot_s)
 

@@ -169,7 +169,7 @@ def make_channel(cfg: dict) -> TraceChannel | FadingChannel:
     return FadingChannel()
 
 
-def _load_and_outages(cfg: dict):
+def server_processes(cfg: dict):
     load = {"none": None, "markov": PoissonMarkovLoad, "trace": TraceLoad}[cfg["server_load"]]
     outages = None
     if cfg["outage"] != "none":
@@ -181,7 +181,7 @@ def _load_and_outages(cfg: dict):
 
 @lru_cache(maxsize=16)
 def _server_world(key: tuple, duration_s: float, seed: int) -> ServerWorld:
-    load, outages = _load_and_outages(dict(key))
+    load, outages = server_processes(dict(key))
     return ServerWorld.realise(load, outages, duration_s, seed)
 
 

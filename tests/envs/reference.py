@@ -20,17 +20,17 @@ from gymnasium import spaces
 
 from splitexit.dnn_profiles.hardware import get_device_preset
 from splitexit.envs import channel as package_channel
-from splitexit.envs.capacity import _check, _check_non_negative, _check_positive
+from splitexit.envs.capacity import check, check_non_negative, check_positive
 from splitexit.envs.config import make_config
 from splitexit.envs.energy import BITS_PER_MBIT, MW_PER_W, RadioModel, radio_model
 from splitexit.envs.server import BackgroundLoad, OutageProcess, PoissonMarkovLoad, TraceLoad
 from splitexit.envs.world import (
     NEVER_EXIT,
-    _load_and_outages,
     episode_duration_s,
     load_profile,
     make_channel,
     make_server_world,
+    server_processes,
     world_tables,
 )
 
@@ -92,11 +92,11 @@ class CapacityTrace:  # (reference)
     _duration_s: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        slot_s = _check_positive("slot_s", self.slot_s)
+        slot_s = check_positive("slot_s", self.slot_s)
         cap = np.array(self.capacity_bps, dtype=np.float64)  # a private copy
-        _check(cap.ndim == 1 and cap.size > 0, "capacity_bps", "a non-empty 1-D array", cap.shape)
-        _check(bool(np.all(np.isfinite(cap))), "capacity_bps", "finite", "a non-finite value")
-        _check(bool(np.all(cap >= 0)), "capacity_bps", ">= 0", float(cap.min()))
+        check(cap.ndim == 1 and cap.size > 0, "capacity_bps", "a non-empty 1-D array", cap.shape)
+        check(bool(np.all(np.isfinite(cap))), "capacity_bps", "finite", "a non-finite value")
+        check(bool(np.all(cap >= 0)), "capacity_bps", ">= 0", float(cap.min()))
         cap.flags.writeable = False
         cum = np.concatenate(([0.0], np.cumsum(cap * slot_s)))
         object.__setattr__(self, "slot_s", slot_s)
@@ -193,19 +193,19 @@ class CapacityTrace:  # (reference)
 
     def scaled(self, factor: float) -> CapacityTrace:
         """The same trace with every capacity multiplied by ``factor`` (>= 0)."""
-        factor = _check_non_negative("factor", factor)
+        factor = check_non_negative("factor", factor)
         return CapacityTrace(self.slot_s, self.capacity_bps * factor, self.name)
 
     def window(self, start_slot: int, n_slots: int) -> CapacityTrace:
         """``n_slots`` slots from ``start_slot`` on, wrapping around the end of the trace."""
-        _check(n_slots >= 1, "n_slots", ">= 1", n_slots)
+        check(n_slots >= 1, "n_slots", ">= 1", n_slots)
         idx = (int(start_slot) + np.arange(int(n_slots))) % self.capacity_bps.size
         name = f"{self.name}@{int(start_slot) * self.slot_s:g}s"
         return CapacityTrace(self.slot_s, self.capacity_bps[idx], name)
 
     def resampled(self, slot_s: float) -> CapacityTrace:
         """The mean capacity over consecutive slots of ``slot_s`` (the partial tail is dropped)."""
-        slot_s = _check_positive("slot_s", slot_s)
+        slot_s = check_positive("slot_s", slot_s)
         n = max(1, int(self._duration_s / slot_s + 1e-9))
         edges_s = np.arange(n + 1) * slot_s
         knots_s = np.arange(self.capacity_bps.size + 1) * self.slot_s
@@ -279,12 +279,12 @@ class OutageSchedule:
 
     def __post_init__(self) -> None:
         n = len(self.down_start_s)
-        _check(len(self.down_end_s) == n, "down_end_s", f"of length {n}", self.down_end_s)
+        check(len(self.down_end_s) == n, "down_end_s", f"of length {n}", self.down_end_s)
         starts: list[float] = []
         ends: list[float] = []
         for a, b in zip(map(float, self.down_start_s), map(float, self.down_end_s), strict=True):
             ok = a <= b and (not ends or a >= ends[-1])
-            _check(ok, "down periods", "sorted and disjoint", (a, b))
+            check(ok, "down periods", "sorted and disjoint", (a, b))
             if a == b:
                 continue  # empty
             if ends and a == ends[-1]:
@@ -427,7 +427,7 @@ class EdgeServer:
         exponential time ``-mean_up_s * log1p(-draws[1])`` (``draws``: two uniforms in
         ``[0, 1)``, drawn from ``rng`` if not given).
         """
-        self.horizon_s = _check_non_negative("duration_s", duration_s)
+        self.horizon_s = check_non_negative("duration_s", duration_s)
         permanent = bool(getattr(self.outages, "permanent", False))
         if self.world is None:
             background = (
@@ -445,7 +445,7 @@ class EdgeServer:
         else:
             world = self.world
             spare_s = world.duration_s - duration_s
-            _check(
+            check(
                 spare_s >= 0,
                 "duration_s",
                 f"<= the shared world's {world.duration_s} s",
@@ -648,7 +648,7 @@ class ReferenceEnv(gym.Env):
         self.channel = make_channel(cfg)
         world = make_server_world(cfg)
         world = ServerWorld(world.background, reference_schedule(world.schedule), world.duration_s)
-        self.server = EdgeServer(*_load_and_outages(cfg), world=world)
+        self.server = EdgeServer(*server_processes(cfg), world=world)
         self.frame_s, self.deadline_s = cfg["frame_period_s"], cfg["deadline_s"]
         self.timeout_s, self.half_rtt_s = cfg["timeout_s"], cfg["rtt_s"] / 2
         self.horizon = cfg["horizon"]
