@@ -22,7 +22,11 @@ class Batch:
 
     ``draws[r]`` holds the uniforms of row ``r``'s next episode (the caller draws them from the
     row's generator); :meth:`start` lays the episodes out, :meth:`step` runs one request per row
-    and leaves the next observations in :attr:`obs` and the outputs in :attr:`out`.
+    and leaves the next observations in :attr:`obs` and the outputs in :attr:`out` (which the
+    vector env replaces by a fresh array before each step, as its infos are views of it).
+
+    The compiled functions are bound to the types of these arrays (``core.bind``): every array
+    passed to them must keep its dtype, layout and writability.
     """
 
     def __init__(
@@ -63,7 +67,7 @@ class Batch:
         rows, mbps, down = self.all_rows, np.zeros((1, 1)), np.zeros((1, 1), bool)
         self._start = core.bind(
             core.start_episodes, *self.world, self.cells, self.devices, self.samples, rows,
-            self.draws, self.heard_s, self.t_obs_s, self.heard_s, mbps, mbps, down,
+            self.draws, np.zeros(1), self.t_obs_s, self.heard_s, mbps, mbps, down,
         )  # fmt: skip
         self._lay_out = core.bind(
             core.lay_out_observations, self.world.params, rows, mbps, mbps, down, 1.0, 1.0,
@@ -125,7 +129,8 @@ class Batch:
         )  # fmt: skip
 
     def step_all(self) -> int:
-        """:meth:`step` of every row with the actions in :attr:`actions`."""
+        """:meth:`step` of every row with the actions in :attr:`actions`, into the arrays as
+        they were when bound (the single env's, which it never replaces)."""
         return self._step(*self._step_all_args)
 
     def observe(self) -> None:
@@ -176,7 +181,7 @@ class Batch:
 
     def mean_capacity_bps(self, row: int, t0_s: float, t1_s: float) -> float:
         """The uplink's mean capacity over episode times ``[t0_s, t1_s]`` of ``row`` (bit/s)."""
-        w, cell = self.world, self.cells[row]
+        w, cell = self.world, self.cells[self.devices[row]["world"]]
         return core.mean_capacity_bps(
             w.traces, w.cum_bits, w.capacity_bps, int(cell["trace"]), float(cell["shift_s"]),
             float(t0_s), float(t1_s),
