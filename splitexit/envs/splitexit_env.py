@@ -247,9 +247,9 @@ class SplitExitEnv(gym.Env):
     # -- steps -------------------------------------------------------------------------------
 
     def step(self, action):
-        if self._step_idx < 0:
-            raise RuntimeError("call reset() before step()")
-        if self._step_idx >= self.horizon:
+        if not 0 <= self._step_idx < self.horizon:
+            if self._step_idx < 0:
+                raise RuntimeError("call reset() before step()")
             raise RuntimeError("the episode is over: call reset()")
         a = self._flat_action(action)
         batch = self.batch
@@ -258,7 +258,7 @@ class SplitExitEnv(gym.Env):
         batch.actions[0] = a
         busy = batch.step_all()
         self._step_idx += 1
-        out = batch.out.tolist()[0]
+        out = batch.out.item()
         obs = batch.obs[0].copy()
         if busy:
             obs[self._backlog] = batch.backlog_feature_one()
