@@ -42,7 +42,11 @@ class Batch:
         self.devices = np.zeros(n, core.DEVICE)
         self.devices["world"] = np.arange(n)
         self.samples = np.zeros((horizon, n), np.int64)  # request-major: (request, row)
-        self.obs_table = np.zeros((horizon + 1, n, layout.size), np.float32)
+        # The episodes' observations, request-major (the rows at one request side by side):
+        # the throughput feature of each frame (a request sees the H frames before it) and the
+        # server's queue and reachability at each request's last heartbeat.
+        self.throughput_obs = np.zeros((horizon + layout.history, n), np.float32)
+        self.server_obs = np.zeros((horizon + 1, n, 2), np.float32)
         self.draws = np.zeros((n, horizon + EPISODE_DRAWS))
         self.out = np.zeros(n, core.OUTPUT)
         self.obs = np.zeros((n, layout.size), np.float32)
@@ -70,17 +74,18 @@ class Batch:
             self.draws, np.zeros(1), self.t_obs_s, self.heard_s, mbps, mbps, down,
         )  # fmt: skip
         self._lay_out = core.bind(
-            core.lay_out_observations, self.world.params, rows, mbps, mbps, down, 1.0, 1.0,
-            self.obs_table,
+            core.lay_out_observations, rows, mbps, mbps, down, 1.0, 1.0, self.throughput_obs,
+            self.server_obs,
         )  # fmt: skip
         self._step_all_args = (
-            *self.world, self.cells, self.devices, self.samples, self.obs_table, self.all_rows,
-            self.actions, self.live_code, self.out, self.obs, self.busy_rows, self.busy_waits,
+            *self.world, self.cells, self.devices, self.samples, self.throughput_obs,
+            self.server_obs, self.all_rows, self.actions, self.live_code, self.out, self.obs,
+            self.busy_rows, self.busy_waits,
         )  # fmt: skip
         self._step = core.bind(core.step, *self._step_all_args)
         self._observe_args = (
-            self.world.params, self.devices, self.obs_table, self.obs, self.busy_rows,
-            self.busy_waits,
+            self.world.params, self.devices, self.throughput_obs, self.server_obs, self.obs,
+            self.busy_rows, self.busy_waits,
         )  # fmt: skip
         self._observe = core.bind(core.observe, *self._observe_args)
         self._observe_backlog = core.bind(
@@ -113,8 +118,8 @@ class Batch:
             self.t_obs_s, self.heard_s, mbps, queue, down,
         )  # fmt: skip
         self._lay_out(
-            self.world.params, rows, np.log1p(mbps, out=mbps), np.log1p(queue, out=queue), down,
-            self._mbps_scale, self._wait_scale, self.obs_table,
+            rows, np.log1p(mbps, out=mbps), np.log1p(queue, out=queue), down, self._mbps_scale,
+            self._wait_scale, self.throughput_obs, self.server_obs,
         )  # fmt: skip
 
     def step(self, rows: np.ndarray, actions: np.ndarray) -> int:
@@ -124,8 +129,9 @@ class Batch:
         device backlog of the busy devices (their number is returned):
         :meth:`observe_backlog` fills it in."""
         return self._step(
-            *self.world, self.cells, self.devices, self.samples, self.obs_table, rows, actions,
-            self.live_code, self.out, self.obs, self.busy_rows, self.busy_waits,
+            *self.world, self.cells, self.devices, self.samples, self.throughput_obs,
+            self.server_obs, rows, actions, self.live_code, self.out, self.obs, self.busy_rows,
+            self.busy_waits,
         )  # fmt: skip
 
     def step_all(self) -> int:
@@ -146,6 +152,14 @@ class Batch:
         self._observe_backlog(
             self.obs, self._backlog, self.busy_rows, self.busy_waits, busy, self._wait_scale
         )
+
+    def server_reachable(self, step: np.ndarray | int, rows: np.ndarray | int):
+        """Whether the server's last heartbeat before request ``step`` of ``rows`` arrived."""
+        return self.server_obs[step, rows, 1] > 0.0
+
+    def throughput_feature(self, row: int) -> np.ndarray:
+        """The throughput feature of every frame of ``row``'s episode (for rendering)."""
+        return self.throughput_obs[:, row]
 
     def backlog_feature_one(self) -> float:
         """The device backlog feature of a single busy device (numpy's ``log1p`` of a

@@ -588,20 +588,28 @@ def outcome_phase(p, dev, correct, out):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def observe(params, devices, obs_table, obs, busy_rows, busy_waits):
-    """The current observation of every device (from the episode's table, with the battery)
-    into ``obs``, but for the device backlog of the busy devices: their rows and backlogs in
-    wait units go to ``busy_rows`` and ``busy_waits`` (the caller applies numpy's ``log1p``);
-    returns how many there are."""
+def observe(params, devices, throughput_obs, server_obs, obs, busy_rows, busy_waits):
+    """The current observation of every device into ``obs``, from the episode's tables
+    (:func:`lay_out_observations`), but for the device backlog of the busy devices: their rows
+    and backlogs in wait units go to ``busy_rows`` and ``busy_waits`` (the caller applies
+    numpy's ``log1p``); returns how many there are."""
     p = constants(params)
+    h = p.history
     busy = 0
     for r in range(devices.size):
         dev = devices[r]
         i = dev.step
-        for f in range(obs.shape[1]):
-            obs[r, f] = obs_table[i, r, f]
+        for f in range(h):
+            obs[r, f] = throughput_obs[i + f, r]
+        obs[r, h + OBS_RTT] = p.obs_rtt
+        obs[r, h + OBS_SERVER_QUEUE] = server_obs[i, r, 0]
+        obs[r, h + OBS_SERVER_REACHABLE] = server_obs[i, r, 1]
+        obs[r, h + OBS_DEVICE_BACKLOG] = 0.0
+        battery = 1.0
         if p.battery_j < math.inf:
-            obs[r, p.history + OBS_BATTERY] = _max(1.0 - dev.energy_j / p.battery_j, 0.0)
+            battery = _max(1.0 - dev.energy_j / p.battery_j, 0.0)
+        obs[r, h + OBS_BATTERY] = battery
+        obs[r, h + OBS_DEADLINE] = p.obs_deadline
         backlog_s = dev.free_s - (p.t0_s + i * p.frame_s)
         if backlog_s > 0.0:
             busy_rows[busy] = r
@@ -632,7 +640,8 @@ def first_invalid(action, n_actions):
 def step(
     params, actions, answers, answer_code, traces, cum_bits, capacity_bps, job_arrival_s,
     job_work_before_s, job_g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
-    cells, devices, samples, obs_table, rows, action, live_code, out, obs, busy_rows, busy_waits,
+    cells, devices, samples, throughput_obs, server_obs, rows, action, live_code, out, obs,
+    busy_rows, busy_waits,
 ):  # fmt: skip
     """One request of each device of ``rows`` taking flat ``action[r]``; the outputs to
     ``out[r]`` and every device's next observation to ``obs`` (see :func:`observe`). With
@@ -671,7 +680,7 @@ def step(
             )  # fmt: skip
     for r in rows:
         outcome_phase(p, devices[r], out[r].correct, out[r])
-    return observe(params, devices, obs_table, obs, busy_rows, busy_waits)
+    return observe(params, devices, throughput_obs, server_obs, obs, busy_rows, busy_waits)
 
 
 @njit(cache=True, _nrt=False)
@@ -804,27 +813,22 @@ def start_episodes(
 
 
 @njit(cache=True, _nrt=False)
-def lay_out_observations(params, rows, log_mbps, log_queue, down, mbps_scale, queue_scale, obs):
-    """The observation table of each episode started by :func:`start_episodes`, from numpy's
-    ``log1p`` of its outputs: ``obs[i, rows[q]]`` for request ``i`` (scaled as
-    ``clip(x / mbps_scale, 0, 1)`` and ``minimum(x / queue_scale, 1)``, with numpy's
-    comparisons). Overwrites ``log_mbps``."""
-    p = constants(params)
-    h = p.history
-    for q in range(rows.size):
-        for m in range(log_mbps.shape[1]):
+def lay_out_observations(
+    rows, log_mbps, log_queue, down, mbps_scale, queue_scale, throughput_obs, server_obs
+):
+    """The observation tables of the episodes started by :func:`start_episodes`, from numpy's
+    ``log1p`` of their outputs, for row ``q`` of those: ``throughput_obs[m, rows[q]]``, the
+    throughput feature of frame ``m`` (a request sees the ``H`` frames before it), and
+    ``server_obs[i, rows[q]]``, the server's queue and reachability at request ``i``'s last
+    heartbeat (scaled as ``clip(x / mbps_scale, 0, 1)`` and ``minimum(x / queue_scale, 1)``,
+    with numpy's comparisons)."""
+    for m in range(throughput_obs.shape[0]):  # request-major, as the tables: along rows
+        for q in range(rows.size):
             x = log_mbps[q, m] / mbps_scale
             x = x if x > 0.0 else 0.0
-            log_mbps[q, m] = x if x < 1.0 else 1.0
-    for i in range(obs.shape[0]):  # request-major, as the table: write along rows
+            throughput_obs[m, rows[q]] = x if x < 1.0 else 1.0
+    for i in range(server_obs.shape[0]):
         for q in range(rows.size):
-            row = obs[i, rows[q]]
-            for f in range(h):
-                row[f] = log_mbps[q, i + f]
-            row[h + OBS_RTT] = p.obs_rtt
             x = log_queue[q, i] / queue_scale
-            row[h + OBS_SERVER_QUEUE] = x if x < 1.0 else 1.0
-            row[h + OBS_SERVER_REACHABLE] = 0.0 if down[q, i] else 1.0
-            row[h + OBS_DEVICE_BACKLOG] = 0.0  # set per step
-            row[h + OBS_BATTERY] = 1.0  # set per step
-            row[h + OBS_DEADLINE] = p.obs_deadline
+            server_obs[i, rows[q], 0] = x if x < 1.0 else 1.0
+            server_obs[i, rows[q], 1] = 0.0 if down[q, i] else 1.0

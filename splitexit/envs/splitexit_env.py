@@ -238,9 +238,8 @@ class SplitExitEnv(gym.Env):
         heartbeat from the server is missing, only all-on-device actions are valid."""
         mask = np.ones((self.num_splits, self.n_t, self.n_c), dtype=bool)
         mask[0, :, 1:] = mask[-1, :, 1:] = False
-        reachable = self.layout.index("server_reachable")
         i = self._step_idx
-        if 0 <= i <= self.horizon and self.batch.obs_table[i, 0, reachable] == 0:
+        if 0 <= i <= self.horizon and not self.batch.server_reachable(i, 0):
             mask[:-1] = False
         return mask.reshape(-1)
 
@@ -338,8 +337,7 @@ class SplitExitEnv(gym.Env):
         img = np.full((height, width, 3), 255, np.uint8)
         if self._step_idx < 0:
             return img
-        obs, h = self.batch.obs_table[:, 0], self.history
-        tp = np.concatenate((obs[0, :h], obs[1:, h - 1]))  # the throughput of every frame
+        tp = self.batch.throughput_feature(0)
         cols = np.minimum((np.arange(width) * len(tp)) // width, len(tp) - 1)
         bars = (tp[cols] * (height - 1)).astype(int)
         rows = np.arange(height)[:, None]

@@ -208,7 +208,5 @@ class SplitExitVectorEnv(VectorEnv):
         masks = np.ones((self.num_envs, env.num_splits, env.n_t, env.n_c), dtype=bool)
         masks[:, 0, :, 1:] = masks[:, -1, :, 1:] = False
         i = np.minimum(self.batch.devices["step"], env.horizon)
-        reachable = env.layout.index("server_reachable")
-        unreachable = self.batch.obs_table[i, self.batch.all_rows, reachable] == 0
-        masks[unreachable, :-1] = False
+        masks[~self.batch.server_reachable(i, self.batch.all_rows), :-1] = False
         return masks.reshape(self.num_envs, -1)
