@@ -174,3 +174,45 @@ def test_time_at_bits_on_slot_boundaries_from_every_hint():
             for hint in range(cap.size):
                 got = core.time_at_bits_s(cum, cap, slot_s, duration_s, total, target, hint)
                 assert got == trace.time_at_bits_s(target), (loops, k, hint)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.floats(0.0, 50.0, allow_nan=False), min_size=0, max_size=70),
+    x=st.floats(-1.0, 60.0, allow_nan=False),
+    lo_fraction=st.floats(0.0, 1.0),
+)
+def test_advancing_through_arrivals_is_bisect_right(values, x, lo_fraction):
+    arrivals = sorted(values)
+    a = np.append(arrivals, np.full(core.ARRIVAL_SENTINELS, np.inf))
+    lo = int(lo_fraction * len(arrivals))
+    lo = min(lo, bisect.bisect_right(arrivals, x))  # (the callers' answer is never before lo)
+    expected = bisect.bisect_right(arrivals, x, lo)
+    assert core._advance(a, lo, x) == expected
+    assert core._advance_block(a, lo, x) == expected
+
+
+def test_planner_capacity_and_measured_capacity_equal_the_reference_model():
+    config = {"horizon": 40, "lte_tail": True}
+    ours, reference = SplitExitEnv(config), ReferenceEnv(config)
+    ours.reset(seed=4)
+    reference.reset(seed=4)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        t = ours.arrival_s
+        assert ours.mean_capacity_bps(t - ours.frame_s, t) == reference.trace.mean_capacity_bps(
+            t - ours.frame_s, t
+        )
+        assert ours.mean_capacity_bps(t, t) == reference.trace.mean_capacity_bps(t, t)
+        for capacity_bps in (3e4, 2.5e6):
+            true_trace = reference.trace  # what a planner assumes: a constant capacity
+            reference.trace = CapacityTrace(1e3, np.array([capacity_bps]))
+            expected = reference.expected_rewards()
+            reference.trace = true_trace
+            np.testing.assert_array_equal(
+                ours.expected_rewards(capacity_bps=capacity_bps), expected
+            )
+        np.testing.assert_array_equal(ours.expected_rewards(), reference.expected_rewards())
+        action = int(rng.integers(ours.n_actions))
+        ours.step(action)
+        reference.step(action)

@@ -155,3 +155,47 @@ def test_action_masks_match_the_single_envs():
         for i, env in enumerate(singles):
             env.step(int(actions[i]))
     assert masked > 0  # the outages did hide the server at some point
+
+
+def test_actions_of_any_integer_layout_step_alike():
+    """The compiled step is bound to one argument type: strided, read-only or narrower action
+    arrays are converted, not misread."""
+    rng = np.random.default_rng(0)
+    actions = rng.integers(48, size=(30, 8))
+    results = []
+    for convert in (
+        lambda a: a,
+        lambda a: np.asarray(a, dtype=np.int32),
+        lambda a: np.repeat(a, 2)[::2],  # a strided view
+        lambda a: np.frombuffer(a.astype(np.int64).tobytes(), dtype=np.int64),  # read-only
+    ):
+        vec = SplitExitVectorEnv(8, config={"horizon": 10})
+        vec.reset(seed=1)
+        results.append([vec.step(convert(a))[1].copy() for a in actions])
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+def test_infos_of_earlier_steps_are_not_overwritten():
+    vec = SplitExitVectorEnv(4, config={"horizon": 5})
+    vec.reset(seed=0)
+    first = vec.step(np.zeros(4, dtype=np.int64))[4]
+    kept = first["latency_s"].copy()
+    for _ in range(7):
+        vec.step(np.full(4, 47, dtype=np.int64))
+    np.testing.assert_array_equal(first["latency_s"], kept)
+
+
+def test_pickled_vector_env_continues_identically():
+    import pickle
+
+    vec = SplitExitVectorEnv(3, config={"horizon": 20})
+    vec.reset(seed=2)
+    actions = np.random.default_rng(0).integers(48, size=(15, 3))
+    for a in actions[:5]:
+        vec.step(a)
+    clone = pickle.loads(pickle.dumps(vec))
+    for a in actions[5:]:
+        expected, got = vec.step(a), clone.step(a)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
