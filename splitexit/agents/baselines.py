@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from splitexit.envs.energy import BITS_PER_MBIT, MW_PER_W
+from splitexit.envs.energy import tx_energy_j
 from splitexit.envs.splitexit_env import SplitExitEnv
 
 # The measured throughput may be 0 (an outage of the trace); the predictors use this floor so
@@ -292,13 +292,12 @@ class Neurosurgeon(_Predictor):
             if self.objective == "latency":
                 out[i] = self.latency_s(bps, wait_s, reachable)[:, c, final, 0]
                 continue
-            radio = e.radio  # Huang et al. 2012: alpha_u * Mbit + beta * t
+            alpha, beta = e.radio.alpha_up_mw_per_mbps, e.radio.beta_mw
             for s in range(e.num_splits):
                 energy = e.compute_above_idle_w * self.device_s[s, final, 0]
                 if self.remote[s, final]:
-                    payload = self.payload_bytes[s, c]
-                    mbit, tx_s = 8.0 * payload / BITS_PER_MBIT, payload * 8.0 / bps
-                    energy += (radio.alpha_up_mw_per_mbps * mbit + radio.beta_mw * tx_s) / MW_PER_W
+                    payload = float(self.payload_bytes[s, c])
+                    energy += tx_energy_j(alpha, beta, payload, payload * 8.0 / bps)
                     energy = energy if reachable else np.inf
                 out[i, s] = energy
         return out

@@ -11,10 +11,6 @@ import numpy as np
 from splitexit.envs import core
 from splitexit.envs.observation import MAX_THROUGHPUT_MBPS, ObservationLayout
 
-# Uniforms drawn per episode besides one per request: the trace, the slot to read it from, the
-# offset into the server's world, the time to a permanent failure.
-EPISODE_DRAWS = 4
-
 
 class Batch:
     """``n`` devices, each alone in its world (``M = 1``): their state, episode tables and the
@@ -46,8 +42,10 @@ class Batch:
         # the throughput feature of each frame (a request sees the H frames before it) and the
         # server's queue and reachability at each request's last heartbeat.
         self.throughput_obs = np.zeros((horizon + layout.history, n), np.float32)
-        self.server_obs = np.zeros((horizon + 1, n, 2), np.float32)
-        self.draws = np.zeros((n, horizon + EPISODE_DRAWS))
+        self.queue_obs = np.zeros((horizon + 1, n), np.float32)
+        self.reachable_obs = np.zeros((horizon + 1, n), np.float32)
+        self._episodes = (self.samples, self.throughput_obs, self.queue_obs, self.reachable_obs)
+        self.draws = np.zeros((n, horizon + core.EPISODE_DRAWS))
         self.out = np.zeros(n, core.OUTPUT)
         self.obs = np.zeros((n, layout.size), np.float32)
         self.busy_rows = np.zeros(n, np.int64)  # the devices that are busy, first
@@ -75,17 +73,16 @@ class Batch:
         )  # fmt: skip
         self._lay_out = core.bind(
             core.lay_out_observations, rows, mbps, mbps, down, 1.0, 1.0, self.throughput_obs,
-            self.server_obs,
+            self.queue_obs, self.reachable_obs,
         )  # fmt: skip
         self._step_all_args = (
-            *self.world, self.cells, self.devices, self.samples, self.throughput_obs,
-            self.server_obs, self.all_rows, self.actions, self.live_code, self.out, self.obs,
-            self.busy_rows, self.busy_waits,
+            *self.world, self.cells, self.devices, *self._episodes, self.all_rows, self.actions,
+            self.live_code, self.out, self.obs, self.busy_rows, self.busy_waits,
         )  # fmt: skip
         self._step = core.bind(core.step, *self._step_all_args)
         self._observe_args = (
-            self.world.params, self.devices, self.throughput_obs, self.server_obs, self.obs,
-            self.busy_rows, self.busy_waits,
+            self.world.params, self.devices, *self._episodes[1:], self.obs, self.busy_rows,
+            self.busy_waits,
         )  # fmt: skip
         self._observe = core.bind(core.observe, *self._observe_args)
         self._observe_backlog = core.bind(
@@ -99,18 +96,22 @@ class Batch:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        for array in self.world:  # read-only, as built: the same compiled specialisations
+            array.flags.writeable = False
         self._bind()
 
     def set_traces(self, bank: np.ndarray, cum_bits: np.ndarray, capacity_bps: np.ndarray) -> None:
-        """Replace the uplink's trace bank (the fading channel draws one per episode)."""
+        """Replace the uplink's trace bank (the fading channel draws one per episode) with
+        arrays of :func:`~splitexit.envs.world.trace_bank` (the same types: no new binding)."""
         self.world = self.world._replace(traces=bank, cum_bits=cum_bits, capacity_bps=capacity_bps)
-        self._bind()
+        self._step_all_args = (*self.world, *self._step_all_args[len(self.world) :])
 
     def start(self, rows: np.ndarray) -> None:
         """Start the episodes of ``rows`` from their ``draws``."""
         t_fail_s = np.zeros(rows.size)
         if self.permanent:  # an exponential time to failure (numpy's log1p)
-            t_fail_s = -self.mean_up_s * np.log1p(-self.draws[rows, self.horizon + 3])
+            u = self.draws[rows, self.horizon + core.DRAW_FAILURE]
+            t_fail_s = -self.mean_up_s * np.log1p(-u)
         k = rows.size  # (scratch for the rows, kept between calls: no page faults)
         mbps, queue, down = self._mbps[:k], self._queue[:k], self._down[:k]
         self._start(
@@ -119,7 +120,7 @@ class Batch:
         )  # fmt: skip
         self._lay_out(
             rows, np.log1p(mbps, out=mbps), np.log1p(queue, out=queue), down, self._mbps_scale,
-            self._wait_scale, self.throughput_obs, self.server_obs,
+            self._wait_scale, self.throughput_obs, self.queue_obs, self.reachable_obs,
         )  # fmt: skip
 
     def step(self, rows: np.ndarray, actions: np.ndarray) -> int:
@@ -128,10 +129,14 @@ class Batch:
         same array or a fresh one), and the next observations into :attr:`obs`, but for the
         device backlog of the busy devices (their number is returned):
         :meth:`observe_backlog` fills it in."""
+        for array in (rows, actions):
+            if not (array.dtype == np.int64 and array.ndim == 1 and array.flags.c_contiguous):
+                raise TypeError("rows and actions must be 1-D C-contiguous int64 arrays")
+        if self.out.dtype != core.OUTPUT or not actions.flags.writeable:
+            raise TypeError("out must be an OUTPUT array and actions writable")
         return self._step(
-            *self.world, self.cells, self.devices, self.samples, self.throughput_obs,
-            self.server_obs, rows, actions, self.live_code, self.out, self.obs, self.busy_rows,
-            self.busy_waits,
+            *self.world, self.cells, self.devices, *self._episodes, rows, actions,
+            self.live_code, self.out, self.obs, self.busy_rows, self.busy_waits,
         )  # fmt: skip
 
     def step_all(self) -> int:
@@ -155,7 +160,7 @@ class Batch:
 
     def server_reachable(self, step: np.ndarray | int, rows: np.ndarray | int):
         """Whether the server's last heartbeat before request ``step`` of ``rows`` arrived."""
-        return self.server_obs[step, rows, 1] > 0.0
+        return self.reachable_obs[step, rows] > 0.0
 
     def throughput_feature(self, row: int) -> np.ndarray:
         """The throughput feature of every frame of ``row``'s episode (for rendering)."""

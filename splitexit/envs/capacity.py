@@ -6,28 +6,11 @@ core integrates a transfer over one (``splitexit.envs.core.time_at_bits_s``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def check(ok: bool, name: str, requirement: str, value: object) -> None:
-    """Raise ``ValueError("<name> must be <requirement>, got <value>")`` unless ``ok``."""
-    if not ok:
-        raise ValueError(f"{name} must be {requirement}, got {value!r}")
-
-
-def check_positive(name: str, value: float) -> float:
-    value = float(value)
-    check(math.isfinite(value) and value > 0, name, "> 0 and finite", value)
-    return value
-
-
-def check_non_negative(name: str, value: float) -> float:
-    value = float(value)
-    check(math.isfinite(value) and value >= 0, name, ">= 0 and finite", value)
-    return value
+from splitexit.envs.checks import check, check_non_negative, check_positive
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,13 +63,6 @@ class CapacityTrace:
         """The same trace with every capacity multiplied by ``factor`` (>= 0)."""
         factor = check_non_negative("factor", factor)
         return CapacityTrace(self.slot_s, self.capacity_bps * factor, self.name)
-
-    def window(self, start_slot: int, n_slots: int) -> CapacityTrace:
-        """``n_slots`` slots from ``start_slot`` on, wrapping around the end of the trace."""
-        check(n_slots >= 1, "n_slots", ">= 1", n_slots)
-        idx = (int(start_slot) + np.arange(int(n_slots))) % self.capacity_bps.size
-        name = f"{self.name}@{int(start_slot) * self.slot_s:g}s"
-        return CapacityTrace(self.slot_s, self.capacity_bps[idx], name)
 
     def resampled(self, slot_s: float) -> CapacityTrace:
         """The mean capacity over consecutive slots of ``slot_s`` (the partial tail is dropped)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from splitexit.dnn_profiles.hardware import DEVICE_PRESETS, LTE_EDGE_RTT_S, SERVER_PRESETS
 from splitexit.dnn_profiles.model import COMPRESSIONS
+from splitexit.envs.core import REWARD_KEYS
 from splitexit.envs.energy import RADIO_MODELS
 from splitexit.envs.server import DEFAULT_MEAN_DOWN_S, DEFAULT_MEAN_UP_S
 
@@ -22,7 +23,6 @@ SERVER_LOADS = ("none", "markov", "trace")
 OUTAGES = ("none", "intermittent", "permanent")
 MODES = ("replay", "live")
 ACTION_TYPES = ("discrete", "multidiscrete")
-REWARD_KEYS = ("accuracy", "latency", "energy", "deadline_miss")
 
 # Reward weights: reward = accuracy * correct - latency * latency_s - energy * energy_j
 #                          - deadline_miss * missed   (per request; latency in s, energy in J).

@@ -9,22 +9,24 @@ Data (numpy structured arrays, named fields, read in place by the compiled code)
 
 * the world's tables (:class:`World`, built once per config by ``splitexit.envs.world``):
   ``params`` (one :data:`PARAMS` record of constants), ``actions`` (:data:`ACTION` per flat
-  action), ``answers`` (:data:`ANSWER` per answer index ``ti = (split * E + exit) * 2 + heads``:
-  where it answers and how long the device and the server compute), ``answer_code`` (per
-  sample and flat action: ``2 * ti + correct``), the uplink's trace bank (:data:`TRACE` per
+  action, :func:`flat_action`), ``answers`` (:data:`ANSWER` per :func:`answer_index`: where
+  it answers and how long the device and the server compute), ``answer_code`` (per sample
+  and flat action, :func:`pack_answer`), the uplink's trace bank (:data:`TRACE` per
   trace over the flat ``cum_bits`` and ``capacity_bps``), the server's background jobs and its
   outage schedule;
 * the state: one :data:`CELL` record per world (the uplink trace and the edge server's queue
   and outages, shared by the world's devices) and one :data:`DEVICE` record per device (its
   request counter, busy time, radio and energy), with ``devices.world`` naming its world;
-  per device, the samples of its episode and its observation table;
+  per device, the samples of its episode and its observation tables;
 * each step's outputs: one :data:`OUTPUT` record per device (the info keys, the reward and its
   parts, the episode flags).
 
 Several devices in one world: the devices of a world share its :data:`CELL` row (one trace
 read at one offset, one server queue); today's envs have one device per world (``M = 1``,
-device ``r`` in world ``r``). A multi-device view feeds the devices' requests to the phases in
-arrival order, each reading and advancing its world's row.
+device ``r`` in world ``r``). What a multi-device view still has to add: :func:`start_episodes`
+starts a world together with each device (it must start the cell once and the devices each),
+and :func:`step` runs its phases in row order (it must feed the devices' requests to the
+server in arrival order, each reading and advancing its world's row).
 
 Floating point: no ``fastmath``, so numba neither reorders nor fuses operations; ``_max`` and
 ``_min`` are Python's ``max``/``min`` of two numbers and ``_divmod`` is CPython's
@@ -43,6 +45,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from splitexit.envs.energy import tail_energy_j, tx_energy_j
 from splitexit.envs.observation import (
     OBS_BATTERY,
     OBS_DEADLINE,
@@ -52,8 +55,10 @@ from splitexit.envs.observation import (
     OBS_SERVER_REACHABLE,
 )
 
-MW_PER_W = 1e3
-BITS_PER_MBIT = 1e6
+# The uniforms drawn per episode, after one per request (``Batch.draws``): the trace, the slot
+# to read it from, the offset into the server's world, the time to a permanent failure.
+DRAW_TRACE, DRAW_SLOT, DRAW_OFFSET, DRAW_FAILURE = range(4)
+EPISODE_DRAWS = 4
 
 # Entries of inf after the background jobs' arrivals (World.job_arrival_s), so that
 # _advance_block can compare a block of arrivals without bounds checks.
@@ -223,9 +228,40 @@ class World(NamedTuple):
 
 def bind(dispatcher, *args):
     """The compiled ``dispatcher`` for the types of ``args``, to call without numba's type
-    dispatch (which costs ~0.1-0.2 us per argument, ~3 us for :func:`step`): only for
-    argument lists whose types never change (the arrays of a ``Batch``)."""
+    dispatch (which costs ~0.1-0.2 us per argument, ~3 us for :func:`step`). The caller must
+    pass arguments of exactly these types (dtype, dimensions, layout, writability): numba's
+    entry point does not check them (``Batch`` does, or owns the arrays)."""
     return dispatcher.compile(tuple(numba.typeof(a) for a in args))
+
+
+# -- indices (compiled; from Python too, on numbers or arrays) ----------------------------------
+
+
+@njit(cache=True)
+def flat_action(split, threshold_idx, compression_idx, n_thresholds, n_compressions):
+    """The flat action of (split, threshold index, compression index)."""
+    return (split * n_thresholds + threshold_idx) * n_compressions + compression_idx
+
+
+@njit(cache=True)
+def answer_index(split, exit_idx, heads, n_exits):
+    """The :data:`ANSWER` row of a request split at ``split`` and answered by exit
+    ``exit_idx``, with the early-exit heads run (``heads`` 1) or not (0)."""
+    return (split * n_exits + exit_idx) * 2 + heads
+
+
+@njit(cache=True)
+def pack_answer(answer, correct):
+    """The packed answer of a sample and action (``World.answer_code``): its :data:`ANSWER`
+    row and whether the exit is right, as ``2 * answer + correct`` (``code >> 1``,
+    ``code & 1``)."""
+    return 2 * answer + correct
+
+
+@njit(cache=True)
+def exit_of_answer(answer, n_exits):
+    """The exit of an :data:`ANSWER` row (the inverse of :func:`answer_index`)."""
+    return (answer // 2) % n_exits
 
 
 # -- arithmetic ---------------------------------------------------------------------------------
@@ -297,9 +333,11 @@ def _advance(a, lo, x):
 
 @njit(cache=True, _nrt=False)
 def _advance_block(a, lo, x):
-    """:func:`_advance` of an ``a`` that ends in :data:`ARRIVAL_SENTINELS` infs and a finite
-    ``x``: counts the entries ``<= x`` a block at a time, without branches (20% faster over
-    an episode's heartbeats, 5% slower in a step's server pass, measured)."""
+    """:func:`_advance` of an ``a`` that ends in :data:`ARRIVAL_SENTINELS` infs: counts the
+    entries ``<= x`` a block at a time, without branches (20% faster over an episode's
+    heartbeats, 5% slower in a step's server pass, measured)."""
+    if not x < math.inf:  # (inf or NaN: never past the sentinels)
+        return _bisect(a, lo, a.size - ARRIVAL_SENTINELS, x, True)
     for _ in range(4):
         count = 0
         for k in range(ARRIVAL_SENTINELS):
@@ -387,7 +425,7 @@ def is_down(down_start_s, down_end_s, mode, fail_s, t_s):
 def uptime_s(down_start_s, down_end_s, cum_down_s, up_at_start_s, mode, fail_s, t_s):
     """The server's cumulative up time in ``[0, t_s]`` (flat while down)."""
     if mode == PERMANENT:
-        return t_s if t_s < fail_s else fail_s - 0.0
+        return t_s if t_s < fail_s else fail_s
     if mode == NO_OUTAGES:
         return t_s
     k = _bisect(down_start_s, 0, down_start_s.size, t_s, True) - 1
@@ -506,12 +544,11 @@ def uplink_phase(p, traces, cum_bits, capacity_bps, cell, dev, payload, out):
         got = cumulative_bits(cum, cap, slot, dur, total, sent + tx_time + shift)[0]
         bits = _max(got - bits_sent, 0.0)
     energy = out.energy_j
-    mbit = 8.0 * _min(bits / 8, payload) / BITS_PER_MBIT
-    energy += (p.alpha_up_mw_per_mbps * mbit + p.beta_mw * tx_time) / MW_PER_W
+    energy += tx_energy_j(p.alpha_up_mw_per_mbps, p.beta_mw, _min(bits / 8, payload), tx_time)
     if p.tail_enabled and tx_time > 0 and dev.last_tx_end_s > -math.inf:
         gap = sent - dev.last_tx_end_s
         if gap > 0:
-            energy += _min(gap, p.tail_s) * p.tail_power_mw / MW_PER_W
+            energy += tail_energy_j(p.tail_s, p.tail_power_mw, gap)
     out.energy_j = energy
     out.uplink_bps = bits / tx_time if tx_time > 0 else capacity_at_bps(cap, slot, dur, base_sent)
     out.tx_time_s = tx_time
@@ -588,7 +625,7 @@ def outcome_phase(p, dev, correct, out):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def observe(params, devices, throughput_obs, server_obs, obs, busy_rows, busy_waits):
+def observe(params, devices, throughput_obs, queue_obs, reachable_obs, obs, busy_rows, busy_waits):
     """The current observation of every device into ``obs``, from the episode's tables
     (:func:`lay_out_observations`), but for the device backlog of the busy devices: their rows
     and backlogs in wait units go to ``busy_rows`` and ``busy_waits`` (the caller applies
@@ -602,8 +639,8 @@ def observe(params, devices, throughput_obs, server_obs, obs, busy_rows, busy_wa
         for f in range(h):
             obs[r, f] = throughput_obs[i + f, r]
         obs[r, h + OBS_RTT] = p.obs_rtt
-        obs[r, h + OBS_SERVER_QUEUE] = server_obs[i, r, 0]
-        obs[r, h + OBS_SERVER_REACHABLE] = server_obs[i, r, 1]
+        obs[r, h + OBS_SERVER_QUEUE] = queue_obs[i, r]
+        obs[r, h + OBS_SERVER_REACHABLE] = reachable_obs[i, r]
         obs[r, h + OBS_DEVICE_BACKLOG] = 0.0
         battery = 1.0
         if p.battery_j < math.inf:
@@ -640,8 +677,8 @@ def first_invalid(action, n_actions):
 def step(
     params, actions, answers, answer_code, traces, cum_bits, capacity_bps, job_arrival_s,
     job_work_before_s, job_g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
-    cells, devices, samples, throughput_obs, server_obs, rows, action, live_code, out, obs,
-    busy_rows, busy_waits,
+    cells, devices, samples, throughput_obs, queue_obs, reachable_obs, rows, action, live_code,
+    out, obs, busy_rows, busy_waits,
 ):  # fmt: skip
     """One request of each device of ``rows`` taking flat ``action[r]``; the outputs to
     ``out[r]`` and every device's next observation to ``obs`` (see :func:`observe`). With
@@ -680,7 +717,9 @@ def step(
             )  # fmt: skip
     for r in rows:
         outcome_phase(p, devices[r], out[r].correct, out[r])
-    return observe(params, devices, throughput_obs, server_obs, obs, busy_rows, busy_waits)
+    return observe(
+        params, devices, throughput_obs, queue_obs, reachable_obs, obs, busy_rows, busy_waits
+    )
 
 
 @njit(cache=True, _nrt=False)
@@ -703,13 +742,13 @@ def expected_rewards(
     o = scratch_out[0]
     for s in range(n_s):
         for c in range(n_c):
-            payload = actions[(s * n_t) * n_c + c].payload_bytes
+            payload = actions[flat_action(s, 0, c, n_t, n_c)].payload_bytes
             for heads in range(2):
                 for e in range(n_e):
                     scratch_cell[0] = cells[devices[r].world]
                     scratch_device[0] = devices[r]
                     cell, dev = scratch_cell[0], scratch_device[0]
-                    ti = (s * n_e + e) * 2 + heads
+                    ti = answer_index(s, e, heads, n_e)
                     if device_phase(p, answers, dev, ti, s, o):
                         uplink_phase(p, traces, cum_bits, capacity_bps, cell, dev, payload, o)
                         server_phase(
@@ -722,10 +761,10 @@ def expected_rewards(
                     timed_out[heads, e] = o.timed_out
             for t in range(n_t):
                 heads = 1 if t < n_t - 1 else 0
-                a = (s * n_t + t) * n_c + c
+                a = flat_action(s, t, c, n_t, n_c)
                 if hindsight:
                     code = answer_code[sample * p.n_actions + a]
-                    e = (code >> 1) // 2 % n_e
+                    e = exit_of_answer(code >> 1, n_e)
                     right = (code & 1) == 1 and not timed_out[heads, e]
                     values[a] = p.w_accuracy * right + costs[heads, e]
                 else:
@@ -769,12 +808,12 @@ def start_episodes(
         u = draws[r]
         dev.step, dev.free_s, dev.last_tx_end_s, dev.energy_j = 0, 0.0, -math.inf, 0.0
         n_traces = traces.size
-        k = _min(int(u[n] * n_traces), n_traces - 1)
+        k = _min(int(u[n + DRAW_TRACE] * n_traces), n_traces - 1)
         cell.trace, cell.shift_s = k, 0.0
         if p.shift_traces:
-            start = _min(int(u[n + 1] * traces[k].size), traces[k].size - 1)
+            start = _min(int(u[n + DRAW_SLOT] * traces[k].size), traces[k].size - 1)
             cell.shift_s = start * traces[k].slot_s
-        offset = u[n + 2] * p.spare_s
+        offset = u[n + DRAW_OFFSET] * p.spare_s
         cell.offset_s = offset
         cell.fail_s, cell.fail_k, cell.fail_g = math.inf, job_g_max.size, 0.0
         cell.outage_mode = p.outage_mode
@@ -814,21 +853,29 @@ def start_episodes(
 
 @njit(cache=True, _nrt=False)
 def lay_out_observations(
-    rows, log_mbps, log_queue, down, mbps_scale, queue_scale, throughput_obs, server_obs
+    rows,
+    log_mbps,
+    log_queue,
+    down,
+    mbps_scale,
+    queue_scale,
+    throughput_obs,
+    queue_obs,
+    reachable_obs,
 ):
     """The observation tables of the episodes started by :func:`start_episodes`, from numpy's
     ``log1p`` of their outputs, for row ``q`` of those: ``throughput_obs[m, rows[q]]``, the
     throughput feature of frame ``m`` (a request sees the ``H`` frames before it), and
-    ``server_obs[i, rows[q]]``, the server's queue and reachability at request ``i``'s last
-    heartbeat (scaled as ``clip(x / mbps_scale, 0, 1)`` and ``minimum(x / queue_scale, 1)``,
-    with numpy's comparisons)."""
+    ``queue_obs[i, rows[q]]`` and ``reachable_obs[i, rows[q]]``, the server's queue and whether
+    it was reachable at request ``i``'s last heartbeat (scaled as ``clip(x / mbps_scale, 0, 1)``
+    and ``minimum(x / queue_scale, 1)``, with numpy's comparisons)."""
     for m in range(throughput_obs.shape[0]):  # request-major, as the tables: along rows
         for q in range(rows.size):
             x = log_mbps[q, m] / mbps_scale
             x = x if x > 0.0 else 0.0
             throughput_obs[m, rows[q]] = x if x < 1.0 else 1.0
-    for i in range(server_obs.shape[0]):
+    for i in range(queue_obs.shape[0]):
         for q in range(rows.size):
             x = log_queue[q, i] / queue_scale
-            server_obs[i, rows[q], 0] = x if x < 1.0 else 1.0
-            server_obs[i, rows[q], 1] = 0.0 if down[q, i] else 1.0
+            queue_obs[i, rows[q]] = x if x < 1.0 else 1.0
+            reachable_obs[i, rows[q]] = 0.0 if down[q, i] else 1.0

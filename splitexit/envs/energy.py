@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from numba import njit
+
 MW_PER_W = 1e3
 BITS_PER_MBIT = 1e6
 
@@ -33,6 +35,22 @@ UMTS_3G_BETA_MW = 817.88
 # The paper also reports shorter 3G and WiFi tails; they are not modelled here (tail 0).
 LTE_TAIL_POWER_MW = 1060.0
 LTE_TAIL_S = 11.576
+
+
+@njit(cache=True, _nrt=False)
+def tx_energy_j(alpha_up_mw_per_mbps, beta_mw, payload_bytes, duration_s):
+    """Energy of sending ``payload_bytes`` in ``duration_s`` (J): the power at the achieved
+    throughput times the duration, ``alpha_u * Mbit + beta * duration_s`` (compiled: the
+    core's step uses it; callable from Python)."""
+    mbit = 8.0 * payload_bytes / BITS_PER_MBIT
+    return (alpha_up_mw_per_mbps * mbit + beta_mw * duration_s) / MW_PER_W
+
+
+@njit(cache=True, _nrt=False)
+def tail_energy_j(tail_s, tail_power_mw, gap_s):
+    """Energy of the LTE tail after a transmission, cut short by the next one ``gap_s`` > 0
+    later (J)."""
+    return (gap_s if gap_s < tail_s else tail_s) * tail_power_mw / MW_PER_W
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from splitexit.envs.capacity import check, check_non_negative, check_positive
-from splitexit.envs.channel import check_transition, sample_markov_chain
+from splitexit.envs.checks import check, check_non_negative, check_positive
 from splitexit.envs.core import uptimes_s
+from splitexit.envs.markov import check_transition, sample_markov_chain
 from splitexit.envs.traces import TRACES_DIR
 
 AZURE_TRACE_DIR = TRACES_DIR / "azure-llm-inference-2023"
@@ -293,15 +293,11 @@ class OutageProcess:
         self.name = "outage-permanent" if permanent else "outage"
 
     def sample(self, rng: np.random.Generator, duration_s: float) -> OutageSchedule:
-        """Down periods starting in ``[0, duration_s)``."""
+        """Intermittent down periods starting in ``[0, duration_s)`` (a permanent failure is
+        drawn per episode instead, by ``splitexit.envs.core.start_episodes``)."""
         duration_s = check_non_negative("duration_s", duration_s)
         if self.permanent:
-            t_fail_s = rng.exponential(self.mean_up_s)
-            return (
-                OutageSchedule((t_fail_s,), (math.inf,))
-                if t_fail_s < duration_s
-                else OutageSchedule()
-            )
+            raise ValueError("a permanent failure is drawn per episode, not realised ahead")
         p_down = self.mean_down_s / (self.mean_up_s + self.mean_down_s)
         down = bool(rng.random() < p_down)
         t_s = 0.0
@@ -327,7 +323,7 @@ class ServerWorld:
 
     background: BackgroundLoad
     schedule: OutageSchedule
-    duration_s: float = math.inf
+    duration_s: float
     arrival_s: np.ndarray = field(init=False, repr=False)
     work_before_s: np.ndarray = field(init=False, repr=False)
     g_max: np.ndarray = field(init=False, repr=False)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from splitexit.dnn_profiles.hardware import get_device_preset
 from splitexit.envs import core
 from splitexit.envs.batch import Batch
 from splitexit.envs.capacity import CapacityTrace
@@ -28,14 +28,12 @@ from splitexit.envs.world import (
 # fields are the info keys, then the reward parts) and the compression names: one dict display,
 # generated from the keys (twice as fast as ``dict(zip(...))``, per step).
 _INFO_SOURCE = ", ".join(
-    [f"{key!r}: o[{i}]" for i, key in enumerate(core.INFO_KEYS) if key != "compression"]
-    + [f"'compression': names[o[{core.INFO_KEYS.index('compression')}]]"]
-    + [
-        "'rewards': {"
-        + ", ".join(f"{key!r}: o[{core.OUTPUT.names.index(key)}]" for key in core.REWARD_KEYS)
-        + "}"
-    ]
-)
+    [f"{key!r}: names[o[{i}]]" if key == "compression" else f"{key!r}: o[{i}]"
+     for i, key in enumerate(core.INFO_KEYS)]
+    + ["'rewards': {"
+       + ", ".join(f"{key!r}: o[{core.OUTPUT.names.index(key)}]" for key in core.REWARD_KEYS)
+       + "}"]
+)  # fmt: skip
 _info = eval(f"lambda o, names: {{{_INFO_SOURCE}}}")  # noqa: S307 (our own keys)
 _REWARD, _TERMINATED, _TRUNCATED = (
     core.OUTPUT.names.index(key) for key in ("reward", "terminated", "truncated")
@@ -141,15 +139,15 @@ class SplitExitEnv(gym.Env):
         self.layout = ObservationLayout(self.history, self.frame_s, self.timeout_s)
         self.observation_space = spaces.Box(0.0, 1.0, (self.layout.size,), np.float32)
         self._backlog = self.layout.index("device_backlog")
-        self.t0_s = self.history * self.frame_s  # the first request, after H measured periods
         self.weights = cfg["reward"]
-        # The device's and the radio's power models (what heuristic baselines plan with).
-        self.radio = radio_model(cfg["radio"], tail=cfg["lte_tail"])
-        device = get_device_preset(cfg["device"])
-        self.compute_above_idle_w = max(device.compute_power_w - device.idle_power_w, 0.0)
         # The fading channel draws its capacity per episode; the others are in the world.
         self._fading = make_channel(cfg) if cfg["channel"] == "fading" else None
         self.batch = Batch(build_world(cfg), 1, self.layout, cfg["outage_mean_up_s"])
+        params = self.batch.world.params[0]
+        self.t0_s = float(params["t0_s"])  # the first request, after H measured periods
+        # The device's and the radio's power models (what heuristic baselines plan with).
+        self.compute_above_idle_w = float(params["compute_above_idle_w"])
+        self.radio = radio_model(cfg["radio"], tail=cfg["lte_tail"])
         self._row = self.batch.all_rows
         self._live_mode = cfg["mode"] == "live"
         self._model = None  # live mode: the torch model, loaded on first use
@@ -188,8 +186,10 @@ class SplitExitEnv(gym.Env):
     def mean_capacity_bps(self, t0_s: float, t1_s: float) -> float:
         """The uplink's capacity averaged over episode times ``[t0_s, t1_s]`` (bit/s): what the
         device would measure by saturating the link (the capacity at ``t0_s`` if empty)."""
-        if t1_s < t0_s:
-            raise ValueError(f"t1_s must be >= t0_s, got t0_s={t0_s!r}, t1_s={t1_s!r}")
+        if not 0.0 <= t0_s <= t1_s < math.inf:
+            raise ValueError(
+                f"need finite times 0 <= t0_s <= t1_s, got t0_s={t0_s!r}, t1_s={t1_s!r}"
+            )
         if self._step_idx < 0:
             raise RuntimeError("call reset() before mean_capacity_bps()")
         return self.batch.mean_capacity_bps(0, t0_s, t1_s)
@@ -219,7 +219,7 @@ class SplitExitEnv(gym.Env):
         if arr.dtype.kind not in "iu" or not self.action_space.contains(arr.astype(np.int64)):
             raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
         s, t, c = (int(x) for x in arr)
-        return (s * self.n_t + t) * self.n_c + c
+        return core.flat_action(s, t, c, self.n_t, self.n_c)
 
     def decode_action(self, action) -> tuple[int, int, int]:
         """(split, threshold index, compression index) of an action; ``ValueError`` if invalid."""
@@ -229,7 +229,7 @@ class SplitExitEnv(gym.Env):
     def encode_action(self, split: int, threshold_idx: int, compression_idx: int = 0):
         """Inverse of :meth:`decode_action`."""
         if self._discrete:
-            return (split * self.n_t + threshold_idx) * self.n_c + compression_idx
+            return core.flat_action(split, threshold_idx, compression_idx, self.n_t, self.n_c)
         return np.array([split, threshold_idx, compression_idx], dtype=np.int64)
 
     def action_masks(self) -> np.ndarray:
@@ -281,7 +281,7 @@ class SplitExitEnv(gym.Env):
         if not 0 <= self._step_idx < self.horizon:
             raise RuntimeError("expected_rewards() needs a request: call reset() first")
         uplink = None
-        if capacity_bps is not None:  # constant for 1000 s, longer than any request
+        if capacity_bps is not None:  # (one 1000 s slot, looping: constant)
             uplink = trace_bank([CapacityTrace(1e3, np.array([float(capacity_bps)]))])
         t = self.tables
         return self.batch.expected_rewards(0, t.exit_prob, t.exit_correct_prob, hindsight, uplink)
@@ -290,7 +290,7 @@ class SplitExitEnv(gym.Env):
 
     def _live(self, action: int) -> int:
         """Run the torch model on the request's real image; its answer code
-        (``splitexit.envs.core``: ``2 * answer index + correct``)."""
+        (``splitexit.envs.core.pack_answer``)."""
         from splitexit.dnn_profiles.data import load_fashion_mnist
         from splitexit.dnn_profiles.model import split_inference
         from splitexit.dnn_profiles.train import WEIGHTS_PATH, load_model
@@ -306,7 +306,8 @@ class SplitExitEnv(gym.Env):
         exit_k = self.tables.exit_blocks.index(result.exit_block)
         heads = t < self.n_t - 1
         correct = result.prediction == int(self.profile.labels[sample])
-        return 2 * ((split * len(self.tables.exit_blocks) + exit_k) * 2 + heads) + correct
+        answer = core.answer_index(split, exit_k, int(heads), len(self.tables.exit_blocks))
+        return core.pack_answer(answer, int(correct))
 
     # -- rendering ---------------------------------------------------------------------------
 

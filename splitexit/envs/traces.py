@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from splitexit.envs.capacity import CapacityTrace, check_positive
+from splitexit.envs.capacity import CapacityTrace
+from splitexit.envs.checks import check_positive
 
 TRACES_DIR = Path(__file__).parent / "traces"
 

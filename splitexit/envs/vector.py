@@ -93,7 +93,6 @@ class SplitExitVectorEnv(VectorEnv):
         self.batch = Batch(env.batch.world, num_envs, env.layout, cfg["outage_mean_up_s"])
         self._rngs: list[np.random.Generator] = []
         self._prev_done = np.zeros(num_envs, dtype=bool)
-        self._draw_rows = list(self.batch.draws)  # (row views, made once)
         self._all_live = np.ones(num_envs, dtype=bool)  # (read-only: shared by the infos)
         self._all_live.flags.writeable = False
         self._info_keys = [(key, "_" + key) for key in core.INFO_KEYS]
@@ -120,7 +119,7 @@ class SplitExitVectorEnv(VectorEnv):
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         """Draw new episodes for ``rows``, as ``SplitExitEnv.reset`` does for each."""
-        rngs, draws = self._rngs, self._draw_rows
+        rngs, draws = self._rngs, self.batch.draws
         for r in rows.tolist():  # as SplitExitEnv.reset: one call per episode
             rngs[r].random(out=draws[r])
         self.batch.start(rows)
@@ -151,7 +150,7 @@ class SplitExitVectorEnv(VectorEnv):
             )
         if self._multidiscrete:
             n_t, n_c = self.env.n_t, self.env.n_c
-            return (a[:, 0] * n_t + a[:, 1]) * n_c + a[:, 2]
+            return core.flat_action(a[:, 0], a[:, 1], a[:, 2], n_t, n_c)
         return a
 
     def step(self, actions):

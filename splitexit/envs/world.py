@@ -155,8 +155,8 @@ def make_channel(cfg: dict) -> TraceChannel | FadingChannel:
     """The channel model of a config, cached per process.
 
     Trace and Markov channels are :class:`TraceChannel` s that episodes read from a random slot
-    (``sample_shifted``; the Markov channel as one long path realised from ``world_seed``),
-    with ``capacity_scale`` applied. The fading channel draws a distance, a shadowing and the
+    (``splitexit.envs.core.start_episodes``; the Markov channel as one long path realised from
+    ``world_seed``), with ``capacity_scale`` applied. The fading channel draws a distance, a shadowing and the
     fading of each episode (``sample``), unscaled: the env scales it.
     """
     scale = float(cfg["capacity_scale"])
@@ -246,7 +246,8 @@ def _build_world(key: str) -> core.World:
     exit_k = tables.exit_index[:, split, comp, thr].astype(np.int64)  # (N, A)
     correct = np.take_along_axis(tables.correct[:, split, comp, :], exit_k[..., None], 2)[..., 0]
     heads = (thr < n_t - 1).astype(np.int64)
-    answer_code = (2 * ((split * n_exits + exit_k) * 2 + heads) + correct).astype(np.int16)
+    answer = core.answer_index(split, exit_k, heads, n_exits)
+    answer_code = core.pack_answer(answer, correct.astype(np.int64)).astype(np.int16)
 
     if cfg["channel"] == "fading":  # a trace per episode: the env lays it out at reset
         bank = trace_bank([CapacityTrace(1.0, np.zeros(1))])
@@ -283,6 +284,8 @@ def _build_world(key: str) -> core.World:
     )
     p["duration_s"] = episode_duration_s(cfg)
     p["spare_s"] = server.duration_s - p["duration_s"]
+    if not 0.0 <= p["spare_s"] < math.inf:  # (realisation_s makes it so)
+        raise ValueError(f"the server's world ({server.duration_s} s) is shorter than an episode")
     p["shift_traces"] = cfg["channel"] != "fading"
     p["wait_unit_s"] = WAIT_UNIT_S
     p["obs_rtt"] = min(cfg["rtt_s"] / timeout_s, 1.0)

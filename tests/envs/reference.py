@@ -20,7 +20,7 @@ from gymnasium import spaces
 
 from splitexit.dnn_profiles.hardware import get_device_preset
 from splitexit.envs import channel as package_channel
-from splitexit.envs.capacity import check, check_non_negative, check_positive
+from splitexit.envs.checks import check, check_non_negative, check_positive
 from splitexit.envs.config import make_config
 from splitexit.envs.energy import BITS_PER_MBIT, MW_PER_W, RadioModel, radio_model
 from splitexit.envs.server import BackgroundLoad, OutageProcess, PoissonMarkovLoad, TraceLoad

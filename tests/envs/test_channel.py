@@ -19,8 +19,8 @@ from splitexit.envs.channel import (
     TraceChannel,
     default_markov_channel,
     fit_markov_channel,
-    stationary_distribution,
 )
+from splitexit.envs.markov import stationary_distribution
 from splitexit.envs.traces import (
     load_mahimahi,
     load_pensieve,

@@ -216,3 +216,30 @@ def test_planner_capacity_and_measured_capacity_equal_the_reference_model():
         action = int(rng.integers(ours.n_actions))
         ours.step(action)
         reference.step(action)
+
+
+def test_constants_are_the_params_record_by_name():
+    env = SplitExitEnv({"battery_j": 3.0, "outage": "permanent", "lte_tail": True})
+    params = env.batch.world.params
+    constants = core.constants(params)
+    assert constants._fields == core.PARAMS.names
+    for name in core.PARAMS.names:
+        assert getattr(constants, name) == params[0][name], name
+
+
+def test_info_keys_come_in_order():
+    env = SplitExitEnv()
+    env.reset(seed=0)
+    info = env.step(0)[4]
+    assert list(info) == [*core.INFO_KEYS, "rewards"]
+    assert list(info["rewards"]) == list(core.REWARD_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("t0_s", "t1_s"), [(-1.0, 0.0), (1.0, 0.5), (0.0, math.inf), (math.nan, 1.0)]
+)
+def test_mean_capacity_needs_finite_ordered_times(t0_s, t1_s):
+    env = SplitExitEnv()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="t0_s"):
+        env.mean_capacity_bps(t0_s, t1_s)

@@ -101,15 +101,20 @@ def test_horizon_truncates_without_time_limit():
         env.step(0)
 
 
-def test_pickle_round_trip_continues_identically():
-    env = gym.make(ENV_ID).unwrapped
+@pytest.mark.parametrize(
+    "config", [{}, {"channel": "fading", "horizon": 6}], ids=["trace", "fading"]
+)
+def test_pickle_round_trip_continues_identically(config):
+    env = gym.make(ENV_ID, config=config).unwrapped
     env.reset(seed=5)
     for a in (3, 17, 40):
         env.step(a)
     clone = pickle.loads(pickle.dumps(env))
-    for a in (0, 11, 23, 47, 5):
+    for a in (0, 11, 23, 47, 5, 1, 2, 9, 30):  # (and across a reset)
         x, y = env.step(a), clone.step(a)
         assert np.array_equal(x[0], y[0]) and x[1:] == y[1:]
+        if x[2] or x[3]:
+            assert np.array_equal(env.reset()[0], clone.reset()[0])
 
 
 def test_subproc_and_async_vector_envs():

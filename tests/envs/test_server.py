@@ -167,10 +167,8 @@ def test_outage_process_statistics_and_determinism():
     assert not np.array_equal(sched.down_start_s[:5], other.down_start_s[:5])
     down_s = 20_000.0 - reference_schedule(sched).uptime_s(20_000.0)
     assert down_s / 20_000.0 == pytest.approx(5.0 / 15.0, abs=0.03)
-    permanent = OutageProcess(mean_up_s=10.0, permanent=True)
-    sched = permanent.sample(np.random.default_rng(0), 1000.0)
-    assert len(sched.down_end_s) == 1 and sched.down_end_s[0] == math.inf
-    assert permanent.sample(np.random.default_rng(0), 1e-6).down_start_s.size == 0
+    with pytest.raises(ValueError, match="drawn per episode"):
+        OutageProcess(mean_up_s=10.0, permanent=True).sample(np.random.default_rng(0), 1000.0)
     with pytest.raises(ValueError, match="mean_down_s must be > 0"):
         OutageProcess(mean_down_s=0.0)
 
