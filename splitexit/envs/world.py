@@ -156,8 +156,8 @@ def make_channel(cfg: dict) -> TraceChannel | FadingChannel:
 
     Trace and Markov channels are :class:`TraceChannel` s that episodes read from a random slot
     (``splitexit.envs.core.start_episodes``; the Markov channel as one long path realised from
-    ``world_seed``), with ``capacity_scale`` applied. The fading channel draws a distance, a shadowing and the
-    fading of each episode (``sample``), unscaled: the env scales it.
+    ``world_seed``), with ``capacity_scale`` applied. The fading channel draws a distance, a
+    shadowing and the fading of each episode (``sample``), unscaled: the env scales it.
     """
     scale = float(cfg["capacity_scale"])
     if cfg["channel"] == "trace":
