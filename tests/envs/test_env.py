@@ -299,6 +299,7 @@ def test_default_config_is_a_fresh_copy():
     assert 0.999 not in default_config()["thresholds"]
 
 
+@pytest.mark.e2e
 def test_registration_is_idempotent_and_works_in_a_fresh_process():
     import subprocess
     import sys
