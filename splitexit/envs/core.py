@@ -139,7 +139,7 @@ CELL = np.dtype(
         ("fail_s", np.float64),  # permanent failure (server time), inf if none
         ("fail_k", np.int64),  # the first background job at or after it
         ("fail_g", np.float64),  # the queue's running maximum past it
-        ("queue_m", np.float64),  # Lindley state m and pointer (see splitexit.envs.server)
+        ("queue_m", np.float64),  # the queue's state m and job pointer (see server_phase)
         ("queue_ptr", np.int64),
     ],
     align=True,
@@ -564,9 +564,15 @@ def server_phase(
     p, job_arrival_s, work_before_s, g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
     cell, dev, service_s, out,
 ):  # fmt: skip
-    """The edge server: a FIFO queue among the background jobs (Lindley's recursion over the
-    server's up time, preemptive resume across outages), then the answer back; sets the
-    latency and whether the request timed out."""
+    """The edge server: a FIFO queue among the background jobs, then the answer back; sets the
+    latency and whether the request timed out.
+
+    The unfinished work at server time ``t`` (after the background jobs that arrived at or
+    before ``t``, ``j`` of them) is ``max(0, S[j] - U(t) + m)``: ``S[j]`` the background work
+    that arrived (``work_before_s``), ``U(t)`` the server's cumulative up time (it does no work
+    while down; jobs resume where they stopped). A job of ``s`` seconds arriving at ``a``
+    updates ``m <- max(m, U(a) - S[j]) + s`` (Lindley's recursion in these coordinates), so a
+    run of background jobs is a running maximum, precomputed per job (``g_max``)."""
     arrival = p.t0_s + dev.step * p.frame_s
     timeout_at = arrival + p.timeout_s
     at_server = out.sent_s + p.half_rtt_s

@@ -243,3 +243,11 @@ def test_mean_capacity_needs_finite_ordered_times(t0_s, t1_s):
     env.reset(seed=0)
     with pytest.raises(ValueError, match="t0_s"):
         env.mean_capacity_bps(t0_s, t1_s)
+
+
+@pytest.mark.parametrize("kernel", [core.step, core.start_episodes, core.expected_rewards])
+def test_kernels_take_the_world_by_its_field_names(kernel):
+    import inspect
+
+    parameters = list(inspect.signature(kernel.py_func).parameters)
+    assert parameters[: len(core.World._fields)] == list(core.World._fields)
