@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from splitexit.dnn_profiles.data import IMAGE_SIDE, NUM_CLASSES
+from splitexit.dnn_profiles.profile import COMPRESSIONS
 
-COMPRESSIONS = ("float32", "float16", "int8")
 INT8_MAX = 127
 RAW_INPUT_BYTES = IMAGE_SIDE * IMAGE_SIDE  # one uint8 grey-scale image as captured
 # Fashion-MNIST training-set pixel mean and standard deviation (of x / 255).

@@ -27,23 +27,22 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from splitexit.dnn_profiles.data import NUM_CLASSES, Dataset
-from splitexit.dnn_profiles.model import (
-    COMPRESSIONS,
-    RAW_INPUT_BYTES,
-    MultiExitCNN,
-    decode_payload,
-    encode_payload,
-    images_to_input,
-    max_softmax,
-    normalised_entropy,
-)
 from splitexit.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+    from splitexit.dnn_profiles.model import MultiExitCNN
+
+# The payload encodings of a split tensor (``splitexit.dnn_profiles.model.encode_payload``),
+# in the order a profile records them. Defined here, so that reading a profile (what the env
+# does) needs no torch: the profiling functions below import it when they run.
+COMPRESSIONS = ("float32", "float16", "int8")
 
 SCHEMA_VERSION = 1
 DEFAULT_PROFILE_PATH = Path(__file__).parent / "data" / "fmnist_multiexit_cnn.profile.json"
@@ -224,14 +223,24 @@ def _median_latency_s(fn, repeats: int) -> float:
 
 
 def _count_flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
 
 
-@torch.no_grad()
 def measure_blocks(model: MultiExitCNN, image: np.ndarray, repeats: int = 50) -> dict:
     """FLOPs and host latency at batch 1 of every block and exit head; block output shapes."""
+    import torch
+
+    with torch.no_grad():
+        return _measure_blocks(model, image, repeats)
+
+
+def _measure_blocks(model: MultiExitCNN, image: np.ndarray, repeats: int) -> dict:
+    from splitexit.dnn_profiles.model import images_to_input
+
     x = images_to_input(image[None])
     out = {"block_flops": [], "block_latency_s": [], "exit_flops": [], "exit_latency_s": []}
     shapes = []
@@ -251,6 +260,8 @@ def measure_blocks(model: MultiExitCNN, image: np.ndarray, repeats: int = 50) ->
 
 
 def host_description() -> str:
+    import torch
+
     return (
         f"{platform.machine()} {platform.processor() or platform.system()}, "
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
@@ -258,7 +269,6 @@ def host_description() -> str:
     )
 
 
-@torch.no_grad()
 def profile(
     model: MultiExitCNN,
     dataset: Dataset,
@@ -267,6 +277,24 @@ def profile(
     log=None,
 ) -> Profile:
     """Run ``model`` over ``dataset`` once per split and compression, at batch 1."""
+    import torch
+
+    with torch.no_grad():
+        return _profile(model, dataset, weights_sha256, latency_repeats, log)
+
+
+def _profile(
+    model: MultiExitCNN, dataset: Dataset, weights_sha256: str, latency_repeats: int, log
+) -> Profile:
+    from splitexit.dnn_profiles.model import (
+        RAW_INPUT_BYTES,
+        decode_payload,
+        encode_payload,
+        images_to_input,
+        max_softmax,
+        normalised_entropy,
+    )
+
     model.eval()
     s_max, blocks = model.num_blocks, model.exit_blocks
     n, c, e = len(dataset), len(COMPRESSIONS), len(blocks)

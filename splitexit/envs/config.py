@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from splitexit.dnn_profiles.hardware import DEVICE_PRESETS, LTE_EDGE_RTT_S, SERVER_PRESETS
-from splitexit.dnn_profiles.model import COMPRESSIONS
+from splitexit.dnn_profiles.profile import COMPRESSIONS
 from splitexit.envs.core import REWARD_KEYS
 from splitexit.envs.energy import RADIO_MODELS
 from splitexit.envs.server import DEFAULT_MEAN_DOWN_S, DEFAULT_MEAN_UP_S
