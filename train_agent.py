@@ -19,11 +19,14 @@ them evenly over its ``--num-env-runners``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import gymnasium as gym
 import torch
@@ -39,15 +42,20 @@ from splitexit.agents.run import (
     load_hyperparams,
     parse_env_kwargs,
 )
-from splitexit.agents.sb3 import ALGOS
-from splitexit.files import atomic_write_text
+from splitexit.agents.sb3 import ALGOS, algo_class
+from splitexit.files import LOCK_FILE, FolderLock, RunLocked, atomic_write_text
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (``prog: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags, RL Zoo style."""
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="ppo", choices=ALGOS, help="RL algorithm (default: ppo)")
     p.add_argument(
         "--backend",
@@ -110,40 +118,113 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def plain_name(name: str) -> bool:
+    """Whether ``name`` is one folder name: no path separator, not "." or ".." (nor empty)."""
+    return bool(name) and name not in (".", "..") and Path(name).name == name and "\\" not in name
+
+
+def previous_run(run_dir: Path) -> list[str]:
+    """What a previous run left in ``run_dir`` (its lock files aside)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(LOCK_FILE))
+
+
+def check_env(p: argparse.ArgumentParser, flag: str, env_id: str, config: dict):
+    """The unwrapped env of ``env_id`` with ``config``, or a usage error naming ``flag``."""
+    try:
+        return gym.make(env_id, config=config).unwrapped
+    except gym.error.Error as err:  # unknown id, version or namespace
+        p.error(f"--env {env_id!r}: {err}")
+    except ImportError as err:
+        p.error(f"--env {env_id!r}: cannot import its module ({err})")
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        p.error(f"{flag}: {err}")
+
+
 def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpec]:
-    """The flags, and the run they describe (hyperparameters from the YAML under the flags)."""
+    """The flags, and the run they describe (hyperparameters from the YAML under the flags).
+
+    Every flag and env-kwarg is checked here, before any work and before any folder is made: a
+    bad one is a usage error (exit code 2, one line naming the flag)."""
     p = build_parser()
     args = p.parse_args(argv)
     if args.backend == "rllib" and args.algo != "ppo":
         p.error(f"--backend rllib trains --algo ppo only, got --algo {args.algo}")
-    if args.num_env_runners < 0:
-        p.error(f"--num-env-runners must be >= 0, got {args.num_env_runners}")
+    for flag, value, low in (
+        ("--num-env-runners", args.num_env_runners, 0),
+        ("--seed", args.seed, 0),
+        ("--n-envs", args.n_envs, 1),
+        ("--total-timesteps", args.total_timesteps, 1),
+        ("--eval-freq", args.eval_freq, 0),
+        ("--eval-episodes", args.eval_episodes, 1),
+    ):
+        if value is not None and value < low:
+            p.error(f"{flag} must be >= {low}, got {value}")
     prefix = "" if args.backend == "sb3" else f"{args.backend}-"  # of the run and the YAML
-    name = args.name or f"{prefix}{args.algo}-{args.env.split(':')[-1]}-seed{args.seed}"
+    env_name = args.env.split(":")[-1].replace("/", "-")  # a namespaced id: ns/Name-v0
+    name = args.name if args.name is not None else f"{prefix}{args.algo}-{env_name}-seed{args.seed}"
+    if not plain_name(name):
+        p.error(f"--name must be a plain folder name (no '/', not '.' or '..'), got {name!r}")
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        p.error(f"--output {args.output!r} is a file, not a folder")
+    run_dir = output / name
+    if run_dir.exists() and not run_dir.is_dir():
+        p.error(f"--name {name!r}: {run_dir} is a file, not a folder")
+    left = previous_run(run_dir)
+    if left and not args.resume:
+        p.error(
+            f"--name {name!r}: {run_dir} holds a previous run ({', '.join(left[:3])}"
+            f"{', ...' if len(left) > 3 else ''}): --resume continues it; or choose another "
+            "--name, or delete the folder"
+        )
     source = hyperparams_path(prefix + args.algo, args.conf_file)  # rllib-ppo.yml for RLlib
-    hyper = load_hyperparams(prefix + args.algo, args.env, source)
+    try:
+        hyper = load_hyperparams(prefix + args.algo, args.env, source)
+    except (FileNotFoundError, ValueError, SyntaxError) as err:
+        p.error(f"--conf-file: {err}")
     total = args.total_timesteps or int(hyper.pop("n_timesteps", 1_000_000))
     hyper.pop("n_timesteps", None)
     n_envs = args.n_envs or int(hyper.pop("n_envs", 1))
     hyper.pop("n_envs", None)
     if n_envs < 1:
-        p.error(f"--n-envs must be >= 1, got {n_envs}")
+        p.error(f"--n-envs must be >= 1, got {n_envs} (n_envs of {source})")
+    if total < 1:
+        p.error(f"--total-timesteps must be >= 1, got {total} (n_timesteps of {source})")
+    if args.backend == "sb3":
+        allowed = set(inspect.signature(algo_class(args.algo)).parameters) - {"env"}
+        unknown = sorted(set(hyper) - allowed)
+        if unknown:
+            p.error(
+                f"--conf-file: hyperparameter {unknown[0]!r} of {source} is not an argument "
+                f"of {algo_class(args.algo).__name__}"
+            )
     if args.backend == "rllib" and n_envs % max(args.num_env_runners, 1):
         where = "--n-envs" if args.n_envs else f"n_envs of {source}"
         p.error(
             f"{where} ({n_envs} envs in all) must be a multiple of --num-env-runners "
             f"({args.num_env_runners}): each env runner steps as many envs"
         )
+    try:
+        env_config = parse_env_kwargs(args.env_kwargs)
+    except ValueError as err:
+        p.error(str(err))
+    if "traces" in env_config:
+        p.error(
+            "--env-kwargs traces: the traces are set apart: --train-traces for training, "
+            "--eval-traces for the evaluation"
+        )
     run = RunSpec(
         backend=args.backend,
         algo=args.algo,
         env_id=args.env,
-        env_config=parse_env_kwargs(args.env_kwargs),
+        env_config=env_config,
         seed=args.seed,
         n_envs=n_envs,
         total_timesteps=total,
         hyperparams=hyper,
-        run_dir=Path(args.output) / name,
+        run_dir=run_dir,
         train_traces=args.train_traces,
         eval_traces=args.eval_traces,
         eval_episodes=args.eval_episodes,
@@ -155,14 +236,51 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
         ray_address=args.ray_address,
         hyperparams_source=str(source),
     )
+    check_env(p, "--env-kwargs", run.env_id, dict(run.env_config))
+    check_env(p, "--train-traces", run.env_id, run.env_kwargs(run.train_traces))
+    check_env(p, "--eval-traces", run.env_id, run.env_kwargs(run.eval_traces))
     return args, run
 
 
+def usage_error(message: str) -> NoReturn:
+    """Exit with a usage error (code 2, one line), as a bad flag does."""
+    build_parser().error(message)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Train, save, evaluate against every baseline and oracle, write the report."""
+    """Train, save, evaluate against every baseline and oracle, write the report.
+
+    The run folder is locked while the run writes it (a second run of the same name stops at
+    once); a run that fails before saving a model or a checkpoint leaves no folder behind."""
     args, run = parse_run(argv)
     torch.set_num_threads(1)  # small MLPs: threads cost more than they give
+    created = not run.run_dir.exists()
     run.run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(run.run_dir)
+    try:
+        lock.acquire()
+    except RunLocked as err:
+        usage_error(f"--name {run.run_dir.name!r}: {err}")
+    try:
+        left = previous_run(run.run_dir)
+        if left and not run.resume:  # written by a run that ended since parse_run looked
+            usage_error(f"--name {run.run_dir.name!r}: {run.run_dir} holds a previous run")
+        _run(args, run, argv)
+    except BaseException:
+        backend = backend_module(run.backend)
+        saved = (run.run_dir / backend.MODEL_FILE).exists() or any(
+            (run.run_dir / "checkpoints").glob("*")
+        )
+        if created and not saved:
+            shutil.rmtree(run.run_dir, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+    return 0
+
+
+def _run(args: argparse.Namespace, run: RunSpec, argv: list[str] | None) -> None:
+    """The work of :func:`main` in the locked run folder."""
     probe = gym.make(run.env_id, config=dict(run.env_config)).unwrapped  # validated config
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     atomic_write_text(
@@ -213,7 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_report(run.run_dir, summaries, run.algo, timeline, probe.num_splits, context)
     print(f"wrote {run.run_dir}/report.md ({time.perf_counter() - start:.0f} s in all)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one), and the
+lock of a run folder (one run writes it at a time)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -25,3 +27,115 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+LOCK_FILE = ".lock"
+
+
+class RunLocked(RuntimeError):
+    """The folder is locked by a live process."""
+
+
+def _process_start(pid: int) -> str:
+    """The start time of process ``pid`` (Linux ``/proc``), "" where unknown: with the PID, it
+    tells a live owner from a later process that reused its PID."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]  # field 22, starttime
+
+
+def _alive(owner: str) -> bool:
+    """Whether the lock owner ``"<pid> <start>"`` still runs (False for a garbled owner)."""
+    pid_text, _, start = owner.strip().partition(" ")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return not start or _process_start(pid) in ("", start)
+
+
+class FolderLock:
+    """An exclusive lock on a folder while a run writes it: the file ``folder/.lock``, created
+    atomically (``O_CREAT | O_EXCL``) and holding ``"<pid> <start time>"``.
+
+    A second process finds the file and raises :class:`RunLocked`, unless its owner no longer
+    runs (killed: a stale lock), which it then takes over. The lock is released on exit of the
+    ``with`` block, exceptions included."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.owner = f"{os.getpid()} {_process_start(os.getpid())}".strip()
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(self.owner + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def _read(self) -> str | None:
+        """The owner in the lock file ("" while its creator has not written it yet), or None
+        when there is no lock file."""
+        try:
+            return self.path.read_text()
+        except FileNotFoundError:
+            return None
+
+    def acquire(self) -> FolderLock:
+        for _ in range(20):
+            if self._create():
+                return self
+            owner = self._read()
+            if owner is None:
+                continue  # released meanwhile
+            if not owner.strip():  # being written, or its writer was killed at once
+                time.sleep(0.1)
+                owner = self._read()
+                if owner is None:
+                    continue
+            if owner.strip() and _alive(owner):
+                pid = owner.split()[0]
+                raise RunLocked(
+                    f"{self.path.parent} is in use by another run (process {pid}); "
+                    f"wait for it to end, or choose another name"
+                )
+            # Stale: move it aside under a name of our own, then check that what we moved is
+            # the stale lock and not a fresh one another process took over meanwhile.
+            aside = self.path.with_name(f"{LOCK_FILE}.stale.{os.getpid()}")
+            try:
+                os.rename(self.path, aside)
+            except FileNotFoundError:
+                continue
+            moved = aside.read_text()
+            if moved.strip() and moved != owner and _alive(moved):
+                try:
+                    os.link(aside, self.path)  # give it back
+                finally:
+                    aside.unlink()
+                continue
+            aside.unlink()
+        raise RunLocked(f"{self.path}: could not take the lock")
+
+    def release(self) -> None:
+        if self._read() == self.owner + "\n":
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

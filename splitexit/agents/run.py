@@ -26,6 +26,7 @@ import yaml
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 BACKENDS = ("sb3", "rllib")
+SB3_ALGOS = ("ppo", "dqn", "maskable_ppo")  # the algorithms of the SB3 backend
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,15 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from splitexit.agents.run import RunSpec, load_hyperparams  # noqa: F401  (benchmarks use it)
+from splitexit.agents.run import (  # noqa: F401  (benchmarks use load_hyperparams)
+    SB3_ALGOS,
+    RunSpec,
+    load_hyperparams,
+)
 from splitexit.envs.splitexit_env import SplitExitEnv
 from splitexit.files import atomic_write_bytes
 
-ALGOS = ("ppo", "dqn", "maskable_ppo")
+ALGOS = SB3_ALGOS
 MODEL_FILE = "model.zip"
 CHECKPOINT_RE = re.compile(r"model_(\d+)_steps\.zip$")
 

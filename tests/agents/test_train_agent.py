@@ -195,9 +195,12 @@ def test_bad_flags_fail_with_a_usage_error(train_agent, capsys, args, message):
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_bad_env_kwargs_fail_with_the_key(train_agent, tmp_path):
-    with pytest.raises(ValueError, match="unknown config key 'deadline'"):
+def test_bad_env_kwargs_fail_with_the_key(train_agent, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
         train_agent.main("--env-kwargs", "deadline:0.1", "--output", str(tmp_path))
+    assert exit_.value.code == 2
+    assert "--env-kwargs: unknown config key 'deadline'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 def test_both_backends_have_the_same_interface():
