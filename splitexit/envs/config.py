@@ -79,6 +79,35 @@ def default_config() -> dict[str, Any]:
     }
 
 
+# Length of the long realisations that episodes read from a random offset (background load,
+# intermittent outages, the Markov channel): one hour holds ~160 default episodes end to end.
+# A modelling choice, long enough that episodes rarely overlap, short enough to realise in
+# 0.1-0.3 s once per process (measured for the default, Azure, outage and Markov worlds).
+WORLD_REALISATION_S = 3600.0
+
+
+def episode_duration_s(cfg: dict) -> float:
+    """The longest time an episode can reach: its last request's timeout (s)."""
+    frame_s = cfg["frame_period_s"]
+    return cfg["throughput_history"] * frame_s + cfg["horizon"] * frame_s + 2 * cfg["timeout_s"]
+
+
+def realisation_s(cfg: dict) -> float:
+    """Length of the shared realisations of a config (s)."""
+    return max(WORLD_REALISATION_S, 2 * episode_duration_s(cfg))
+
+
+# Bounds on what a config may make the world realise (time and memory), each far beyond the
+# scenarios of this project. An episode of at most a day: its server world holds ~7 million
+# background jobs at the heaviest default load (0.8 / 10 ms), ~170 MB.
+MAX_EPISODE_S = 86_400.0
+# Intermittent outages: at most a million up/down periods in a realisation (~50 MB).
+MAX_OUTAGE_PERIODS = 1_000_000
+# Capacity scale: beyond 1000 the shipped LTE uplinks (0.8-13 Mbit/s) exceed any cellular
+# uplink by orders of magnitude (and far scales overflow the traces' bit counts).
+MAX_CAPACITY_SCALE = 1_000.0
+
+
 def _fail(key: str, allowed: str, value: Any) -> ValueError:
     return ValueError(f"config key {key!r} must be {allowed}, got {value!r}")
 
@@ -115,7 +144,7 @@ def make_config(config: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[
     _choice(cfg, "action_type", ACTION_TYPES)
     if not isinstance(cfg["lte_tail"], bool):
         raise _fail("lte_tail", "True or False", cfg["lte_tail"])
-    _number(cfg, "capacity_scale", 0.0)
+    _number(cfg, "capacity_scale", 0.0, MAX_CAPACITY_SCALE)
     _number(cfg, "rtt_s", 0.0, 10.0)
     _number(cfg, "outage_mean_up_s", 0.0, lo_open=True)
     _number(cfg, "outage_mean_down_s", 0.0, lo_open=True)
@@ -153,7 +182,27 @@ def make_config(config: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[
         raise _fail(
             "traces", "a shipped trace set name or a non-empty list of paths", cfg["traces"]
         )
+    _check_bounded(cfg)
     return cfg
+
+
+def _check_bounded(cfg: dict) -> None:
+    """Reject configs whose world would take unbounded time or memory to realise."""
+    duration_s = episode_duration_s(cfg)
+    if duration_s > MAX_EPISODE_S:
+        raise ValueError(
+            f"config keys 'horizon', 'frame_period_s' (and 'throughput_history', 'timeout_s') "
+            f"make an episode of {duration_s:g} s; at most {MAX_EPISODE_S:g} s is allowed"
+        )
+    if cfg["outage"] == "intermittent":
+        periods = realisation_s(cfg) / (cfg["outage_mean_up_s"] + cfg["outage_mean_down_s"])
+        if periods > MAX_OUTAGE_PERIODS:
+            raise ValueError(
+                f"config keys 'outage_mean_up_s' + 'outage_mean_down_s' = "
+                f"{cfg['outage_mean_up_s'] + cfg['outage_mean_down_s']:g} s give "
+                f"{periods:.3g} outages per {realisation_s(cfg):g} s realisation; at most "
+                f"{MAX_OUTAGE_PERIODS} are allowed (make the periods longer)"
+            )
 
 
 def reward_weights(reward: str | Mapping[str, float]) -> dict[str, float]:

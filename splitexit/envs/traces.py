@@ -25,6 +25,10 @@ MAHIMAHI_PACKET_BYTES = 1500
 # while smoothing the 1 ms quantisation (one 1500-byte packet per ms is already 12 Mbit/s).
 MAHIMAHI_SLOT_S = 0.01
 
+# The longest a mahimahi trace may span (its slots are allocated over the span): a day, far
+# beyond the shipped traces (a few minutes each).
+MAX_TRACE_S = 86_400.0
+
 PathArg = str | PathLike
 
 
@@ -64,6 +68,10 @@ def _parse_mahimahi(text: str, path: Path, slot_s: float) -> CapacityTrace:
     # Mahimahi loops with period = last timestamp (its base time advances by it), so a delivery
     # at the last timestamp coincides with the first millisecond of the next loop.
     period_ms = max(int(ts_ms[-1]), 1)
+    if period_ms > MAX_TRACE_S * 1e3:
+        raise ValueError(
+            f"{path}: the trace spans {period_ms / 1e3:g} s; at most {MAX_TRACE_S:g} s is allowed"
+        )
     slot_ms = slot_s * 1e3
     n_slots = math.ceil(period_ms / slot_ms - 1e-9)
     idx = np.floor(ts_ms / slot_ms + 1e-9).astype(np.int64) % n_slots

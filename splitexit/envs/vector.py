@@ -102,18 +102,35 @@ class SplitExitVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         """Reset every sub-env; ``seed`` ``s`` seeds sub-env ``i`` with ``s + i`` (a list gives
-        each its own). Without a seed, sub-envs continue their generators (fresh ones at first)."""
-        super().reset(seed=seed if isinstance(seed, int) else None)
+        each its own). Without a seed, sub-envs continue their generators (fresh ones at first).
+        With ``options={"reset_mask": mask}`` (Gymnasium 1.x) only the sub-envs of the boolean
+        ``mask`` reset (and take their seeds); the others go on where they are."""
+        n = self.num_envs
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            seed = int(seed)
+        mask = np.ones(n, dtype=bool)
+        if options and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"])
+            if mask.shape != (n,) or mask.dtype != np.bool_ or not mask.any():
+                raise ValueError(
+                    f"options['reset_mask'] must be a bool array of shape ({n},) with a True, "
+                    f"got {mask.dtype} of shape {mask.shape}"
+                )
+            if not self._rngs and not mask.all():
+                raise RuntimeError("the first reset() must reset every sub-env (no reset_mask)")
+        super().reset(seed=seed if isinstance(seed, int) and mask.all() else None)
         if seed is not None or not self._rngs:
             if seed is None or isinstance(seed, int):
-                seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+                seeds = [None if seed is None else seed + i for i in range(n)]
             else:
                 seeds = list(seed)
-                if len(seeds) != self.num_envs:
-                    raise ValueError(f"seed must list {self.num_envs} seeds, got {len(seeds)}")
-            self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        self._reset_rows(self.batch.all_rows)
-        self._prev_done[:] = False
+                if len(seeds) != n:
+                    raise ValueError(f"seed must list {n} seeds, got {len(seeds)}")
+            rngs = [seeding.np_random(s)[0] if m else None for s, m in zip(seeds, mask)]
+            self._rngs = [new or old for new, old in zip(rngs, self._rngs or rngs)]
+        rows = np.flatnonzero(mask)
+        self._reset_rows(rows)
+        self._prev_done[rows] = False
         self.batch.observe()
         return self.batch.obs.copy(), {}
 
@@ -154,6 +171,8 @@ class SplitExitVectorEnv(VectorEnv):
         return a
 
     def step(self, actions):
+        if not self._rngs:
+            raise RuntimeError("call reset() before step()")
         a = self._flat_actions(actions)
         n, batch = self.num_envs, self.batch
         if self._prev_done.any():  # NEXT_STEP: these sub-envs reset and do not step

@@ -27,6 +27,7 @@ from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, Profile
 from splitexit.envs import core
 from splitexit.envs.capacity import CapacityTrace
 from splitexit.envs.channel import FadingChannel, TraceChannel, default_markov_channel
+from splitexit.envs.config import episode_duration_s, realisation_s
 from splitexit.envs.energy import radio_model
 from splitexit.envs.observation import WAIT_UNIT_S
 from splitexit.envs.server import (
@@ -118,24 +119,6 @@ def world_tables(
         payload_bytes=payload.tolist(),
         exit_blocks=profile.exit_blocks,
     )
-
-
-# Length of the long realisations that episodes read from a random offset (background load,
-# intermittent outages, the Markov channel): one hour holds ~160 default episodes end to end.
-# A modelling choice, long enough that episodes rarely overlap, short enough to realise in
-# 0.1-0.3 s once per process (measured for the default, Azure, outage and Markov worlds).
-WORLD_REALISATION_S = 3600.0
-
-
-def episode_duration_s(cfg: dict) -> float:
-    """The longest time an episode can reach: its last request's timeout (s)."""
-    frame_s = cfg["frame_period_s"]
-    return cfg["throughput_history"] * frame_s + cfg["horizon"] * frame_s + 2 * cfg["timeout_s"]
-
-
-def realisation_s(cfg: dict) -> float:
-    """Length of the shared realisations of a config (s)."""
-    return max(WORLD_REALISATION_S, 2 * episode_duration_s(cfg))
 
 
 @lru_cache(maxsize=16)

@@ -21,12 +21,11 @@ from gymnasium import spaces
 from splitexit.dnn_profiles.hardware import get_device_preset
 from splitexit.envs import channel as package_channel
 from splitexit.envs.checks import check, check_non_negative, check_positive
-from splitexit.envs.config import make_config
+from splitexit.envs.config import episode_duration_s, make_config
 from splitexit.envs.energy import BITS_PER_MBIT, MW_PER_W, RadioModel, radio_model
 from splitexit.envs.server import BackgroundLoad, OutageProcess, PoissonMarkovLoad, TraceLoad
 from splitexit.envs.world import (
     NEVER_EXIT,
-    episode_duration_s,
     load_profile,
     make_channel,
     make_server_world,

@@ -182,6 +182,12 @@ def test_missing_empty_and_short_files(tmp_path):
         load_trace(tmp_path / "one")
 
 
+def test_a_trace_spanning_more_than_a_day_is_refused_before_allocating(tmp_path):
+    (tmp_path / "long.up").write_text("1\n1000000000\n")  # 11.6 days: 1e8 slots of 10 ms
+    with pytest.raises(ValueError, match="long.up: the trace spans 1e\\+06 s; at most 86400"):
+        load_trace(tmp_path / "long.up")
+
+
 def test_load_traces_folder(tmp_path):
     (tmp_path / "b.up").write_text("0\n10\n")
     (tmp_path / "a.log").write_text("0 1\n1 2\n")

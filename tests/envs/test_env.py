@@ -257,6 +257,12 @@ def test_render_modes():
     assert (img != 255).any()
 
 
+def test_render_before_reset_gives_an_empty_line_and_frame():
+    assert "no request yet" in SplitExitEnv(render_mode="ansi").render()
+    img = SplitExitEnv(render_mode="rgb_array").render()
+    assert img.dtype == np.uint8 and (img == 255).all()
+
+
 EXTREME = st.fixed_dictionaries(
     {
         "capacity_scale": st.sampled_from([0.0, 1e-6, 1.0, 100.0]),

@@ -199,3 +199,44 @@ def test_pickled_vector_env_continues_identically():
         expected, got = vec.step(a), clone.step(a)
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_step_before_reset_raises_like_the_single_env():
+    vec = SplitExitVectorEnv(2)
+    with pytest.raises(RuntimeError, match="reset"):
+        vec.step(np.zeros(2, dtype=np.int64))
+
+
+def test_numpy_integer_seeds_are_seeds():
+    a, b = SplitExitVectorEnv(3), SplitExitVectorEnv(3)
+    np.testing.assert_array_equal(a.reset(seed=np.int64(3))[0], b.reset(seed=3)[0])
+
+
+def test_reset_mask_resets_only_those_sub_envs():
+    config = {"horizon": 30}
+    vec = SplitExitVectorEnv(3, config=config)
+    singles = [SplitExitEnv(config) for _ in range(3)]
+    vec.reset(seed=0)
+    for i, env in enumerate(singles):
+        env.reset(seed=i)
+    actions = np.random.default_rng(0).integers(48, size=(12, 3))
+    for a in actions[:5]:
+        obs = vec.step(a)[0]
+        for i, env in enumerate(singles):
+            env.step(a[i])
+    mask = np.array([True, False, True])
+    reset_obs, _ = vec.reset(seed=10, options={"reset_mask": mask})
+    np.testing.assert_array_equal(reset_obs[1], obs[1])  # sub-env 1 goes on
+    expected = {0: singles[0].reset(seed=10)[0], 2: singles[2].reset(seed=12)[0]}
+    for i, o in expected.items():
+        np.testing.assert_array_equal(reset_obs[i], o)
+    for a in actions[5:]:
+        obs, reward = vec.step(a)[:2]
+        for i, env in enumerate(singles):
+            o, r = env.step(a[i])[:2]
+            np.testing.assert_array_equal(obs[i], o)
+            assert reward[i] == r
+    with pytest.raises(ValueError, match="reset_mask"):
+        vec.reset(options={"reset_mask": np.zeros(3, dtype=bool)})
+    with pytest.raises(RuntimeError, match="first reset"):
+        SplitExitVectorEnv(3).reset(options={"reset_mask": mask})
