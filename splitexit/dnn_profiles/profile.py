@@ -25,6 +25,8 @@ import json
 import platform
 import statistics
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,47 +130,127 @@ class Profile:
 
     @classmethod
     def load(cls, json_path: str | Path = DEFAULT_PROFILE_PATH) -> Profile:
-        """Read and validate a profile; errors name the file and the field at fault."""
+        """Read and validate a profile; errors name the file and the field at fault.
+
+        The metadata's fields and types are checked first, then the arrays file against the
+        ``arrays_sha256`` the JSON records (the bytes hashed are the bytes parsed), then every
+        array's dtype, shape and value range against the metadata."""
         json_path = Path(json_path)
         try:
-            meta = json.loads(json_path.read_text())
+            meta = json.loads(json_path.read_bytes())
         except FileNotFoundError:
             raise FileNotFoundError(f"{json_path}: profile file not found") from None
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{json_path}: not valid JSON ({err})") from None
-        if not isinstance(meta, dict):
-            raise ValueError(f"{json_path}: expected a JSON object")
-        version = meta.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ValueError(
-                f"{json_path}: field 'schema_version' is {version!r}, this splitexit reads "
-                f"version {SCHEMA_VERSION}"
-            )
-        for key in ("model", "num_blocks", "exit_blocks", "compressions", "arrays_file"):
-            if key not in meta:
-                raise ValueError(f"{json_path}: missing field {key!r}")
+        _check_meta(meta, json_path)
         npz_path = json_path.parent / meta["arrays_file"]
         try:
-            with np.load(npz_path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+            data = npz_path.read_bytes()
         except FileNotFoundError:
             raise FileNotFoundError(f"{npz_path}: profile arrays file not found") from None
-        except (ValueError, OSError) as err:
-            raise ValueError(f"{npz_path}: not a readable .npz file ({err})") from None
-        profile = cls(meta=meta, source=str(json_path), **_checked_arrays(arrays, meta, npz_path))
-        return profile
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != meta["arrays_sha256"]:
+            raise ValueError(
+                f"{npz_path}: contents ({len(data)} bytes) do not match field 'arrays_sha256' "
+                f"of {json_path} (recorded {meta['arrays_sha256']}, file hashes to {digest}): "
+                f"the arrays file was changed, truncated or replaced after the profile was saved"
+            )
+        arrays = _read_npz(data, meta, npz_path)
+        return cls(meta=meta, source=str(json_path), **_checked_arrays(arrays, meta, npz_path))
 
 
-def _checked_arrays(arrays: dict, meta: dict, path: Path) -> dict:
-    for name, (kind, ndim) in _ARRAYS.items():
-        if name not in arrays:
-            raise ValueError(f"{path}: missing array {name!r}")
-        a = arrays[name]
-        if a.dtype.kind not in (kind, "u" if kind == "i" else kind) or a.ndim != ndim:
-            raise ValueError(f"{path}: array {name!r} is {a.dtype}{a.shape}, expected {ndim}-D")
-    s, e, c = meta["num_blocks"], len(meta["exit_blocks"]), len(meta["compressions"])
-    n = len(arrays["labels"])
-    expected = {
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _describe(x) -> str:
+    return f"{x!r} ({type(x).__name__})"
+
+
+def _check_meta(meta, path: Path) -> None:
+    """Fields and types of a profile's JSON metadata; raises ValueError naming the field."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION or not _is_int(version):
+        raise ValueError(
+            f"{path}: field 'schema_version' is {version!r}, this splitexit reads "
+            f"version {SCHEMA_VERSION}"
+        )
+    for key in (
+        "model",
+        "num_blocks",
+        "exit_blocks",
+        "compressions",
+        "num_samples",
+        "arrays_file",
+        "arrays_sha256",
+    ):
+        if key not in meta:
+            raise ValueError(f"{path}: missing field {key!r}")
+
+    def fail(key: str, expected: str) -> ValueError:
+        return ValueError(f"{path}: field {key!r} is {_describe(meta[key])}, expected {expected}")
+
+    for key in ("model", "dataset", "weights_sha256", "host", "date"):
+        if key in meta and not isinstance(meta[key], str):
+            raise fail(key, "a string")
+    for key in ("num_blocks", "num_samples", "raw_input_bytes"):
+        if key in meta and not (_is_int(meta[key]) and meta[key] >= 1):
+            raise fail(key, "an integer >= 1")
+    s = meta["num_blocks"]
+    blocks = meta["exit_blocks"]
+    if not (
+        isinstance(blocks, list)
+        and blocks
+        and all(_is_int(b) and 1 <= b <= s for b in blocks)
+        and all(a < b for a, b in zip(blocks, blocks[1:]))
+        and blocks[-1] == s
+    ):
+        raise fail(
+            "exit_blocks",
+            f"a non-empty, strictly increasing list of block numbers in 1..{s} (num_blocks) "
+            f"ending with {s}, the final exit",
+        )
+    comps = meta["compressions"]
+    if not (
+        isinstance(comps, list)
+        and comps
+        and all(isinstance(c, str) and c in COMPRESSIONS for c in comps)
+        and len(set(comps)) == len(comps)
+    ):
+        raise fail("compressions", f"a non-empty list of distinct items of {list(COMPRESSIONS)}")
+    name = meta["arrays_file"]
+    if not (isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name):
+        raise fail("arrays_file", "a file name in the profile's folder (no directories)")
+    digest = meta["arrays_sha256"]
+    if not (
+        isinstance(digest, str)
+        and len(digest) == 64
+        and all(c in "0123456789abcdef" for c in digest)
+    ):
+        raise fail("arrays_sha256", "a SHA-256 hex digest (64 lowercase hex digits)")
+    shapes = meta.get("block_output_shapes")
+    if shapes is not None and not (
+        isinstance(shapes, list)
+        and len(shapes) == s
+        and all(
+            isinstance(sh, list) and sh and all(_is_int(d) and d >= 1 for d in sh) for sh in shapes
+        )
+    ):
+        raise fail("block_output_shapes", f"a list of {s} (num_blocks) lists of integers >= 1")
+    if "profile_time_s" in meta:
+        t = meta["profile_time_s"]
+        if not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < np.inf):
+            raise fail("profile_time_s", "a finite number >= 0")
+    if "sources" in meta and not isinstance(meta["sources"], dict):
+        raise fail("sources", "a JSON object")
+
+
+def _expected_shapes(meta: dict) -> dict:
+    s, e = meta["num_blocks"], len(meta["exit_blocks"])
+    c, n = len(meta["compressions"]), meta["num_samples"]
+    return {
         "block_flops": (s,),
         "exit_flops": (e,),
         "block_latency_s": (s,),
@@ -179,7 +261,60 @@ def _checked_arrays(arrays: dict, meta: dict, path: Path) -> dict:
         "entropy": (n, s + 1, c, e),
         "prediction": (n, s + 1, c, e),
     }
-    for name, shape in expected.items():
+
+
+# Room for a .npy member's header beyond its data (numpy pads headers to 64 bytes; 4 KiB is
+# plenty): a member declaring more is not the array the metadata describes.
+_NPY_HEADER_MAX = 4096
+
+
+def _read_npz(data: bytes, meta: dict, path: Path) -> dict:
+    """The arrays of a profile's .npz (``allow_pickle=False``); members are size-checked against
+    the metadata's shapes before they are decompressed, so memory stays bounded."""
+    expected = _expected_shapes(meta)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            sizes = {i.filename.removesuffix(".npy"): i.file_size for i in npz.zip.infolist()}
+            arrays = {}
+            for name, shape in expected.items():
+                if name not in npz.files:
+                    raise ValueError(f"{path}: missing array {name!r}")
+                limit = int(np.prod(shape, dtype=object)) * 8 + _NPY_HEADER_MAX
+                if sizes.get(name, 0) > limit:
+                    raise ValueError(
+                        f"{path}: array {name!r} is {sizes[name]} bytes uncompressed, more than "
+                        f"an array of shape {shape} can take ({limit} bytes)"
+                    )
+                arrays[name] = npz[name]
+    except ValueError as err:
+        if str(err).startswith(f"{path}: "):
+            raise
+        raise ValueError(f"{path}: not a readable .npz file ({err})") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(
+            f"{path}: not a readable .npz file ({type(err).__name__}: {err})"
+        ) from None
+    return arrays
+
+
+def _checked_arrays(arrays: dict, meta: dict, path: Path) -> dict:
+    """The profile's arrays, checked against ``meta`` (already checked by ``_check_meta``)."""
+    for name, (kind, ndim) in _ARRAYS.items():
+        if name not in arrays:
+            raise ValueError(f"{path}: missing array {name!r}")
+        a = arrays[name]
+        if a.dtype.kind not in (kind, "u" if kind == "i" else kind) or a.ndim != ndim:
+            raise ValueError(f"{path}: array {name!r} is {a.dtype}{a.shape}, expected {ndim}-D")
+    s, e, c = meta["num_blocks"], len(meta["exit_blocks"]), len(meta["compressions"])
+    n = len(arrays["labels"])
+    if n == 0:
+        raise ValueError(f"{path}: array 'labels' is empty, a profile needs at least one sample")
+    if n != meta["num_samples"]:
+        raise ValueError(
+            f"{path}: array 'labels' has {n} samples, field 'num_samples' says "
+            f"{meta['num_samples']}"
+        )
+    for name, shape in _expected_shapes(meta).items():
         if arrays[name].shape != shape:
             raise ValueError(
                 f"{path}: array {name!r} has shape {arrays[name].shape}, expected {shape} "

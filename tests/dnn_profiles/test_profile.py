@@ -1,4 +1,6 @@
+import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import torch
 from splitexit.dnn_profiles.__main__ import main as cli
 from splitexit.dnn_profiles.data import load_fashion_mnist
 from splitexit.dnn_profiles.model import COMPRESSIONS, MultiExitCNN, split_inference
-from splitexit.dnn_profiles.profile import Profile, profile
+from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, Profile, profile
 from splitexit.dnn_profiles.train import WEIGHTS_PATH, load_model, weights_sha256
 
 THRESHOLDS = np.array([0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01], np.float32)
@@ -45,8 +47,13 @@ def _rewrite(path, tmp_path, meta_change=None, array_change=None):
     out = tmp_path / "edited.json"
     meta["arrays_file"] = "edited.npz"
     np.savez(tmp_path / "edited.npz", **arrays)
+    meta["arrays_sha256"] = _sha256(tmp_path / "edited.npz")
     out.write_text(json.dumps(meta))
     return out
+
+
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -89,6 +96,182 @@ def test_missing_and_corrupt_files(small_profile, tmp_path):
     (tmp_path / "dangling.json").write_text(json.dumps(meta))
     with pytest.raises(FileNotFoundError, match="gone.npz"):
         Profile.load(tmp_path / "dangling.json")
+
+
+# -- integrity and metadata checks, on copies of the shipped profile ----------------------------
+
+SHIPPED_NPZ = DEFAULT_PROFILE_PATH.with_suffix(".npz")
+
+
+def _copy_shipped(tmp_path, meta_change=None, array_change=None, npz_bytes=None, rehash=True):
+    """A copy of the shipped profile as ``copy.json`` + ``copy.npz``, edited. The recorded
+    ``arrays_sha256`` follows the edited arrays when ``rehash``, else stays the shipped one."""
+    meta = json.loads(DEFAULT_PROFILE_PATH.read_text())
+    npz = tmp_path / "copy.npz"
+    if array_change:
+        with np.load(SHIPPED_NPZ, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        array_change(arrays)
+        np.savez(npz, **arrays)
+    elif npz_bytes:
+        npz.write_bytes(npz_bytes(SHIPPED_NPZ.read_bytes()))
+    else:
+        shutil.copy(SHIPPED_NPZ, npz)
+    meta["arrays_file"] = npz.name
+    if rehash:
+        meta["arrays_sha256"] = _sha256(npz)
+    if meta_change:
+        meta_change(meta)
+    out = tmp_path / "copy.json"
+    out.write_text(json.dumps(meta))
+    return out
+
+
+def test_shipped_hash_is_of_the_npz_file_and_copies_load(tmp_path):
+    meta = json.loads(DEFAULT_PROFILE_PATH.read_text())
+    assert meta["arrays_sha256"] == _sha256(SHIPPED_NPZ)
+    assert Profile.load(_copy_shipped(tmp_path)).num_samples == 10000
+    # a re-saved profile (a different but recorded hash) loads too
+    edited = _copy_shipped(tmp_path, array_change=lambda a: a["labels"].__setitem__(0, 3))
+    assert Profile.load(edited).labels[0] == 3
+
+
+@pytest.mark.parametrize(
+    "array_change",
+    [
+        lambda a: a["labels"].__setitem__(0, (a["labels"][0] + 1) % 10),
+        lambda a: a["confidence"].__setitem__((5, 0, 0, 0), 0.5),
+        lambda a: a.update(block_latency_s=a["block_latency_s"] * 0.5),
+    ],
+    ids=["labels", "confidence", "latency"],
+)
+def test_tampered_arrays_rejected(tmp_path, array_change):
+    bad = _copy_shipped(tmp_path, array_change=array_change, rehash=False)
+    with pytest.raises(ValueError, match=r"copy\.npz: .*do not match field 'arrays_sha256'"):
+        Profile.load(bad)
+
+
+@pytest.mark.parametrize("keep", [0, 10, 1000, 777_777, -22, -1])
+@pytest.mark.parametrize("rehash", [False, True], ids=["hash-kept", "hash-of-truncated"])
+def test_truncated_npz_names_the_file(tmp_path, keep, rehash):
+    bad = _copy_shipped(tmp_path, npz_bytes=lambda b: b[:keep], rehash=rehash)
+    expected = "not a readable .npz file" if rehash else "do not match field 'arrays_sha256'"
+    with pytest.raises(ValueError, match=r"copy\.npz: ") as err:
+        Profile.load(bad)
+    assert expected in str(err.value)
+
+
+def test_corrupt_npz_with_matching_hash_names_the_file(tmp_path):
+    def flip(b):  # a byte inside the compressed 'confidence' member: CRC or zlib error
+        i = len(b) // 2
+        return b[:i] + bytes([b[i] ^ 0xFF]) + b[i + 1 :]
+
+    with pytest.raises(ValueError, match=r"copy\.npz: not a readable \.npz file"):
+        Profile.load(_copy_shipped(tmp_path, npz_bytes=flip))
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        [3, 1, 4, 5],
+        [1, 3, 3, 5],
+        [0, 3, 4, 5],
+        [1, 3, 4, 6],
+        [-1, 3, 4, 5],
+        [1, 2, 3, 4],
+        [],
+        "1345",
+        [1.0, 3, 4, 5],
+        [True, 3, 4, 5],
+        [[1], 3, 4, 5],
+    ],
+)
+def test_bad_exit_blocks_rejected(tmp_path, blocks):
+    bad = _copy_shipped(tmp_path, meta_change=lambda m: m.update(exit_blocks=blocks))
+    with pytest.raises(
+        ValueError, match=r"copy\.json: field 'exit_blocks' is .*strictly increasing"
+    ):
+        Profile.load(bad)
+
+
+def _no_samples(a):
+    for name in ("labels", "confidence", "entropy", "prediction"):
+        a[name] = a[name][:0]
+
+
+@pytest.mark.parametrize(
+    "num_samples, array_change, message",
+    [
+        (0, _no_samples, "copy.json: field 'num_samples' is 0 (int), expected an integer >= 1"),
+        (10000, _no_samples, "copy.npz: array 'labels' is empty"),
+        (
+            9999,
+            None,
+            "copy.npz: array 'labels' has 10000 samples, field 'num_samples' says 9999",
+        ),
+    ],
+)
+def test_zero_or_wrong_sample_counts_rejected(tmp_path, num_samples, array_change, message):
+    bad = _copy_shipped(
+        tmp_path, meta_change=lambda m: m.update(num_samples=num_samples), array_change=array_change
+    )
+    with pytest.raises(ValueError) as err:
+        Profile.load(bad)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("num_blocks", "5", "an integer >= 1"),
+        ("num_blocks", [5], "an integer >= 1"),
+        ("num_blocks", 5.0, "an integer >= 1"),
+        ("num_blocks", True, "an integer >= 1"),
+        ("num_samples", "10000", "an integer >= 1"),
+        ("num_samples", [10000], "an integer >= 1"),
+        ("raw_input_bytes", "784", "an integer >= 1"),
+        ("model", 3, "a string"),
+        ("dataset", None, "a string"),
+        ("compressions", "int8", "distinct items"),
+        ("compressions", ["float32", "float32", "int8"], "distinct items"),
+        ("compressions", ["float32", "float16", "bf16"], "distinct items"),
+        ("compressions", [], "distinct items"),
+        ("arrays_file", 5, "a file name"),
+        ("arrays_file", "../copy.npz", "a file name"),
+        ("arrays_sha256", 123, "a SHA-256 hex digest"),
+        ("arrays_sha256", "abc", "a SHA-256 hex digest"),
+        ("block_output_shapes", "32x14x14", "lists of integers"),
+        ("block_output_shapes", [[32, 14, 14]], "lists of integers"),
+        ("profile_time_s", "fast", "a finite number"),
+        ("sources", ["x"], "a JSON object"),
+    ],
+)
+def test_wrong_metadata_types_rejected(tmp_path, key, value, expected):
+    bad = _copy_shipped(tmp_path, meta_change=lambda m: m.update({key: value}))
+    with pytest.raises(ValueError, match=rf"copy\.json: field '{key}' is ") as err:
+        Profile.load(bad)
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("value", [True, "1", 1.0])
+def test_schema_version_must_be_the_integer(tmp_path, value):
+    bad = _copy_shipped(tmp_path, meta_change=lambda m: m.update(schema_version=value))
+    with pytest.raises(ValueError, match=r"copy\.json: field 'schema_version' is "):
+        Profile.load(bad)
+
+
+@pytest.mark.parametrize("key", ["arrays_sha256", "num_samples"])
+def test_integrity_fields_required(tmp_path, key):
+    bad = _copy_shipped(tmp_path, meta_change=lambda m: m.pop(key))
+    with pytest.raises(ValueError, match=rf"copy\.json: missing field '{key}'"):
+        Profile.load(bad)
+
+
+def test_oversized_member_rejected_before_decompression(tmp_path):
+    """A member bigger than the metadata's shapes allow is refused from its declared size."""
+    bad = _copy_shipped(tmp_path, array_change=lambda a: a.update(labels=np.zeros(10**6, np.int64)))
+    with pytest.raises(ValueError, match=r"copy\.npz: array 'labels' is \d+ bytes uncompressed"):
+        Profile.load(bad)
 
 
 def test_shipped_profile_matches_shipped_weights():
