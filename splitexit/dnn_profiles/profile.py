@@ -164,7 +164,8 @@ def _is_int(x) -> bool:
 
 
 def _describe(x) -> str:
-    return f"{x!r} ({type(x).__name__})"
+    text = repr(x)
+    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(x).__name__})"
 
 
 def _check_meta(meta, path: Path) -> None:
