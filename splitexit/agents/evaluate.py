@@ -15,14 +15,15 @@ import argparse
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import gymnasium as gym
 import numpy as np
 
 import splitexit  # noqa: F401  (registers the ids)
 from splitexit.agents.baselines import BASELINES, Policy, make_policy
-from splitexit.agents.run import load_policy, parse_env_kwargs
+from splitexit.agents.run import SB3_ALGOS, load_policy, parse_env_kwargs
 from splitexit.envs.splitexit_env import SplitExitEnv
 
 DEFAULT_ENV_ID = "splitexit:SplitExit-v0"
@@ -178,10 +179,45 @@ def format_table(summaries: list[dict]) -> str:
     return head + "\n".join(rows) + "\n\n\\* not deployable (upper bound)\n"
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (``prog: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _env(parser: Parser, flag: str, env_id: str, config: dict) -> SplitExitEnv:
+    """:func:`make_env`, or a usage error naming ``flag``."""
+    try:
+        return make_env(env_id, **config)
+    except gym.error.Error as err:  # unknown id, version or namespace
+        parser.error(f"--env {env_id!r}: {err}")
+    except ImportError as err:
+        parser.error(f"--env {env_id!r}: cannot import its module ({err})")
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        parser.error(f"{flag}: {err}")
+
+
+def _load(parser: Parser, path: str, env: SplitExitEnv, algo: str):
+    """The saved agent at ``path`` as a policy of ``env``, or a usage error naming --model."""
+    if not Path(path).exists():
+        parser.error(f"--model {path}: no such file or folder")
+    try:
+        policy = load_policy(path, env, algo)
+    except Exception as err:  # noqa: BLE001  (any failure to load is the file's)
+        detail = " ".join(str(err).split()) or type(err).__name__
+        parser.error(f"--model {path}: cannot load it as --algo {algo} ({detail})")
+    space = getattr(getattr(policy, "model", None), "observation_space", None)
+    if space is not None and space.shape != env.observation_space.shape:
+        parser.error(
+            f"--model {path}: trained on observations of shape {space.shape}, but the env "
+            f"(--env, --env-kwargs) has {env.observation_space.shape}"
+        )
+    return policy
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m splitexit.agents.evaluate", description=__doc__
-    )
+    parser = Parser(prog="python -m splitexit.agents.evaluate", description=__doc__)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--model",
@@ -189,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     what.add_argument("--baseline", choices=sorted(BASELINES), help="a baseline or oracle")
     parser.add_argument(
-        "--algo", default="ppo", help="SB3 algorithm of --model: ppo, dqn, maskable_ppo"
+        "--algo", default="ppo", choices=SB3_ALGOS, help="SB3 algorithm of --model (default: ppo)"
     )
     parser.add_argument("--env", default=DEFAULT_ENV_ID)
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY:VALUE")
@@ -202,12 +238,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    config = {"traces": args.traces, **parse_env_kwargs(args.env_kwargs)}
-    env = make_env(args.env, **config)
+    if args.episodes < 1:
+        parser.error(f"--episodes must be >= 1, got {args.episodes}")
+    try:
+        kwargs = parse_env_kwargs(args.env_kwargs)
+    except ValueError as err:
+        parser.error(str(err))
+    if "traces" in kwargs:
+        parser.error(
+            "--env-kwargs traces: the traces are set apart: --traces for the evaluation, "
+            "--train-traces for tuning the baselines"
+        )
+    _env(parser, "--env-kwargs", args.env, kwargs)
+    config = {"traces": args.traces, **kwargs}
+    env = _env(parser, "--traces", args.env, config)
     if args.model:
-        policy = load_policy(args.model, env, args.algo)
+        policy = _load(parser, args.model, env, args.algo)
     else:
-        fit_env = make_env(args.env, **{**config, "traces": args.train_traces})
+        fit_env = _env(parser, "--train-traces", args.env, {**config, "traces": args.train_traces})
         policy = fit_baseline(args.baseline, env, fit_env)
     seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + args.episodes)
     summary = summarise(policy.name, run_episodes(policy, env, seeds), policy.deployable)

@@ -16,6 +16,7 @@ from splitexit.agents.baselines import make_policy
 from splitexit.agents.evaluate import FIT_EPISODES, TRAIN_SEED_BASE, run_episodes, summarise
 from splitexit.agents.run import BACKENDS, backend_module
 from splitexit.envs import SplitExitEnv
+from splitexit.files import LOCK_FILE, FolderLock, RunLocked
 
 
 def num_timesteps(model_zip: Path) -> int:
@@ -209,3 +210,166 @@ def test_both_backends_have_the_same_interface():
         assert backend.MODEL_FILE.startswith("model.")
         for function in ("train", "save", "as_policy", "load_policy"):
             assert callable(getattr(backend, function)), (name, function)
+
+
+# Errors before work (issue 11, part 5): every flag and env-kwarg is checked before training
+# and before the run folder is made; exit code 2 and one line naming the flag, no traceback.
+
+
+def one_line_usage_error(capsys, call) -> str:
+    """The one-line error of ``call()``, which exits with code 2."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        call()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err
+    assert err.count("\n") == 1 and "error: " in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--n-envs", "0"), "--n-envs must be >= 1, got 0"),
+        (("--total-timesteps", "0"), "--total-timesteps must be >= 1, got 0"),
+        (("--total-timesteps", "-5"), "--total-timesteps must be >= 1, got -5"),
+        (("--eval-episodes", "0"), "--eval-episodes must be >= 1, got 0"),
+        (("--eval-freq", "-1"), "--eval-freq must be >= 0"),
+        (("--seed", "-1"), "--seed must be >= 0"),
+        (("--env-kwargs", "traces:'mahimahi-up'"), "--train-traces for training, --eval-traces"),
+        (("--env-kwargs", "horizon"), "--env-kwargs item 'horizon' must look like key:value"),
+        (("--env-kwargs", "horizon:0"), "--env-kwargs: "),
+        (("--eval-traces", "no-such-traces"), "--eval-traces: "),
+        (("--train-traces", "no-such-traces"), "--train-traces: "),
+        (("--env", "NoSuchEnv-v0"), "--env 'NoSuchEnv-v0'"),
+        (("--conf-file", "no-such.yml"), "--conf-file: no-such.yml: hyperparameter file not found"),
+        (("--name", "../../x"), "--name must be a plain folder name"),
+        (("--name", "a/b"), "--name must be a plain folder name"),
+        (("--name", ".."), "--name must be a plain folder name"),
+        (("--name", ""), "--name must be a plain folder name"),
+    ],
+)
+def test_bad_flags_stop_before_any_work(train_agent, tmp_path, capsys, args, message):
+    # TINY first: the flag under test (and --env-kwargs of it) comes last and wins.
+    tiny = (*train_agent.TINY, "--total-timesteps", "64", "--eval-freq", "0")
+    argv = [*tiny, "--output", str(tmp_path / "out"), *args]
+    assert message in one_line_usage_error(capsys, lambda: train_agent.main(*argv))
+    assert not (tmp_path / "out").exists()  # no run folder, nor --output
+
+
+def test_unknown_sb3_hyperparameter_is_a_usage_error(train_agent, tmp_path, capsys):
+    conf = tmp_path / "bad.yml"
+    conf.write_text("default:\n  policy: MlpPolicy\n  n_stepz: 64\n")
+    err = one_line_usage_error(capsys, lambda: train_agent.parse_run("--conf-file", str(conf)))
+    assert "hyperparameter 'n_stepz'" in err and "PPO" in err
+
+
+def test_yaml_defaults_still_apply(train_agent):
+    """0 and missing are told apart: the flags left out take the YAML's values."""
+    run = train_agent.parse_run("--algo", "dqn")
+    assert run.n_envs >= 1 and run.total_timesteps >= 1 and run.eval_episodes == 30
+
+
+def test_a_failed_run_leaves_no_folder(train_agent, tmp_path, monkeypatch):
+    sb3 = backend_module("sb3")
+
+    def broken_train(run):
+        raise RuntimeError("training broke")
+
+    monkeypatch.setattr(sb3, "train", broken_train)
+    with pytest.raises(RuntimeError, match="training broke"):
+        train_agent.main("--output", str(tmp_path), "--name", "run", *train_agent.TINY)
+    assert not (tmp_path / "run").exists()
+
+
+# One run per folder (issue 11, part 4).
+
+
+def test_a_second_run_of_the_same_name_stops_at_once(train_agent, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    args = ["--total-timesteps", "64", "--eval-freq", "0", "--output", str(tmp_path)]
+    args += ["--name", "run", *train_agent.TINY]
+    with FolderLock(run):  # a run of this name is writing its folder (this live process)
+        err = one_line_usage_error(capsys, lambda: train_agent.main(*args))
+        assert "in use by another run" in err and f"process {os.getpid()}" in err
+        assert os.listdir(run) == [LOCK_FILE]  # nothing written by the second run
+        one_line_usage_error(capsys, lambda: train_agent.main(*args, "--resume"))
+    assert os.listdir(run) == []  # released
+
+
+def test_a_fresh_run_does_not_mix_with_a_previous_one(train_agent, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")  # a previous run's
+    args = ["--total-timesteps", "64", "--output", str(tmp_path), "--name", "run"]
+    err = one_line_usage_error(capsys, lambda: train_agent.main(*args, *train_agent.TINY))
+    assert "holds a previous run (config.json)" in err and "--resume" in err
+    assert os.listdir(run) == ["config.json"] and (run / "config.json").read_text() == "{}"
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # 2 tiny envs
+def test_a_run_takes_over_the_lock_of_a_killed_run(train_agent, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).write_text(f"{dead_pid()}\n")  # left by a run killed with SIGKILL
+    args = ["--total-timesteps", "64", "--eval-freq", "0", "--output", str(tmp_path)]
+    assert train_agent.main(*args, "--name", "run", *train_agent.TINY) == 0
+    train_agent.check_report(run, "model.zip", "ppo")
+    assert not (run / LOCK_FILE).exists()  # released at the end
+
+
+def test_folder_lock(tmp_path):
+    lock = FolderLock(tmp_path).acquire()
+    assert (tmp_path / LOCK_FILE).read_text().split()[0] == str(os.getpid())
+    with pytest.raises(RunLocked, match="in use by another run"):
+        FolderLock(tmp_path).acquire()
+    lock.release()
+    assert not (tmp_path / LOCK_FILE).exists()
+    with pytest.raises(KeyError), FolderLock(tmp_path):  # released on exceptions too
+        raise KeyError("boom")
+    assert not (tmp_path / LOCK_FILE).exists()
+    for stale in (f"{dead_pid()}\n", "", "garbage\n", f"{os.getpid()} 1\n"):  # 1: a reused PID
+        (tmp_path / LOCK_FILE).write_text(stale)
+        with FolderLock(tmp_path) as lock:
+            assert (tmp_path / LOCK_FILE).read_text() == lock.owner + "\n"
+        assert sorted(os.listdir(tmp_path)) == []
+
+
+# The evaluation CLI: the same one-line usage errors.
+
+
+@pytest.fixture(scope="module")
+def untrained_ppo(tmp_path_factory) -> Path:
+    from stable_baselines3 import PPO
+
+    path = tmp_path_factory.mktemp("model") / "model.zip"
+    PPO("MlpPolicy", SplitExitEnv(horizon=20), n_steps=64, batch_size=64, device="cpu").save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--baseline", "random", "--episodes", "0"), "--episodes must be >= 1, got 0"),
+        (("--model", "no-such-model.zip"), "--model no-such-model.zip: no such file or folder"),
+        (("--model", "{model}", "--algo", "a2c"), "argument --algo: invalid choice: 'a2c'"),
+        (("--model", "{model}", "--algo", "dqn"), "cannot load it as --algo dqn"),
+        (
+            ("--model", "{model}", "--env-kwargs", "throughput_history:3"),
+            "trained on observations of shape (10,), but the env",
+        ),
+        (("--baseline", "random", "--env-kwargs", "traces:'x'"), "--traces for the evaluation"),
+        (("--baseline", "random", "--traces", "no-such-traces"), "--traces: "),
+        (("--baseline", "random", "--env-kwargs", "horizon:0"), "--env-kwargs: "),
+    ],
+)
+def test_evaluate_cli_errors_are_one_line(capsys, untrained_ppo, args, message):
+    argv = [a.format(model=untrained_ppo) for a in args]
+    assert message in one_line_usage_error(capsys, lambda: evaluate.main(argv))
