@@ -12,6 +12,13 @@ Training uses the shipped uplink traces except one, held out for evaluation
 episodes.csv / episodes.json, summary.json, report.md, pareto.png and timeline.png. Files are
 written atomically; a killed run resumes from its last checkpoint with ``--resume``.
 
+One run per folder: a run locks its folder (``.lock``, holding its PID) while it writes it, so a
+second run of the same name stops at once (a lock left by a killed run is taken over), and a
+fresh run does not start in a folder holding a previous run (``--resume`` continues that one).
+Every flag and env-kwarg is checked before any work: a bad one exits with code 2 and one line
+naming it, and leaves no folder; a run that fails before saving a model or checkpoint leaves
+no folder either.
+
 ``--n-envs`` is the number of envs stepping in parallel in all, for both backends; RLlib splits
 them evenly over its ``--num-env-runners``.
 """
@@ -112,7 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-traces", default="mahimahi-up-train", help="traces for training")
     p.add_argument("--eval-traces", default="mahimahi-up-eval", help="held-out eval traces")
     p.add_argument("--output", default="runs", help="folder of the runs")
-    p.add_argument("--name", help="run name (default: [rllib-]<algo>-<env>-seed<seed>)")
+    p.add_argument(
+        "--name",
+        help="run name, a plain folder name under --output "
+        "(default: [rllib-]<algo>-<env>-seed<seed>)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
