@@ -64,6 +64,7 @@ def test_killed_ppo_run_resumes_from_its_checkpoint(train_agent, tmp_path):
     done = checkpoint_steps(run / "checkpoints")
     assert done and done[-1] < total, "the run should have been killed mid-way"
     assert not (run / "model.zip").exists()
+    assert (run / LOCK_FILE).read_text().split()[0] == str(proc.pid)  # left by the killed run
     result = train_agent.subprocess(*args, "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming from" in result.stdout
@@ -71,6 +72,7 @@ def test_killed_ppo_run_resumes_from_its_checkpoint(train_agent, tmp_path):
     assert total <= num_timesteps(run / "model.zip") < total + 256
     train_agent.check_report(run, "model.zip", "ppo")
     assert list((run / "tb").iterdir())
+    assert not (run / LOCK_FILE).exists()  # taken over, then released
 
 
 @pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # 2 tiny envs
