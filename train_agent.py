@@ -183,13 +183,6 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
     run_dir = output / name
     if run_dir.exists() and not run_dir.is_dir():
         p.error(f"--name {name!r}: {run_dir} is a file, not a folder")
-    left = previous_run(run_dir)
-    if left and not args.resume:
-        p.error(
-            f"--name {name!r}: {run_dir} holds a previous run ({', '.join(left[:3])}"
-            f"{', ...' if len(left) > 3 else ''}): --resume continues it; or choose another "
-            "--name, or delete the folder"
-        )
     source = hyperparams_path(prefix + args.algo, args.conf_file)  # rllib-ppo.yml for RLlib
     try:
         hyper = load_hyperparams(prefix + args.algo, args.env, source)
@@ -258,6 +251,17 @@ def usage_error(message: str) -> NoReturn:
     build_parser().error(message)
 
 
+def check_fresh(run: RunSpec) -> None:
+    """A usage error if a run without ``--resume`` would write into a previous run's folder."""
+    left = previous_run(run.run_dir)
+    if left and not run.resume:
+        usage_error(
+            f"--name {run.run_dir.name!r}: {run.run_dir} holds a previous run "
+            f"({', '.join(left[:3])}{', ...' if len(left) > 3 else ''}): --resume continues "
+            "it; or choose another --name, or delete the folder"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train, save, evaluate against every baseline and oracle, write the report.
 
@@ -265,24 +269,29 @@ def main(argv: list[str] | None = None) -> int:
     once); a run that fails before saving a model or a checkpoint leaves no folder behind."""
     args, run = parse_run(argv)
     torch.set_num_threads(1)  # small MLPs: threads cost more than they give
-    created = not run.run_dir.exists()
-    run.run_dir.mkdir(parents=True, exist_ok=True)
+    check_fresh(run)
+    run.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run.run_dir.mkdir()
+        created = True  # by this run: removed if the run fails before saving anything
+    except FileExistsError:
+        created = False
     lock = FolderLock(run.run_dir)
     try:
         lock.acquire()
     except RunLocked as err:
         usage_error(f"--name {run.run_dir.name!r}: {err}")
+    started = False
     try:
-        left = previous_run(run.run_dir)
-        if left and not run.resume:  # written by a run that ended since parse_run looked
-            usage_error(f"--name {run.run_dir.name!r}: {run.run_dir} holds a previous run")
+        check_fresh(run)  # again: a run of this name may have ended meanwhile
+        started = True
         _run(args, run, argv)
     except BaseException:
         backend = backend_module(run.backend)
         saved = (run.run_dir / backend.MODEL_FILE).exists() or any(
             (run.run_dir / "checkpoints").glob("*")
         )
-        if created and not saved:
+        if started and created and not saved:
             shutil.rmtree(run.run_dir, ignore_errors=True)
         raise
     finally:
