@@ -62,7 +62,7 @@ class CapacityTrace:
     def scaled(self, factor: float) -> CapacityTrace:
         """The same trace with every capacity multiplied by ``factor`` (>= 0)."""
         factor = check_non_negative("factor", factor)
-        return CapacityTrace(self.slot_s, self.capacity_bps * factor, self.name)
+        return type(self)(self.slot_s, self.capacity_bps * factor, self.name)
 
     def resampled(self, slot_s: float) -> CapacityTrace:
         """The mean capacity over consecutive slots of ``slot_s`` (the partial tail is dropped)."""
@@ -72,4 +72,4 @@ class CapacityTrace:
         knots_s = np.arange(self.capacity_bps.size + 1) * self.slot_s
         bits = np.interp(edges_s, knots_s, self._cum_bits_array)
         cap = np.maximum(np.diff(bits) / slot_s, 0.0)
-        return CapacityTrace(slot_s, cap, self.name)
+        return type(self)(slot_s, cap, self.name)

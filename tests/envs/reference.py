@@ -16,28 +16,26 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from splitexit.dnn_profiles.hardware import get_device_preset
+from splitexit.envs import capacity as package_capacity
 from splitexit.envs import channel as package_channel
-from splitexit.envs.checks import check, check_non_negative, check_positive
-from splitexit.envs.config import episode_duration_s, make_config
+from splitexit.envs import server as package_server
+from splitexit.envs.checks import check, check_non_negative
+from splitexit.envs.config import episode_duration_s
 from splitexit.envs.energy import BITS_PER_MBIT, MW_PER_W, RadioModel, radio_model
 from splitexit.envs.server import BackgroundLoad, OutageProcess, PoissonMarkovLoad, TraceLoad
+from splitexit.envs.splitexit_env import SplitExitEnv
 from splitexit.envs.world import (
-    NEVER_EXIT,
-    load_profile,
     make_channel,
     make_server_world,
     server_processes,
-    world_tables,
 )
 
 MAX_OBS_THROUGHPUT_MBPS = 100.0
 MAX_OBS_BACKLOG_FRAMES = 10.0
 WAIT_UNIT_S = 1e-3
 EPISODE_DRAWS = 4
-OBS_FEATURES = ("rtt", "server_queue", "server_reachable", "device_backlog", "battery", "deadline")
 
 # The ten worlds of the differential tests (vector == single == reference).
 WORLDS = {
@@ -73,49 +71,16 @@ WORLDS = {
 
 
 @dataclass(frozen=True, eq=False)
-class CapacityTrace:  # (reference)
-    """Piecewise-constant uplink capacity that loops at its end.
+class CapacityTrace(package_capacity.CapacityTrace):
+    """The package's trace with its former integration methods, on lists (as they were)."""
 
-    Slot ``k`` covers ``[k * slot_s, (k + 1) * slot_s)`` and carries ``capacity_bps[k]`` bit/s.
-    The bits delivered up to each slot boundary are precomputed, so a transfer time is one
-    binary search (exact for piecewise-constant capacity).
-    """
-
-    slot_s: float
-    capacity_bps: np.ndarray
-    name: str = "trace"
     _cum_bits: list[float] = field(init=False, repr=False)
     _cap_bps: list[float] = field(init=False, repr=False)
-    _cum_bits_array: np.ndarray = field(init=False, repr=False)
-    _total_bits: float = field(init=False, repr=False)
-    _duration_s: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        slot_s = check_positive("slot_s", self.slot_s)
-        cap = np.array(self.capacity_bps, dtype=np.float64)  # a private copy
-        check(cap.ndim == 1 and cap.size > 0, "capacity_bps", "a non-empty 1-D array", cap.shape)
-        check(bool(np.all(np.isfinite(cap))), "capacity_bps", "finite", "a non-finite value")
-        check(bool(np.all(cap >= 0)), "capacity_bps", ">= 0", float(cap.min()))
-        cap.flags.writeable = False
-        cum = np.concatenate(([0.0], np.cumsum(cap * slot_s)))
-        object.__setattr__(self, "slot_s", slot_s)
-        object.__setattr__(self, "capacity_bps", cap)
-        cum.flags.writeable = False
-        object.__setattr__(self, "_cum_bits", cum.tolist())
-        object.__setattr__(self, "_cum_bits_array", cum)
-        object.__setattr__(self, "_cap_bps", cap.tolist())
-        object.__setattr__(self, "_total_bits", float(cum[-1]))
-        object.__setattr__(self, "_duration_s", cap.size * slot_s)
-
-    @property
-    def duration_s(self) -> float:
-        """Length of one loop of the trace (s)."""
-        return self._duration_s
-
-    @property
-    def mean_bps(self) -> float:
-        """Time-average capacity over one loop (bit/s)."""
-        return self._total_bits / self._duration_s
+        super().__post_init__()
+        object.__setattr__(self, "_cum_bits", self.cum_bits_array.tolist())
+        object.__setattr__(self, "_cap_bps", self.capacity_bps.tolist())
 
     def capacity_at_bps(self, t_s: float) -> float:
         """Instantaneous capacity at absolute time ``t_s`` (bit/s)."""
@@ -190,27 +155,12 @@ class CapacityTrace:  # (reference)
             return self.capacity_at_bps(t0_s)
         return (self.cumulative_bits(t1_s) - self.cumulative_bits(t0_s)) / (t1_s - t0_s)
 
-    def scaled(self, factor: float) -> CapacityTrace:
-        """The same trace with every capacity multiplied by ``factor`` (>= 0)."""
-        factor = check_non_negative("factor", factor)
-        return CapacityTrace(self.slot_s, self.capacity_bps * factor, self.name)
-
     def window(self, start_slot: int, n_slots: int) -> CapacityTrace:
         """``n_slots`` slots from ``start_slot`` on, wrapping around the end of the trace."""
         check(n_slots >= 1, "n_slots", ">= 1", n_slots)
         idx = (int(start_slot) + np.arange(int(n_slots))) % self.capacity_bps.size
         name = f"{self.name}@{int(start_slot) * self.slot_s:g}s"
         return CapacityTrace(self.slot_s, self.capacity_bps[idx], name)
-
-    def resampled(self, slot_s: float) -> CapacityTrace:
-        """The mean capacity over consecutive slots of ``slot_s`` (the partial tail is dropped)."""
-        slot_s = check_positive("slot_s", slot_s)
-        n = max(1, int(self._duration_s / slot_s + 1e-9))
-        edges_s = np.arange(n + 1) * slot_s
-        knots_s = np.arange(self.capacity_bps.size + 1) * self.slot_s
-        bits = np.interp(edges_s, knots_s, np.asarray(self._cum_bits))
-        cap = np.maximum(np.diff(bits) / slot_s, 0.0)
-        return CapacityTrace(slot_s, cap, self.name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,57 +216,40 @@ def sample_shifted(channel: package_channel.TraceChannel, u_trace: float, u_star
 
 
 @dataclass(frozen=True, eq=False)
-class OutageSchedule:
-    """Down periods ``[down_start_s[k], down_end_s[k])``, sorted and disjoint (the last may end at
-    ``math.inf``; touching periods are merged). Also maps wall time to cumulative up time (the
-    work the server can do)."""
+class OutageSchedule(package_server.OutageSchedule):
+    """The package's outage schedule with its former queries, on lists (as they were)."""
 
-    down_start_s: tuple[float, ...] = ()
-    down_end_s: tuple[float, ...] = ()
+    _starts: list[float] = field(init=False, repr=False)
+    _ends: list[float] = field(init=False, repr=False)
     _cum_down_s: list[float] = field(init=False, repr=False)  # downtime before period k
     _up_at_start_s: list[float] = field(init=False, repr=False)  # up time at down_start_s[k]
 
     def __post_init__(self) -> None:
-        n = len(self.down_start_s)
-        check(len(self.down_end_s) == n, "down_end_s", f"of length {n}", self.down_end_s)
-        starts: list[float] = []
-        ends: list[float] = []
-        for a, b in zip(map(float, self.down_start_s), map(float, self.down_end_s), strict=True):
-            ok = a <= b and (not ends or a >= ends[-1])
-            check(ok, "down periods", "sorted and disjoint", (a, b))
-            if a == b:
-                continue  # empty
-            if ends and a == ends[-1]:
-                ends[-1] = b  # touching periods are one outage
-            else:
-                starts.append(a)
-                ends.append(b)
-        cum = [0.0]
-        for a, b in zip(starts, ends, strict=True):
-            cum.append(cum[-1] + (b - a))
-        object.__setattr__(self, "down_start_s", tuple(starts))
-        object.__setattr__(self, "down_end_s", tuple(ends))
-        object.__setattr__(self, "_cum_down_s", cum)
-        object.__setattr__(
-            self, "_up_at_start_s", [a - c for a, c in zip(starts, cum, strict=False)]
-        )
+        super().__post_init__()
+        for name, array in (
+            ("_starts", self.down_start_s),
+            ("_ends", self.down_end_s),
+            ("_cum_down_s", self.cum_down_s),
+            ("_up_at_start_s", self.up_at_start_s),
+        ):
+            object.__setattr__(self, name, array.tolist())
 
     def is_down(self, t_s: float) -> bool:
         """Whether the server is down at ``t_s``."""
-        k = bisect_right(self.down_start_s, t_s) - 1
-        return k >= 0 and t_s < self.down_end_s[k]
+        k = bisect_right(self._starts, t_s) - 1
+        return k >= 0 and t_s < self._ends[k]
 
     def down_until(self, t_s: float) -> float:
         """End of the down period containing ``t_s`` (``math.inf`` if permanent); ``t_s`` if up."""
-        k = bisect_right(self.down_start_s, t_s) - 1
-        return self.down_end_s[k] if k >= 0 and t_s < self.down_end_s[k] else t_s
+        k = bisect_right(self._starts, t_s) - 1
+        return self._ends[k] if k >= 0 and t_s < self._ends[k] else t_s
 
     def uptime_s(self, t_s: float) -> float:
         """Cumulative up time in ``[0, t_s]`` (s)."""
-        k = bisect_right(self.down_start_s, t_s) - 1
+        k = bisect_right(self._starts, t_s) - 1
         if k < 0:
             return t_s
-        if t_s < self.down_end_s[k]:
+        if t_s < self._ends[k]:
             return self._up_at_start_s[k]  # flat while down (exactly, for the inverse below)
         return t_s - self._cum_down_s[k + 1]
 
@@ -331,8 +264,7 @@ class OutageSchedule:
 
 def reference_schedule(schedule) -> OutageSchedule:
     """The reference twin of a package outage schedule."""
-    starts, ends = list(map(float, schedule.down_start_s)), list(map(float, schedule.down_end_s))
-    return OutageSchedule(tuple(starts), tuple(ends))
+    return OutageSchedule(schedule.down_start_s, schedule.down_end_s)
 
 
 @dataclass(frozen=True, eq=False)
@@ -352,7 +284,7 @@ class ServerWorld:
     def __post_init__(self) -> None:
         arrival_s = np.asarray(self.background.arrival_s, dtype=np.float64)
         work_before_s = np.concatenate(([0.0], np.cumsum(self.background.service_s)))
-        if self.schedule.down_start_s:
+        if self.schedule.down_start_s.size:
             up_s = np.array([self.schedule.uptime_s(a) for a in arrival_s.tolist()])
         else:
             up_s = arrival_s
@@ -462,12 +394,12 @@ class EdgeServer:
         self._arrival_s, self._work_before_s, self._g_max = world.lists
         self._bg_arrival_s, self._bg_work_before_s = world.arrival_s, world.work_before_s
         self._bg_g_max = world.g_max
-        self._has_outages = bool(schedule.down_start_s)
+        self._has_outages = bool(schedule.down_start_s.size)
         # After a permanent failure at F (in a shared world) the up time stays F, so the running
         # maximum past the first job at or after F is the constant max(g_max[k_F], F - S[k_F]).
         self._fail_k = len(self._g_max)
         if self.world is not None and permanent and self._has_outages:
-            fail_s = schedule.down_start_s[0]
+            fail_s = float(schedule.down_start_s[0])
             k = bisect_left(self._arrival_s, fail_s)
             self._fail_k = k
             self._fail_g = max(self._g_max[k], fail_s - self._work_before_s[k])
@@ -608,34 +540,16 @@ class ReferenceEnv(gym.Env):
         preset: dict | None = None,
         **kwargs: Any,
     ) -> None:
-        # Precedence: defaults < the registered id's preset < config < keyword arguments.
-        self.config = cfg = make_config({**(preset or {}), **dict(config or {})}, **kwargs)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, "
-                f"got {render_mode!r}"
-            )
+        # The config, tables and spaces (no dynamics) as the package env makes them.
+        spec = SplitExitEnv(config, render_mode, preset, **kwargs)
+        self._spec = spec
+        cfg = self.config = spec.config
         self.render_mode = render_mode
-        self.profile = load_profile(cfg["profile"])
-        self.tables = world_tables(
-            cfg["profile"],
-            tuple(cfg["thresholds"]),
-            tuple(cfg["compressions"]),
-            cfg["device"],
-            cfg["server"],
-        )
-        self.thresholds = (*cfg["thresholds"], NEVER_EXIT)
-        self.compressions = tuple(cfg["compressions"])
-        self.num_splits = self.profile.num_blocks + 1
-        self.n_t, self.n_c = len(self.thresholds), len(self.compressions)
-        self.n_actions = self.num_splits * self.n_t * self.n_c
-        if cfg["action_type"] == "discrete":
-            self.action_space = spaces.Discrete(self.n_actions)
-        else:
-            self.action_space = spaces.MultiDiscrete([self.num_splits, self.n_t, self.n_c])
-        self.history = cfg["throughput_history"]
-        n_obs = self.history + len(OBS_FEATURES)
-        self.observation_space = spaces.Box(0.0, 1.0, (n_obs,), np.float32)
+        self.profile, self.tables = spec.profile, spec.tables
+        self.thresholds, self.compressions = spec.thresholds, spec.compressions
+        self.num_splits, self.n_t, self.n_c = spec.num_splits, spec.n_t, spec.n_c
+        self.n_actions, self.history = spec.n_actions, spec.history
+        self.action_space, self.observation_space = spec.action_space, spec.observation_space
 
         self.device = get_device_preset(cfg["device"])
         # A request's energy is what it adds to the device's idle draw: compute above idle,
@@ -696,7 +610,7 @@ class ReferenceEnv(gym.Env):
         # a fraction of a millisecond each, are not in it yet.
         queue_s = self.server.background_backlog_s(heard)
         obs[:, h + 1] = np.minimum(np.log1p(queue_s / WAIT_UNIT_S) / self._wait_scale, 1.0)
-        if self.server.schedule.down_start_s:
+        if self.server.schedule.down_start_s.size:
             obs[:, h + 2] = [0.0 if self.server.is_down(x) else 1.0 for x in heard.tolist()]
         else:
             obs[:, h + 2] = 1.0
@@ -731,59 +645,8 @@ class ReferenceEnv(gym.Env):
             obs[self.history + 4] = max(1.0 - self._energy_j / self._battery_j, 0.0)
         return obs
 
-    def decode_observation(self, observation: np.ndarray) -> dict[str, Any]:
-        """An observation in physical units (what a heuristic policy may use)."""
-        obs = np.asarray(observation, dtype=np.float64)
-        h = self.history
-        return {
-            "uplink_bps": np.expm1(obs[:h] * np.log1p(MAX_OBS_THROUGHPUT_MBPS)) * 1e6,
-            "rtt_s": obs[h] * self.timeout_s,
-            "server_queue_s": math.expm1(obs[h + 1] * self._wait_scale) * WAIT_UNIT_S,
-            "server_reachable": bool(obs[h + 2] > 0.5),
-            "device_backlog_s": math.expm1(obs[h + 3] * self._wait_scale) * WAIT_UNIT_S,
-            "battery_fraction": obs[h + 4],
-            "deadline_s": obs[h + 5] * self.timeout_s,
-        }
-
-    # -- actions -----------------------------------------------------------------------------
-
     def decode_action(self, action) -> tuple[int, int, int]:
-        """(split, threshold index, compression index) of an action; ``ValueError`` if invalid."""
-        if self.config["action_type"] == "discrete":
-            if type(action) is not int:
-                arr = np.asarray(action)
-                if arr.shape != () or arr.dtype.kind not in "iu":
-                    raise ValueError(
-                        f"action {action!r} is not in the action space {self.action_space}"
-                    )
-                action = int(arr)
-            if not 0 <= action < self.n_actions:
-                raise ValueError(
-                    f"action {action!r} is not in the action space {self.action_space}"
-                )
-            a = action
-            return a // (self.n_t * self.n_c), (a // self.n_c) % self.n_t, a % self.n_c
-        arr = np.asarray(action)
-        if arr.dtype.kind not in "iu" or not self.action_space.contains(arr.astype(np.int64)):
-            raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
-        s, t, c = (int(x) for x in arr)
-        return s, t, c
-
-    def encode_action(self, split: int, threshold_idx: int, compression_idx: int = 0):
-        """Inverse of :meth:`decode_action`."""
-        if self.config["action_type"] == "discrete":
-            return (split * self.n_t + threshold_idx) * self.n_c + compression_idx
-        return np.array([split, threshold_idx, compression_idx], dtype=np.int64)
-
-    def action_masks(self) -> np.ndarray:
-        """Valid flat actions (sb3-contrib MaskablePPO): split 0 (raw image) and split S (nothing
-        sent) ignore the compression, so only their first compression is valid; while the last
-        heartbeat from the server is missing, only all-on-device actions are valid."""
-        mask = np.ones((self.num_splits, self.n_t, self.n_c), dtype=bool)
-        mask[0, :, 1:] = mask[-1, :, 1:] = False
-        if 0 <= self._step_idx <= self.horizon and self._obs[self._step_idx, self.history + 2] == 0:
-            mask[:-1] = False
-        return mask.reshape(-1)
+        return self._spec.decode_action(action)
 
     # -- the world ---------------------------------------------------------------------------
 

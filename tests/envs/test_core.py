@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from splitexit.envs import SplitExitEnv, core, server
+from splitexit.envs import SplitExitEnv, core
 from tests.envs.reference import WORLDS, CapacityTrace, OutageSchedule, ReferenceEnv
 
 
@@ -140,9 +140,13 @@ def test_trace_arithmetic_is_capacity_traces(trace, start_s, payload_bytes, hint
 
 @pytest.mark.parametrize("t_s", [0.0, 0.5, 1.0, 1.5, 2.0, 2.999, 3.0, 5.0, 9.0, 100.0])
 def test_outage_schedule_functions_are_outage_schedules(t_s):
-    schedule = OutageSchedule((1.0, 3.0, 8.0), (2.0, 4.5, math.inf))
-    package = server.OutageSchedule((1.0, 3.0, 8.0), (2.0, 4.5, math.inf))
-    arrays = [package.down_start_s, package.down_end_s, package.cum_down_s, package.up_at_start_s]
+    schedule = OutageSchedule((1.0, 3.0, 8.0), (2.0, 4.5, math.inf))  # (its package arrays too)
+    arrays = [
+        schedule.down_start_s,
+        schedule.down_end_s,
+        schedule.cum_down_s,
+        schedule.up_at_start_s,
+    ]
     mode = core.INTERMITTENT
     assert core.is_down(arrays[0], arrays[1], mode, math.inf, t_s) == schedule.is_down(t_s)
     assert core.uptime_s(*arrays, mode, math.inf, t_s) == schedule.uptime_s(t_s)
