@@ -43,21 +43,16 @@ from splitexit.agents.evaluate import EVAL_SEED_BASE, evaluate_against_baselines
 from splitexit.agents.report import write_report, write_results
 from splitexit.agents.run import (
     BACKENDS,
+    Parser,
     RunSpec,
     backend_module,
+    check_env,
+    env_config_flag,
     hyperparams_path,
     load_hyperparams,
-    parse_env_kwargs,
 )
 from splitexit.agents.sb3 import ALGOS, algo_class
 from splitexit.files import LOCK_FILE, FolderLock, RunLocked, atomic_write_text
-
-
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (``prog: error: ...``) and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,18 +136,6 @@ def previous_run(run_dir: Path) -> list[str]:
     return sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(LOCK_FILE))
 
 
-def check_env(p: argparse.ArgumentParser, flag: str, env_id: str, config: dict):
-    """The unwrapped env of ``env_id`` with ``config``, or a usage error naming ``flag``."""
-    try:
-        return gym.make(env_id, config=config).unwrapped
-    except gym.error.Error as err:  # unknown id, version or namespace
-        p.error(f"--env {env_id!r}: {err}")
-    except ImportError as err:
-        p.error(f"--env {env_id!r}: cannot import its module ({err})")
-    except (ValueError, TypeError, KeyError, OSError) as err:
-        p.error(f"{flag}: {err}")
-
-
 def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpec]:
     """The flags, and the run they describe (hyperparameters from the YAML under the flags).
 
@@ -210,15 +193,9 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
             f"{where} ({n_envs} envs in all) must be a multiple of --num-env-runners "
             f"({args.num_env_runners}): each env runner steps as many envs"
         )
-    try:
-        env_config = parse_env_kwargs(args.env_kwargs)
-    except ValueError as err:
-        p.error(str(err))
-    if "traces" in env_config:
-        p.error(
-            "--env-kwargs traces: the traces are set apart: --train-traces for training, "
-            "--eval-traces for the evaluation"
-        )
+    env_config = env_config_flag(
+        p, args.env_kwargs, "--train-traces for training, --eval-traces for the evaluation"
+    )
     run = RunSpec(
         backend=args.backend,
         algo=args.algo,

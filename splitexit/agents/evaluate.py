@@ -11,19 +11,24 @@ traces (seeds from TRAIN_SEED_BASE), here as in ``train_agent.py``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 import splitexit  # noqa: F401  (registers the ids)
 from splitexit.agents.baselines import BASELINES, Policy, make_policy
-from splitexit.agents.run import SB3_ALGOS, load_policy, parse_env_kwargs
+from splitexit.agents.run import (
+    SB3_ALGOS,
+    Parser,
+    check_env,
+    env_config_flag,
+    load_policy,
+)
 from splitexit.envs.splitexit_env import SplitExitEnv
 
 DEFAULT_ENV_ID = "splitexit:SplitExit-v0"
@@ -179,25 +184,6 @@ def format_table(summaries: list[dict]) -> str:
     return head + "\n".join(rows) + "\n\n\\* not deployable (upper bound)\n"
 
 
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (``prog: error: ...``) and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _env(parser: Parser, flag: str, env_id: str, config: dict) -> SplitExitEnv:
-    """:func:`make_env`, or a usage error naming ``flag``."""
-    try:
-        return make_env(env_id, **config)
-    except gym.error.Error as err:  # unknown id, version or namespace
-        parser.error(f"--env {env_id!r}: {err}")
-    except ImportError as err:
-        parser.error(f"--env {env_id!r}: cannot import its module ({err})")
-    except (ValueError, TypeError, KeyError, OSError) as err:
-        parser.error(f"{flag}: {err}")
-
-
 def _load(parser: Parser, path: str, env: SplitExitEnv, algo: str):
     """The saved agent at ``path`` as a policy of ``env``, or a usage error naming --model."""
     if not Path(path).exists():
@@ -240,22 +226,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
-    try:
-        kwargs = parse_env_kwargs(args.env_kwargs)
-    except ValueError as err:
-        parser.error(str(err))
-    if "traces" in kwargs:
-        parser.error(
-            "--env-kwargs traces: the traces are set apart: --traces for the evaluation, "
-            "--train-traces for tuning the baselines"
-        )
-    _env(parser, "--env-kwargs", args.env, kwargs)
+    kwargs = env_config_flag(
+        parser,
+        args.env_kwargs,
+        "--traces for the evaluation, --train-traces for tuning the baselines",
+    )
+    check_env(parser, "--env-kwargs", args.env, kwargs)
     config = {"traces": args.traces, **kwargs}
-    env = _env(parser, "--traces", args.env, config)
+    env = check_env(parser, "--traces", args.env, config)
     if args.model:
         policy = _load(parser, args.model, env, args.algo)
     else:
-        fit_env = _env(parser, "--train-traces", args.env, {**config, "traces": args.train_traces})
+        fit_env = check_env(
+            parser, "--train-traces", args.env, {**config, "traces": args.train_traces}
+        )
         policy = fit_baseline(args.baseline, env, fit_env)
     seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + args.episodes)
     summary = summarise(policy.name, run_episodes(policy, env, seeds), policy.deployable)

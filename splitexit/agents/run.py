@@ -14,14 +14,16 @@ interface:
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
+import gymnasium as gym
 import yaml
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
@@ -91,6 +93,37 @@ def parse_env_kwargs(items: Sequence[str]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             out[key] = value
     return out
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (``prog: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def env_config_flag(parser: argparse.ArgumentParser, items: Sequence[str], traces: str) -> dict:
+    """The ``--env-kwargs`` of a command line, or a usage error; ``traces`` names the flags that
+    set the traces (a ``traces`` env-kwarg is refused in their favour)."""
+    try:
+        config = parse_env_kwargs(items)
+    except ValueError as err:
+        parser.error(str(err))
+    if "traces" in config:
+        parser.error(f"--env-kwargs traces: the traces are set apart: {traces}")
+    return config
+
+
+def check_env(parser: argparse.ArgumentParser, flag: str, env_id: str, config: dict):
+    """The unwrapped env of ``env_id`` with ``config``, or a usage error naming ``flag``."""
+    try:
+        return gym.make(env_id, config=config).unwrapped
+    except gym.error.Error as err:  # unknown id, version or namespace
+        parser.error(f"--env {env_id!r}: {err}")
+    except ImportError as err:
+        parser.error(f"--env {env_id!r}: cannot import its module ({err})")
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        parser.error(f"{flag}: {err}")
 
 
 def hyperparams_path(algo: str, conf_file: str | Path | None = None) -> Path:
