@@ -268,51 +268,17 @@ def reference_schedule(schedule) -> OutageSchedule:
 
 
 @dataclass(frozen=True, eq=False)
-class ServerWorld:
-    """Background jobs and outages as the queue reads them, with the per-job prefix arrays of
-    :class:`EdgeServer` (``work_before_s[j]``: work of jobs ``< j``; ``g_max[j]``: the running
-    maximum of ``U(a_k) - work_before_s[k]`` over jobs ``k < j``, ``-inf`` first)."""
+class ServerWorld(package_server.ServerWorld):
+    """The package's server world, with its per-job prefix arrays as lists (as the reference
+    queue reads them) and, for episodes realised per reset, no length."""
 
-    background: BackgroundLoad
-    schedule: OutageSchedule
     duration_s: float = math.inf
-    arrival_s: np.ndarray = field(init=False, repr=False)
-    work_before_s: np.ndarray = field(init=False, repr=False)
-    g_max: np.ndarray = field(init=False, repr=False)
     lists: tuple[list[float], list[float], list[float]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        arrival_s = np.asarray(self.background.arrival_s, dtype=np.float64)
-        work_before_s = np.concatenate(([0.0], np.cumsum(self.background.service_s)))
-        if self.schedule.down_start_s.size:
-            up_s = np.array([self.schedule.uptime_s(a) for a in arrival_s.tolist()])
-        else:
-            up_s = arrival_s
-        g_max = np.concatenate(([-np.inf], np.maximum.accumulate(up_s - work_before_s[:-1])))
-        for name, value in (("arrival_s", arrival_s), ("work_before_s", work_before_s)):
-            value.flags.writeable = False
-            object.__setattr__(self, name, value)
-        g_max.flags.writeable = False
-        object.__setattr__(self, "g_max", g_max)
-        lists = (arrival_s.tolist(), work_before_s.tolist(), g_max.tolist())
+        super().__post_init__()
+        lists = (self.arrival_s.tolist(), self.work_before_s.tolist(), self.g_max.tolist())
         object.__setattr__(self, "lists", lists)
-
-    @classmethod
-    def realise(
-        cls,
-        load: PoissonMarkovLoad | TraceLoad | None,
-        outages: OutageProcess | None,
-        duration_s: float,
-        seed: int,
-    ) -> ServerWorld:
-        """One long realisation from ``seed``, shared by the episodes of :class:`EdgeServer`
-        (a permanent failure is drawn per episode instead)."""
-        rng = np.random.default_rng(seed)
-        background = load.sample(rng, duration_s) if load is not None else BackgroundLoad.empty()
-        schedule = OutageSchedule()
-        if outages is not None and not outages.permanent:
-            schedule = outages.sample(rng, duration_s)
-        return cls(background, schedule, duration_s)
 
 
 class EdgeServer:
