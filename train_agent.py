@@ -7,10 +7,12 @@
     python train_agent.py --backend rllib                  # Ray RLlib PPO (extra "rllib")
 
 Training uses the shipped uplink traces except one, held out for evaluation
-(``mahimahi-up-train`` / ``mahimahi-up-eval``). Everything lands in ``runs/<name>/``: model.zip
-(model.safetensors with ``--backend rllib``), config.json, checkpoints/, tb/ (TensorBoard),
-episodes.csv / episodes.json, summary.json, report.md, pareto.png and timeline.png. Files are
-written atomically; a killed run resumes from its last checkpoint with ``--resume``.
+(``mahimahi-up-train`` / ``mahimahi-up-eval``). Everything lands in ``runs/<name>/``: the agent
+(agent.json + agent.safetensors: no pickle; and SB3's model.zip), config.json, checkpoints/,
+tb/ (TensorBoard), episodes.csv / episodes.json, summary.json, report.md (last), pareto.png and
+timeline.png. Files are written atomically, checkpoints whole: a run killed at any point
+continues with ``--resume`` (from its newest whole checkpoint, or from its saved agent to the
+evaluation); a finished run is left as it is.
 
 One run per folder: a run locks its folder (``.lock``, holding its PID) while it writes it, so a
 second run of the same name stops at once (a lock left by a killed run is taken over), and a
@@ -39,8 +41,9 @@ import gymnasium as gym
 import torch
 
 import splitexit
+from splitexit.agents import saved
 from splitexit.agents.evaluate import EVAL_SEED_BASE, evaluate_against_baselines
-from splitexit.agents.report import write_report, write_results
+from splitexit.agents.report import REPORT_FILE, write_report, write_results
 from splitexit.agents.run import (
     BACKENDS,
     Parser,
@@ -52,7 +55,7 @@ from splitexit.agents.run import (
     load_hyperparams,
 )
 from splitexit.agents.sb3 import ALGOS, algo_class
-from splitexit.files import LOCK_FILE, FolderLock, RunLocked, atomic_write_text
+from splitexit.files import LOCK_FILE, FolderLock, RunLocked, atomic_write_text, remove_temporaries
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="run name, a plain folder name under --output "
         "(default: [rllib-]<algo>-<env>-seed<seed>)",
     )
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run of this name: from its newest whole checkpoint, or, once it "
+        "has trained, from its saved agent to the evaluation; a finished run is left as is",
+    )
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="rllib --resume: also load checkpoints not signed by this machine's key (RLlib "
+        "checkpoints hold pickles, which run code when loaded: only for files you trust)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -187,6 +201,13 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
                 f"--conf-file: hyperparameter {unknown[0]!r} of {source} is not an argument "
                 f"of {algo_class(args.algo).__name__}"
             )
+    if args.backend == "rllib":
+        from splitexit.agents.rllib import check_hyperparams
+
+        try:
+            check_hyperparams(hyper, str(source))
+        except ValueError as err:
+            p.error(f"--conf-file: {err}")
     if args.backend == "rllib" and n_envs % max(args.num_env_runners, 1):
         where = "--n-envs" if args.n_envs else f"n_envs of {source}"
         p.error(
@@ -216,6 +237,7 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
         num_env_runners=args.num_env_runners,
         ray_address=args.ray_address,
         hyperparams_source=str(source),
+        trust_pickle=args.trust_pickle,
     )
     check_env(p, "--env-kwargs", run.env_id, dict(run.env_config))
     check_env(p, "--train-traces", run.env_id, run.env_kwargs(run.train_traces))
@@ -264,11 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         started = True
         _run(args, run, argv)
     except BaseException:
-        backend = backend_module(run.backend)
-        saved = (run.run_dir / backend.MODEL_FILE).exists() or any(
+        kept = (run.run_dir / saved.DESCRIPTION_FILE).exists() or any(
             (run.run_dir / "checkpoints").glob("*")
         )
-        if started and created and not saved:
+        if started and created and not kept:
             shutil.rmtree(run.run_dir, ignore_errors=True)
         raise
     finally:
@@ -276,36 +297,64 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def trained_model(run: RunSpec, env):
+    """The agent a previous try of ``run`` trained and saved whole, or None."""
+    if not (run.run_dir / saved.DESCRIPTION_FILE).exists():
+        return None
+    try:
+        return backend_module(run.backend).load_model(run.run_dir, env)
+    except Exception as err:  # noqa: BLE001  (unreadable: train again from the checkpoints)
+        print(f"cannot read the saved agent in {run.run_dir} ({err}): training again")
+        return None
+
+
 def _run(args: argparse.Namespace, run: RunSpec, argv: list[str] | None) -> None:
     """The work of :func:`main` in the locked run folder."""
+    if run.resume:
+        if (run.run_dir / REPORT_FILE).is_file():
+            print(
+                f"{run.run_dir} holds a finished run ({REPORT_FILE}): nothing to do "
+                "(to train further, start a run of another --name)"
+            )
+            return
+        for leftover in remove_temporaries(run.run_dir) + remove_temporaries(
+            run.run_dir / "checkpoints"
+        ):
+            print(f"removed {leftover}, left by a killed run")
     probe = gym.make(run.env_id, config=dict(run.env_config)).unwrapped  # validated config
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
-    atomic_write_text(
-        run.run_dir / "config.json",
-        json.dumps(
-            {
-                "command": command,
-                "args": vars(args),
-                "hyperparameters": {
-                    **run.hyperparams,
-                    "n_envs": run.n_envs,
-                    "n_timesteps": run.total_timesteps,
-                },
-                "env_config": probe.config,
-                "splitexit": splitexit.__version__,
-                "torch": torch.__version__,
-            },
-            indent=2,
-            default=str,
-        )
-        + "\n",
-    )
     backend = backend_module(run.backend)
     start = time.perf_counter()
-    model = backend.train(run)
-    train_s = time.perf_counter() - start
-    backend.save(model, run.run_dir)
-    print(f"trained {model.num_timesteps} steps in {train_s:.0f} s; evaluating ...")
+    model = trained_model(run, probe) if run.resume else None
+    if model is not None:
+        print(f"resuming with the trained agent in {run.run_dir} ({model.num_timesteps} steps)")
+        train_s = 0.0
+    else:
+        atomic_write_text(
+            run.run_dir / "config.json",
+            json.dumps(
+                {
+                    "command": command,
+                    "args": vars(args),
+                    "hyperparameters": {
+                        **run.hyperparams,
+                        "n_envs": run.n_envs,
+                        "n_timesteps": run.total_timesteps,
+                    },
+                    "env_config": probe.config,
+                    "splitexit": splitexit.__version__,
+                    "torch": torch.__version__,
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n",
+        )
+        model = backend.train(run)
+        train_s = time.perf_counter() - start
+        backend.save(model, run)
+        print(f"trained {model.num_timesteps} steps in {train_s:.0f} s")
+    print("evaluating ...")
     eval_env = gym.make(run.env_id, config=run.env_kwargs(run.eval_traces)).unwrapped
     fit_env = gym.make(run.env_id, config=run.env_kwargs(run.train_traces)).unwrapped
     agent = backend.as_policy(model, eval_env, run.algo)

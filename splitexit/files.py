@@ -4,16 +4,19 @@ lock of a run folder (one run writes it at a time)."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
+
+TMP_SUFFIX = ".tmp"  # of the hidden files and folders a write in progress makes
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -27,6 +30,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Remove what killed writes left in ``folder``: hidden ``.*.tmp`` files of
+    :func:`atomic_write_bytes` and hidden ``.tmp-*`` folders of checkpoints in progress.
+    Call it only while holding the folder's lock. Returns what it removed."""
+    folder = Path(folder)
+    removed = []
+    for p in folder.glob(".*") if folder.is_dir() else []:
+        if p.is_file() and p.name.endswith(TMP_SUFFIX):
+            p.unlink(missing_ok=True)
+        elif p.is_dir() and p.name.startswith(".tmp-"):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            continue
+        removed.append(p)
+    return removed
 
 
 LOCK_FILE = ".lock"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 
 import pytest
@@ -9,6 +11,13 @@ import pytest
 ENV_ID = "splitexit:SplitExit-v0"
 # Test folders that never build an env: their tests do not wait for the warm-up.
 NO_ENV_FOLDERS = ("dnn_profiles", "benchmarks")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The runs of the tests (subprocesses too) sign their checkpoints with a key of the test
+    session, not with the user's (``splitexit.agents.saved.key_path``)."""
+    if "SPLITEXIT_KEY_FILE" not in os.environ:
+        os.environ["SPLITEXIT_KEY_FILE"] = os.path.join(tempfile.mkdtemp(), "key")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from pathlib import Path
 from splitexit.agents.evaluate import format_table
 from splitexit.files import atomic_write_bytes, atomic_write_text
 
+REPORT_FILE = "report.md"
 EPISODE_FIELDS = (
     "policy",
     "seed",
@@ -111,7 +112,8 @@ def write_report(
     num_splits: int,
     context: dict,
 ) -> None:
-    """``report.md`` with the table, the exit mix, the plots and how the run was made."""
+    """``report.md`` with the table, the exit mix, the plots and how the run was made; it is
+    written last of all the run's files (``--resume`` takes a run with it as finished)."""
     pareto_plot(summaries, run_dir / "pareto.png")
     if timeline:
         timeline_plot(
@@ -168,4 +170,4 @@ per request; the oracle-normalised score is (R - R_random) / (R_channel_oracle -
 
 {json.dumps({k: v for k, v in context.items() if k not in ("command", "description")}, indent=2)}
 """
-    atomic_write_text(run_dir / "report.md", text)
+    atomic_write_text(run_dir / REPORT_FILE, text)  # last: a run with it is finished

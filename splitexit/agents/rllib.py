@@ -3,10 +3,11 @@
 Training runs on a Ray cluster: a light local one by default, or the one at ``--ray-address``
 (or ``$RAY_ADDRESS``), with ``--num-env-runners`` actors sampling the env (``--n-envs`` envs in
 all, split evenly over them) and the learner in the driver. It has the interface of every
-backend (:mod:`splitexit.agents.run`): ``train(run)``, ``save``, ``as_policy``, ``load_policy``.
-Checkpoints land atomically in ``runs/<name>/checkpoints/rllib_<steps>_steps/``
-(RLlib's own checkpoint format, pickle files included: only RLlib reads them, to resume).
-The trained policy is saved as ``model.safetensors`` (no pickle) and evaluated greedily by
+backend (:mod:`splitexit.agents.run`): ``train(run)``, ``save``, ``load_model``, ``as_policy``,
+``load_policy``. Checkpoints land whole in ``runs/<name>/checkpoints/rllib_<steps>_steps/``
+(RLlib's own format, pickle files included: only a resume of the run reads them, and only
+those signed with this machine's key). The trained policy is saved as agent files
+(:mod:`splitexit.agents.saved`: safetensors and JSON, no pickle) and evaluated greedily by
 :class:`RLlibPolicy`, which has the ``predict(obs)`` interface of the SB3 policies.
 
 The env itself needs nothing RLlib-specific: ``SplitExitEnv`` takes its config dict (RLlib's
@@ -21,7 +22,6 @@ import inspect
 import math
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from splitexit.agents import saved
 from splitexit.agents.evaluate import EVAL_SEED_BASE, run_episodes
 from splitexit.agents.run import RunSpec
 from splitexit.envs.splitexit_env import SplitExitEnv
-from splitexit.files import atomic_write_bytes
 
-MODEL_FILE = "model.safetensors"
 CHECKPOINT_RE = re.compile(r"^rllib_(\d+)_steps$")
 # A local cluster's object store: it holds the weights of a small MLP and sample batches of a
 # few MB, so a fraction of Ray's default (30% of the RAM) is plenty.
@@ -44,8 +43,8 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
 MODEL_KEYS = ("net_arch", "activation")
 DEFAULT_NET_ARCH = (64, 64)
 DEFAULT_ACTIVATION = "tanh"
+ACTIVATIONS = ("tanh", "relu", "swish", "silu", "elu", "linear")  # RLlib's fcnet_activation
 PERIODIC_EVAL_EPISODES = 5  # per checkpoint, on the eval traces (like SB3's EvalCallback)
-MODEL_FORMAT = "splitexit-rllib-ppo-v1"  # safetensors metadata: what wrote the file
 
 
 @dataclass
@@ -92,6 +91,32 @@ def model_config(hyper: Mapping[str, Any]):
     )
 
 
+def check_hyperparams(hyper: Mapping[str, Any], source: str = "the hyperparameters") -> dict:
+    """The PPOConfig.training() arguments of ``hyper`` (``net_arch`` / ``activation`` aside);
+    a ValueError names the first key that is none of them."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    training = {k: v for k, v in hyper.items() if k not in MODEL_KEYS}
+    allowed = {  # PPO's own arguments and those it passes on to AlgorithmConfig.training()
+        name
+        for cls in PPOConfig.__mro__
+        if "training" in vars(cls)
+        for name, param in inspect.signature(vars(cls)["training"]).parameters.items()
+        if name != "self" and param.kind is not param.VAR_KEYWORD
+    }
+    unknown = sorted(set(training) - allowed)
+    if unknown:
+        raise ValueError(
+            f"hyperparameter {unknown[0]!r} in {source} is not an argument of RLlib's "
+            "PPOConfig.training() (nor net_arch / activation)"
+        )
+    if "activation" in hyper and hyper["activation"] not in ACTIVATIONS:
+        raise ValueError(
+            f"activation {hyper['activation']!r} in {source} must be one of {list(ACTIVATIONS)}"
+        )
+    return training
+
+
 def ppo_config(
     env: str | type,
     env_config: Mapping[str, Any],
@@ -116,20 +141,7 @@ def ppo_config(
             f"--n-envs (envs in all) must be a positive multiple of --num-env-runners "
             f"({num_env_runners}), got {n_envs}"
         )
-    training = {k: v for k, v in hyper.items() if k not in MODEL_KEYS}
-    allowed = {  # PPO's own arguments and those it passes on to AlgorithmConfig.training()
-        name
-        for cls in PPOConfig.__mro__
-        if "training" in vars(cls)
-        for name, param in inspect.signature(vars(cls)["training"]).parameters.items()
-        if name != "self" and param.kind is not param.VAR_KEYWORD
-    }
-    unknown = sorted(set(training) - allowed)
-    if unknown:
-        raise ValueError(
-            f"hyperparameter {unknown[0]!r} in {source} is not an argument of RLlib's "
-            "PPOConfig.training() (nor net_arch / activation)"
-        )
+    training = check_hyperparams(hyper, source)
     return (
         PPOConfig()
         .environment(env, env_config=dict(env_config))
@@ -153,28 +165,40 @@ def stop(algo) -> None:
         logdir.rmdir()
 
 
-def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:
-    """``(steps, path)`` of the complete checkpoint with the most steps in ``folder``."""
+def checkpoints_newest_first(folder: Path) -> list[tuple[int, Path]]:
+    """``(steps, path)`` of the whole checkpoints in ``folder``, the most steps first."""
     found = [
         (int(m.group(1)), p)
         for p in (folder.iterdir() if folder.is_dir() else [])
         if (m := CHECKPOINT_RE.match(p.name)) and (p / "rllib_checkpoint.json").is_file()
     ]
-    return max(found) if found else None
+    return sorted(found, reverse=True)
 
 
 def save_checkpoint(algo, folder: Path, steps: int) -> Path:
-    """Save ``algo`` to ``folder/rllib_<steps>_steps`` atomically: into a hidden folder, then
-    renamed (a killed run leaves a hidden partial folder, never a partial checkpoint)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"rllib_{steps}_steps"
-    tmp = folder / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    algo.save_to_path(tmp.resolve())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+    """Save ``algo`` to ``folder/rllib_<steps>_steps``, whole or absent, signed with this
+    machine's key (:func:`splitexit.agents.saved.sign_folder`): RLlib's checkpoints hold
+    pickles, so a resume loads only those this machine wrote."""
+
+    def write(tmp: Path) -> None:
+        algo.save_to_path(tmp.resolve())
+        saved.sign_folder(tmp)
+
+    return saved.write_checkpoint(folder, f"rllib_{steps}_steps", write)
+
+
+def restorable(checkpoints: list[tuple[int, Path]], trust_pickle: bool) -> tuple[int, Path] | None:
+    """The newest checkpoint signed here (or any, with ``trust_pickle``); the others are named
+    as skipped."""
+    for steps, path in checkpoints:
+        if trust_pickle or saved.signed_here(path):
+            return steps, path
+        print(
+            f"skipping the checkpoint {path}: not signed by this machine's key "
+            f"({saved.key_path()}), so it was changed or made elsewhere; RLlib checkpoints hold "
+            "pickles (--trust-pickle loads it anyway)"
+        )
+    return None
 
 
 def build_module(
@@ -198,37 +222,49 @@ def build_module(
     return spec.build().eval()
 
 
-def save(model: RLlibModel, run_dir: Path) -> Path:
-    """``run_dir / model.safetensors``: the module's weights (atomically), with its shape in
-    the metadata."""
-    from safetensors.torch import save as safetensors_bytes
+def describe(model: RLlibModel, run: RunSpec, env: SplitExitEnv) -> dict[str, Any]:
+    """The JSON description of ``model`` trained by ``run``."""
+    import splitexit
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
-    meta = {
-        "format": MODEL_FORMAT,
-        "net_arch": ",".join(str(n) for n in model.net_arch),
+    return {
+        "backend": "rllib",
+        "algo": "ppo",
+        "net_arch": list(model.net_arch),
         "activation": model.activation,
-        "num_timesteps": str(model.num_timesteps),
+        "num_timesteps": int(model.num_timesteps),
+        "observation_space": saved.space_to_json(env.observation_space),
+        "action_space": saved.space_to_json(env.action_space),
+        "env_id": run.env_id,
+        "env_config": dict(run.env_config),
+        "train_traces": run.train_traces,
+        "seed": run.seed,
+        "hyperparameters": dict(run.hyperparams),
+        "splitexit": splitexit.__version__,
+        "torch": torch.__version__,
     }
-    atomic_write_bytes(run_dir / MODEL_FILE, safetensors_bytes(state, metadata=meta))
-    return run_dir / MODEL_FILE
+
+
+def save(model: RLlibModel, run: RunSpec) -> Path:
+    """The trained module as agent files in ``run.run_dir`` (safetensors and JSON)."""
+    import gymnasium as gym
+
+    env = gym.make(run.env_id, config=dict(run.env_config)).unwrapped
+    return saved.write_agent(run.run_dir, model.module.state_dict(), describe(model, run, env))
 
 
 def load_model(path: str | Path, env: SplitExitEnv) -> RLlibModel:
-    """A model written by :func:`save` (or the run folder holding it), for ``env``'s spaces."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    path = path / MODEL_FILE if path.is_dir() else path
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: not a splitexit RLlib model (metadata {meta})")
-    net_arch = tuple(int(n) for n in meta["net_arch"].split(","))
-    module = build_module(env, net_arch, meta["activation"])
-    module.load_state_dict(load_file(str(path)), strict=True)
-    return RLlibModel(module, int(meta["num_timesteps"]), net_arch, meta["activation"])
+    """The agent saved at ``path`` (a run folder, or its ``agent.json``), for ``env``'s spaces."""
+    description, weights = saved.read_weights(path)
+    if description["backend"] != "rllib":
+        raise ValueError(f"{path}: an agent of the {description['backend']} backend, not rllib")
+    saved.check_spaces(description, env, path)
+    net_arch = tuple(int(n) for n in description["net_arch"])
+    activation = str(description["activation"])
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{path}: activation {activation!r} is none of {list(ACTIVATIONS)}")
+    module = build_module(env, net_arch, activation)
+    module.load_state_dict(weights, strict=True)
+    return RLlibModel(module, int(description["num_timesteps"]), net_arch, activation)
 
 
 class RLlibPolicy:
@@ -265,9 +301,12 @@ def as_policy(model: RLlibModel, env: SplitExitEnv, algo: str = "ppo") -> RLlibP
     return RLlibPolicy(model.module, env, name=algo)
 
 
-def load_policy(path: str | Path, env: SplitExitEnv, algo: str = "ppo") -> RLlibPolicy:
-    """``model.safetensors`` (or a run folder holding one) as a greedy policy of ``env``."""
-    return as_policy(load_model(path, env), env, algo)
+def load_policy(
+    path: str | Path, env: SplitExitEnv, algo: str | None = None, trust_pickle: bool = False
+) -> RLlibPolicy:
+    """The agent saved at ``path`` (a run folder, or its ``agent.json``) as a greedy policy of
+    ``env`` (agent files hold no pickle: ``trust_pickle`` changes nothing here)."""
+    return as_policy(load_model(path, env), env, "ppo")
 
 
 def _scalar(value: Any) -> float | None:
@@ -329,7 +368,8 @@ def train(run: RunSpec) -> RLlibModel:
         algo = config.build_algo()
         try:
             steps = 0
-            checkpoint = latest_checkpoint(ckpt_dir) if run.resume else None
+            found = checkpoints_newest_first(ckpt_dir) if run.resume else []
+            checkpoint = restorable(found, run.trust_pickle)
             if checkpoint is not None:
                 algo.restore_from_path(checkpoint[1].resolve())
                 steps = checkpoint[0]

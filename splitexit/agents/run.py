@@ -4,12 +4,14 @@
 (:mod:`splitexit.agents.sb3` or :mod:`splitexit.agents.rllib`). Every backend has the same
 interface:
 
-- ``MODEL_FILE``: the file name of a saved policy in the run folder;
 - ``train(run) -> model``: train (or, with ``run.resume``, continue); ``model.num_timesteps``;
-- ``save(model, run_dir) -> Path``: write ``run_dir / MODEL_FILE`` atomically;
-- ``as_policy(model, env, algo)``: the trained model as a deployable greedy policy of ``env``,
-  with the ``predict(obs, deterministic=True)`` interface of the baselines;
-- ``load_policy(path, env, algo)``: the same from a saved file (or a run folder).
+- ``save(model, run) -> Path``: write the agent files (:mod:`splitexit.agents.saved`) into
+  ``run.run_dir``, ``agent.json`` last; returns its path;
+- ``load_model(path, env) -> model``: the model those files describe (it acts; it does not
+  train), checked against ``env``'s spaces;
+- ``as_policy(model, env, algo)``: the model as a deployable greedy policy of ``env``, with the
+  ``predict(obs, deterministic=True)`` interface of the baselines;
+- ``load_policy(path, env, algo=None, trust_pickle=False)``: the same from saved files.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class RunSpec:
     num_env_runners: int = 2  # RLlib: sampling actors (0: the driver samples)
     ray_address: str | None = None  # RLlib: a running cluster (None: $RAY_ADDRESS or local)
     hyperparams_source: str = "the hyperparameters"  # where they came from, for errors
+    trust_pickle: bool = False  # RLlib: resume from checkpoints not signed by this machine
 
     def env_kwargs(self, traces: str) -> dict[str, Any]:
         """The env config on ``traces``."""
@@ -67,18 +70,23 @@ def backend_module(name: str) -> ModuleType:
     return importlib.import_module(f"splitexit.agents.{name}")
 
 
-def load_policy(path: str | Path, env: Any, algo: str = "ppo") -> Any:
-    """A saved agent as a deployable policy of ``env``: ``model.zip`` (SB3, of ``algo``),
-    ``model.safetensors`` (RLlib), or a run folder holding one of them."""
+def load_policy(
+    path: str | Path, env: Any, algo: str | None = None, trust_pickle: bool = False
+) -> Any:
+    """A saved agent as a deployable policy of ``env``: a run folder or its ``agent.json``
+    (safetensors and JSON: loading runs no code), or, with ``trust_pickle``, an SB3
+    ``model.zip`` of ``algo`` (SB3 unpickles it: only for a file from a source you trust)."""
+    from splitexit.agents import saved
+
     path = Path(path)
-    if path.is_dir():
-        found = [n for n in BACKENDS if (path / backend_module(n).MODEL_FILE).is_file()]
-        if not found:
-            raise FileNotFoundError(f"{path}: no saved model in this run folder")
-        name = found[0]
-    else:
-        name = "rllib" if path.suffix == ".safetensors" else "sb3"
-    return backend_module(name).load_policy(path, env, algo)
+    if path.suffix == ".zip":
+        return backend_module("sb3").load_policy(path, env, algo, trust_pickle)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    backend = saved.read_description(path)["backend"]
+    if backend not in BACKENDS:
+        raise ValueError(f"{saved.description_path(path)}: unknown backend {backend!r}")
+    return backend_module(backend).load_policy(path, env, algo)
 
 
 def parse_env_kwargs(items: Sequence[str]) -> dict[str, Any]:

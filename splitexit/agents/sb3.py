@@ -1,21 +1,25 @@
 """The stable-baselines3 backend of ``train_agent.py``: PPO, DQN and MaskablePPO in this process.
 
 It has the interface of every backend (:mod:`splitexit.agents.run`): ``train(run)``, ``save``,
-``as_policy`` and ``load_policy``. Checkpoints land in ``runs/<name>/checkpoints/`` (SB3 writes
-them in place: ``--resume`` skips one cut short); the model in ``model.zip``.
+``load_model``, ``as_policy`` and ``load_policy``. Checkpoints land whole in
+``runs/<name>/checkpoints/agent_<steps>_steps/`` and the trained agent in the run folder, as
+agent files (:mod:`splitexit.agents.saved`: safetensors and JSON, no pickle); the agent also in
+SB3's ``model.zip``, for SB3's own tools (read only with ``trust_pickle``).
 """
 
 from __future__ import annotations
 
 import io
 import re
-import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
+from splitexit.agents import saved
 from splitexit.agents.run import (  # noqa: F401  (benchmarks use load_hyperparams)
     SB3_ALGOS,
     RunSpec,
@@ -25,8 +29,9 @@ from splitexit.envs.splitexit_env import SplitExitEnv
 from splitexit.files import atomic_write_bytes
 
 ALGOS = SB3_ALGOS
-MODEL_FILE = "model.zip"
-CHECKPOINT_RE = re.compile(r"model_(\d+)_steps\.zip$")
+MODEL_ZIP = "model.zip"  # SB3's own format (pickles inside), for SB3 tools; not read by default
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_RE = re.compile(r"^agent_(\d+)_steps$")
 
 
 def algo_class(algo: str):
@@ -131,8 +136,8 @@ def make_native_vec_env(env_id: str, n_envs: int, seed: int, config: dict) -> Ve
 
 
 class SB3Policy:
-    """A stable-baselines3 model on the policy interface (``predict(obs)``); MaskablePPO gets
-    ``env.action_masks()``."""
+    """A stable-baselines3 model (or policy) on the policy interface (``predict(obs)``);
+    MaskablePPO gets ``env.action_masks()``."""
 
     deployable = True
 
@@ -146,60 +151,191 @@ class SB3Policy:
         return self.model.predict(observation, deterministic=deterministic)
 
 
+@dataclass
+class SavedAgent:
+    """An SB3 policy read from agent files (no algorithm around it: it only acts)."""
+
+    policy: Any  # stable_baselines3.common.policies.BasePolicy
+    num_timesteps: int
+    description: dict[str, Any]
+
+    def predict(self, *args, **kwargs):
+        return self.policy.predict(*args, **kwargs)
+
+
 def as_policy(model, env: SplitExitEnv, algo: str) -> SB3Policy:
     """``model`` of ``algo`` acting greedily in ``env``."""
     return SB3Policy(model, env, name=algo, masked=algo == "maskable_ppo")
 
 
-def load_policy(path: str | Path, env: SplitExitEnv, algo: str = "ppo") -> SB3Policy:
-    """``model.zip`` of ``algo`` (or a run folder holding one) as a policy of ``env``."""
+def _policy_alias(model) -> str:
+    """The name under which ``model``'s algorithm knows its policy class (``MlpPolicy``)."""
+    for alias, cls in model.policy_aliases.items():
+        if type(model.policy) is cls:
+            return alias
+    raise TypeError(f"{type(model.policy).__name__} is none of {type(model).__name__}'s policies")
+
+
+def describe(model, run: RunSpec) -> dict[str, Any]:
+    """The JSON description of ``model`` trained by ``run`` (see :mod:`splitexit.agents.saved`)."""
+    import torch
+
+    import splitexit
+
+    ctor = model.policy._get_constructor_parameters()
+    ctor.pop("lr_schedule", None)  # a function; acting needs no learning rate
+    return {
+        "backend": "sb3",
+        "algo": run.algo,
+        "policy": _policy_alias(model),
+        "policy_constructor": ctor,
+        "num_timesteps": int(model.num_timesteps),
+        "n_updates": int(getattr(model, "_n_updates", 0)),
+        "observation_space": saved.space_to_json(model.observation_space),
+        "action_space": saved.space_to_json(model.action_space),
+        "env_id": run.env_id,
+        "env_config": dict(run.env_config),
+        "train_traces": run.train_traces,
+        "seed": run.seed,
+        "hyperparameters": dict(run.hyperparams),
+        "splitexit": splitexit.__version__,
+        "torch": torch.__version__,
+    }
+
+
+def build_policy(description: dict[str, Any], weights: dict[str, Any] | None = None):
+    """The SB3 policy of a description (weights loaded if given), in evaluation mode."""
+    cls = algo_class(description["algo"])
+    policy_cls = cls.policy_aliases.get(description["policy"])
+    if policy_cls is None:
+        raise ValueError(f"{description['algo']} has no policy {description['policy']!r}")
+    ctor = saved.from_json(description["policy_constructor"])
+    policy = policy_cls(**ctor, lr_schedule=lambda _: 0.0)
+    if weights is not None:
+        policy.load_state_dict(weights, strict=True)
+    policy.set_training_mode(False)
+    return policy
+
+
+def load_model(path: str | Path, env: SplitExitEnv | None = None) -> SavedAgent:
+    """The agent saved at ``path`` (a run folder, or its ``agent.json``), checked against the
+    spaces of ``env`` if given. Reads JSON and safetensors only."""
+    description, weights = saved.read_weights(path)
+    if description["backend"] != "sb3":
+        raise ValueError(f"{path}: an agent of the {description['backend']} backend, not sb3")
+    if env is not None:
+        saved.check_spaces(description, env, path)
+    policy = build_policy(description, weights)
+    return SavedAgent(policy, int(description["num_timesteps"]), description)
+
+
+def load_policy(
+    path: str | Path, env: SplitExitEnv, algo: str | None = None, trust_pickle: bool = False
+) -> SB3Policy:
+    """The agent at ``path`` as a greedy policy of ``env``: agent files (a run folder or its
+    ``agent.json``); or, with ``trust_pickle``, an SB3 ``model.zip`` of ``algo`` (which SB3
+    unpickles: only for files from a source you trust)."""
     path = Path(path)
-    model = algo_class(algo).load(str(path / MODEL_FILE if path.is_dir() else path), device="cpu")
-    return as_policy(model, env, algo)
+    if path.suffix == ".zip":
+        if not trust_pickle:
+            raise saved.PickleRefused(
+                f"{path}: an SB3 zip holds pickled objects, and loading it can run any code; "
+                f"load the agent's {saved.DESCRIPTION_FILE} instead, or trust this file "
+                "(--trust-pickle) if you trust its source"
+            )
+        algo = algo or "ppo"
+        model = algo_class(algo).load(str(path), device="cpu")
+        saved.check_spaces(
+            {
+                "observation_space": saved.space_to_json(model.observation_space),
+                "action_space": saved.space_to_json(model.action_space),
+            },
+            env,
+            path,
+        )
+        return as_policy(model, env, algo)
+    agent = load_model(path, env)
+    if algo is not None and algo != agent.description["algo"]:
+        raise ValueError(f"{path}: an agent of --algo {agent.description['algo']}, not {algo}")
+    return as_policy(agent, env, agent.description["algo"])
 
 
-def save(model, run_dir: Path) -> Path:
-    """``run_dir / model.zip``, written atomically."""
+def save(model, run: RunSpec) -> Path:
+    """The trained agent in ``run.run_dir``: ``model.zip`` (SB3's own format, for SB3 tools),
+    then the agent files (weights, description) that splitexit reads; each written atomically,
+    ``agent.json`` last."""
     buf = io.BytesIO()
     model.save(buf)
-    atomic_write_bytes(run_dir / MODEL_FILE, buf.getvalue())
-    return run_dir / MODEL_FILE
+    atomic_write_bytes(run.run_dir / MODEL_ZIP, buf.getvalue())
+    return saved.write_agent(run.run_dir, model.policy.state_dict(), describe(model, run))
+
+
+def save_checkpoint(model, run: RunSpec) -> Path:
+    """``checkpoints/agent_<steps>_steps/``: the agent files with the optimizer's state,
+    whole or absent."""
+
+    def write(folder: Path) -> None:
+        optimizer = model.policy.optimizer.state_dict()
+        saved.write_agent(folder, model.policy.state_dict(), describe(model, run), optimizer)
+
+    name = f"agent_{model.num_timesteps}_steps"
+    return saved.write_checkpoint(run.run_dir / CHECKPOINTS, name, write)
 
 
 def checkpoints_newest_first(folder: Path) -> list[Path]:
-    """The checkpoints in ``folder``, the one with the most steps first."""
+    """The checkpoint folders in ``folder``, the one with the most steps first."""
     found = [
         (int(m.group(1)), p)
-        for p in folder.glob("model_*_steps.zip")
-        if (m := CHECKPOINT_RE.search(p.name))
+        for p in (folder.iterdir() if folder.is_dir() else [])
+        if (m := CHECKPOINT_RE.match(p.name))
     ]
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def _resume(cls, run: RunSpec, train_env: VecEnv):
-    """The model of the newest readable checkpoint of ``run``, or None."""
-    # SB3 writes checkpoints in place: one cut short by a kill is skipped for the one before.
-    for checkpoint in checkpoints_newest_first(run.run_dir / "checkpoints"):
+def _restore(model, checkpoint: Path, algo: str) -> None:
+    """Load the checkpoint's weights, optimizer state and counters into ``model`` of ``algo``."""
+    description, weights = saved.read_weights(checkpoint)
+    if (description["backend"], description["algo"]) != ("sb3", algo):
+        raise ValueError(f"an agent of {description['backend']} {description['algo']}")
+    optimizer = saved.read_optimizer(checkpoint, description)
+    model.policy.load_state_dict(weights, strict=True)
+    model.policy.optimizer.load_state_dict(optimizer)
+    model.num_timesteps = int(description["num_timesteps"])
+    model._n_updates = int(description.get("n_updates", 0))
+
+
+def _resume(model, run: RunSpec) -> bool:
+    """Continue ``model`` (fresh) from the newest whole checkpoint of ``run``; whether it did."""
+    for checkpoint in checkpoints_newest_first(run.run_dir / CHECKPOINTS):
         try:
-            model = cls.load(
-                str(checkpoint),
-                env=train_env,
-                device="cpu",
-                tensorboard_log=str(run.run_dir / "tb"),
-            )
-        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as err:
+            _restore(model, checkpoint, run.algo)
+        except Exception as err:  # noqa: BLE001  (any failure is the checkpoint's: skip it)
             print(f"skipping the unreadable checkpoint {checkpoint}: {err}")
             continue
         print(f"resuming from {checkpoint} ({model.num_timesteps} steps done)")
-        return model
-    print(f"no checkpoint in {run.run_dir / 'checkpoints'}: starting afresh")
-    return None
+        return True
+    print(f"no checkpoint in {run.run_dir / CHECKPOINTS}: starting afresh")
+    return False
+
+
+class Checkpoint(BaseCallback):
+    """Save :func:`save_checkpoint` every ``every`` calls (``every * n_envs`` env steps)."""
+
+    def __init__(self, every: int, run: RunSpec) -> None:
+        super().__init__()
+        self.every, self.run = every, run
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0:
+            save_checkpoint(self.model, self.run)
+        return True
 
 
 def train(run: RunSpec):
-    """Train (or, with ``run.resume``, continue) and return the SB3 model."""
+    """Train (or, with ``run.resume``, continue from the newest whole checkpoint) and return
+    the SB3 model."""
     import gymnasium as gym
-    from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+    from stable_baselines3.common.callbacks import EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
@@ -215,22 +351,19 @@ def train(run: RunSpec):
             vec_env_cls=SubprocVecEnv if run.vec_env == "subproc" else DummyVecEnv,
             env_kwargs={"config": train_config},
         )
-    model = _resume(cls, run, train_env) if run.resume else None
-    resumed = model is not None
-    if model is None:
-        model = cls(
-            env=train_env,
-            seed=run.seed,
-            device="cpu",
-            tensorboard_log=str(run.run_dir / "tb"),
-            verbose=0,
-            **run.hyperparams,
-        )
+    model = cls(
+        env=train_env,
+        seed=run.seed,
+        device="cpu",
+        tensorboard_log=str(run.run_dir / "tb"),
+        verbose=0,
+        **run.hyperparams,
+    )
+    resumed = _resume(model, run) if run.resume else False
     callbacks = []
     if run.eval_freq_steps > 0:
         every = max(run.eval_freq_steps // run.n_envs, 1)
-        ckpt_dir = str(run.run_dir / "checkpoints")
-        callbacks.append(CheckpointCallback(every, ckpt_dir, name_prefix="model"))
+        callbacks.append(Checkpoint(every, run))
         eval_env = gym.make(run.env_id, config=run.env_kwargs(run.eval_traces))
         callbacks.append(
             EvalCallback(eval_env, n_eval_episodes=5, eval_freq=every, verbose=0, warn=False)

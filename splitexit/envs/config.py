@@ -106,6 +106,9 @@ MAX_OUTAGE_PERIODS = 1_000_000
 # Capacity scale: beyond 1000 the shipped LTE uplinks (0.8-13 Mbit/s) exceed any cellular
 # uplink by orders of magnitude (and far scales overflow the traces' bit counts).
 MAX_CAPACITY_SCALE = 1_000.0
+# ... and below 1/1000 (but above 0, no uplink at all) a payload would take more laps of a trace
+# than float64 counts exactly: 0.8 kbit/s at the least is already far below any usable uplink.
+MIN_CAPACITY_SCALE = 1e-3
 
 
 def _fail(key: str, allowed: str, value: Any) -> ValueError:
@@ -145,6 +148,12 @@ def make_config(config: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[
     if not isinstance(cfg["lte_tail"], bool):
         raise _fail("lte_tail", "True or False", cfg["lte_tail"])
     _number(cfg, "capacity_scale", 0.0, MAX_CAPACITY_SCALE)
+    if 0 < cfg["capacity_scale"] < MIN_CAPACITY_SCALE:
+        raise _fail(
+            "capacity_scale",
+            f"0 (no uplink) or a number in [{MIN_CAPACITY_SCALE}, {MAX_CAPACITY_SCALE}]",
+            cfg["capacity_scale"],
+        )
     _number(cfg, "rtt_s", 0.0, 10.0)
     _number(cfg, "outage_mean_up_s", 0.0, lo_open=True)
     _number(cfg, "outage_mean_down_s", 0.0, lo_open=True)

@@ -247,24 +247,24 @@ class OutageSchedule:
     up_at_start_s: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        n = len(self.down_start_s)
-        check(len(self.down_end_s) == n, "down_end_s", f"of length {n}", self.down_end_s)
-        starts: list[float] = []
-        ends: list[float] = []
-        for a, b in zip(map(float, self.down_start_s), map(float, self.down_end_s), strict=True):
-            ok = a <= b and (not ends or a >= ends[-1])
-            check(ok, "down periods", "sorted and disjoint", (a, b))
-            if a == b:
-                continue  # empty
-            if ends and a == ends[-1]:
-                ends[-1] = b  # touching periods are one outage
-            else:
-                starts.append(a)
-                ends.append(b)
-        cum = [0.0]
-        for a, b in zip(starts, ends, strict=True):
-            cum.append(cum[-1] + (b - a))
-        up_at_start = [a - c for a, c in zip(starts, cum, strict=False)]
+        a = np.asarray(self.down_start_s, dtype=np.float64).reshape(-1)
+        b = np.asarray(self.down_end_s, dtype=np.float64).reshape(-1)
+        check(len(b) == len(a), "down_end_s", f"of length {len(a)}", self.down_end_s)
+        # Sorted and disjoint: each period ends after it starts, and starts after every
+        # earlier one ended.
+        bad = np.flatnonzero(~(a <= b) | ~(a >= np.r_[-np.inf, np.maximum.accumulate(b)[:-1]]))
+        if bad.size:
+            k = int(bad[0])
+            check(False, "down periods", "sorted and disjoint", (float(a[k]), float(b[k])))
+        keep = a < b  # empty periods dropped
+        a, b = a[keep], b[keep]
+        first = np.ones(a.size, dtype=bool)  # touching periods are one outage
+        first[1:] = a[1:] != b[:-1]
+        last = np.ones(a.size, dtype=bool)
+        last[:-1] = first[1:]
+        starts, ends = a[first], b[last]
+        cum = np.r_[0.0, np.cumsum(ends - starts)]  # sequential sums, as period after period
+        up_at_start = starts - cum[:-1]
         for name, values in (
             ("down_start_s", starts),
             ("down_end_s", ends),
@@ -300,19 +300,32 @@ class OutageProcess:
             raise ValueError("a permanent failure is drawn per episode, not realised ahead")
         p_down = self.mean_down_s / (self.mean_up_s + self.mean_down_s)
         down = bool(rng.random() < p_down)
+        # The loop "t += exponential(mean of the current state) until t >= duration_s", in
+        # blocks: a block is drawn from a copy of the generator, then the generator is moved
+        # on by exactly the draws the loop would have made (same numbers, same stream after).
+        times = [np.zeros(1)]
+        downs = []
         t_s = 0.0
-        starts: list[float] = []
-        ends: list[float] = []
         while t_s < duration_s:
-            if down:
-                end_s = t_s + rng.exponential(self.mean_down_s)
-                starts.append(t_s)
-                ends.append(end_s)
-                t_s = end_s
-            else:
-                t_s += rng.exponential(self.mean_up_s)
-            down = not down
-        return OutageSchedule(tuple(starts), tuple(ends))
+            n = int(2 * (duration_s - t_s) / (self.mean_up_s + self.mean_down_s)) + 16
+            state = rng.bit_generator.state
+            scale = np.where(
+                (np.arange(n) % 2 == 0) == down, self.mean_down_s, self.mean_up_s
+            )
+            t = np.cumsum(np.r_[t_s, scale * rng.standard_exponential(n)])[1:]
+            done = np.flatnonzero(t >= duration_s)
+            m = int(done[0]) + 1 if done.size else n
+            if m < n:
+                rng.bit_generator.state = state
+                rng.standard_exponential(m)
+            times.append(t[:m])
+            downs.append((np.arange(m) % 2 == 0) == down)
+            down = down if m % 2 == 0 else not down
+            t_s = float(t[m - 1])
+        bounds = np.concatenate(times)
+        is_down = np.concatenate(downs) if downs else np.zeros(0, dtype=bool)
+        starts, ends = bounds[:-1][is_down], bounds[1:][is_down]
+        return OutageSchedule(starts, ends)
 
 
 @dataclass(frozen=True, eq=False)

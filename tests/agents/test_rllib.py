@@ -3,6 +3,8 @@
 Needs the extra ``rllib`` (``pip install -e ".[dev,rllib]"``, as CI does)."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,8 @@ ray = pytest.importorskip("ray")
 
 from ray.rllib.env.env_context import EnvContext  # noqa: E402
 
-from splitexit.agents import rllib  # noqa: E402
+from splitexit.agents import rllib, saved  # noqa: E402
+from splitexit.agents.run import RunSpec  # noqa: E402
 from splitexit.envs import SplitExitEnv  # noqa: E402
 from splitexit.envs.config import make_config  # noqa: E402
 
@@ -81,7 +84,9 @@ def test_ppo_trains_with_two_env_runners_and_acts_greedily(local_ray, tmp_path):
         assert steps >= TINY_PPO["train_batch_size_per_learner"]
         assert result["env_runners"]["episode_len_mean"] == 50
         ckpt = rllib.save_checkpoint(algo, tmp_path / "checkpoints", int(steps))
-        assert rllib.latest_checkpoint(tmp_path / "checkpoints") == (int(steps), ckpt)
+        found = rllib.checkpoints_newest_first(tmp_path / "checkpoints")
+        assert found == [(int(steps), ckpt)] and saved.signed_here(ckpt)
+        assert rllib.restorable(found, trust_pickle=False) == (int(steps), ckpt)
         weights = algo.learner_group.get_weights()["default_policy"]
     finally:
         rllib.stop(algo)
@@ -97,13 +102,24 @@ def test_ppo_trains_with_two_env_runners_and_acts_greedily(local_ray, tmp_path):
     batch = np.stack([obs, env.step(action)[0]])
     actions, _ = policy.predict(batch)
     assert actions.shape == (2,) and actions[0] == action
-    # model.safetensors round-trips to the same actions
+    # the agent files round-trip to the same actions
     model = rllib.RLlibModel(module, int(steps), (16, 16), "tanh")
-    assert rllib.save(model, tmp_path) == tmp_path / "model.safetensors"
-    loaded = rllib.load_model(tmp_path / "model.safetensors", env)
+    run = RunSpec("rllib", "ppo", "splitexit:SplitExit-v0", {"horizon": 50}, 0, 4, 1, {}, tmp_path)
+    assert rllib.save(model, run) == tmp_path / "agent.json"
+    loaded = rllib.load_model(tmp_path / "agent.json", env)
     assert loaded.num_timesteps == int(steps) and loaded.net_arch == (16, 16)
     assert (rllib.RLlibPolicy(loaded.module, env).predict(batch)[0] == actions).all()
     assert (rllib.load_policy(tmp_path, env).predict(batch)[0] == actions).all()  # run folder
+
+
+class _Copy:
+    """Stands in for an Algorithm whose ``save_to_path`` copies a checkpoint folder."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def save_to_path(self, path: Path) -> None:
+        shutil.copytree(self.source, path, dirs_exist_ok=True)
 
 
 def test_policy_on_a_multidiscrete_action_space():
@@ -135,19 +151,28 @@ def test_train_agent_rllib_writes_the_whole_report_and_resumes(
     result = train_agent.subprocess("--total-timesteps", "512", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
-    train_agent.check_report(run, "model.safetensors", "ppo")
+    train_agent.check_report(run, "agent.json", "ppo")
     assert "2 envs over 2 RLlib env runners" in (run / "report.md").read_text()
-    assert rllib.latest_checkpoint(run / "checkpoints")[0] == 512
+    assert rllib.checkpoints_newest_first(run / "checkpoints")[0][0] == 512
     assert list((run / "tb").iterdir())
 
-    # Resumed in this process, on the test's Ray cluster.
+    # A finished run is left as it is.
     capsys.readouterr()
     assert train_agent.main("--total-timesteps", "1024", "--resume", *args) == 0
+    assert "holds a finished run (report.md): nothing to do" in capsys.readouterr().out
+    # Resumed in this process, on the test's Ray cluster, as if killed while training: a
+    # checkpoint changed since it was signed (or made elsewhere) is skipped for the one before.
+    for name in ("agent.json", "agent.safetensors", "report.md"):
+        (run / name).unlink()
+    rllib.save_checkpoint(_Copy(run / "checkpoints" / "rllib_512_steps"), run / "checkpoints", 768)
+    (run / "checkpoints" / "rllib_768_steps" / "rllib_checkpoint.json").write_text("{}")
+    assert train_agent.main("--total-timesteps", "1024", "--resume", *args) == 0
     out = capsys.readouterr().out
+    assert "skipping the checkpoint" in out and "rllib_768_steps: not signed" in out
     assert "resuming from" in out and "(512 steps done)" in out
-    assert rllib.latest_checkpoint(run / "checkpoints")[0] == 1024
+    assert rllib.checkpoints_newest_first(run / "checkpoints")[0][0] == 1024
     assert "trained 1024 steps" in out
-    summary = train_agent.check_report(run, "model.safetensors", "ppo")
+    summary = train_agent.check_report(run, "agent.json", "ppo")
     # The evaluation CLI loads the saved policy from the run folder and gets the same row.
     row = evaluate_json("--model", str(run), "--episodes", "2", "--env-kwargs", "horizon:50")
     assert row.items() <= summary[0].items()

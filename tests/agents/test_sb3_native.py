@@ -60,7 +60,7 @@ def test_train_agent_with_the_native_vec_env(train_agent, tmp_path):
         train_agent.main(*args, "--output", str(tmp_path), "--name", "run", *train_agent.TINY) == 0
     )
     run = tmp_path / "run"
-    summary = train_agent.check_report(run, "model.zip", "ppo")
+    summary = train_agent.check_report(run, "agent.json", "ppo")
     config = json.loads((run / "config.json").read_text())
     assert config["args"]["vec_env"] == "native"
     assert config["hyperparameters"]["n_envs"] == 2 and config["env_config"]["horizon"] == 50

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,12 @@ from splitexit.envs import SplitExitEnv
 from splitexit.files import LOCK_FILE, FolderLock, RunLocked
 
 
-def num_timesteps(model_zip: Path) -> int:
-    with zipfile.ZipFile(model_zip) as z:
-        return json.loads(z.read("data"))["num_timesteps"]
+def num_timesteps(run: Path) -> int:
+    return json.loads((run / "agent.json").read_text())["num_timesteps"]
 
 
 def checkpoint_steps(folder: Path) -> list[int]:
-    return sorted(int(p.name.split("_")[1]) for p in folder.glob("model_*_steps.zip"))
+    return sorted(int(p.name.split("_")[1]) for p in folder.glob("agent_*_steps"))
 
 
 @pytest.mark.e2e
@@ -37,7 +35,7 @@ def test_smoke_run_writes_the_whole_report(train_agent, tmp_path, algo):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
-    train_agent.check_report(run, "model.zip", algo)
+    train_agent.check_report(run, "agent.json", algo)
     assert checkpoint_steps(run / "checkpoints")
     assert list((run / "tb").iterdir())
 
@@ -63,35 +61,39 @@ def test_killed_ppo_run_resumes_from_its_checkpoint(train_agent, tmp_path):
     proc.wait()
     done = checkpoint_steps(run / "checkpoints")
     assert done and done[-1] < total, "the run should have been killed mid-way"
-    assert not (run / "model.zip").exists()
+    assert not (run / "agent.json").exists()
     assert (run / LOCK_FILE).read_text().split()[0] == str(proc.pid)  # left by the killed run
     result = train_agent.subprocess(*args, "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming from" in result.stdout
     # PPO stops at the first whole rollout (128 steps x 2 envs) past the total
-    assert total <= num_timesteps(run / "model.zip") < total + 256
-    train_agent.check_report(run, "model.zip", "ppo")
+    assert total <= num_timesteps(run) < total + 256
+    train_agent.check_report(run, "agent.json", "ppo")
     assert list((run / "tb").iterdir())
     assert not (run / LOCK_FILE).exists()  # taken over, then released
 
 
 @pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # 2 tiny envs
-def test_resume_skips_a_checkpoint_cut_short(train_agent, tmp_path, capsys, evaluate_json):
+@pytest.mark.parametrize("cut", ["agent.json", "agent.safetensors", "optimizer.safetensors"])
+def test_resume_skips_a_checkpoint_cut_short(train_agent, tmp_path, capsys, evaluate_json, cut):
     args = ["--eval-freq", "256", "--output", str(tmp_path), "--name", "run", *train_agent.TINY]
     assert train_agent.main("--total-timesteps", "768", *args) == 0
-    ckpts = tmp_path / "run" / "checkpoints"
-    newest = ckpts / f"model_{checkpoint_steps(ckpts)[-1]}_steps.zip"
-    newest.write_bytes(newest.read_bytes()[:100])  # as if killed while SB3 wrote it
+    run = tmp_path / "run"
+    for name in ("agent.json", "agent.safetensors", "report.md"):  # as if killed in training
+        (run / name).unlink()
+    newest = run / "checkpoints" / f"agent_{checkpoint_steps(run / 'checkpoints')[-1]}_steps"
+    data = (newest / cut).read_bytes()
+    (newest / cut).write_bytes(data[: len(data) // 2])  # a checkpoint cut short
     capsys.readouterr()
     assert train_agent.main("--total-timesteps", "1024", *args, "--resume") == 0
     out = capsys.readouterr().out
     assert f"skipping the unreadable checkpoint {newest}" in out
-    assert "resuming from" in out and "model_512_steps" in out
-    summary = train_agent.check_report(tmp_path / "run", "model.zip", "ppo")
+    assert "resuming from" in out and "agent_512_steps" in out
+    assert num_timesteps(run) >= 1024
+    summary = train_agent.check_report(run, "agent.json", "ppo")
     # The evaluation CLI gives the same rows: the saved agent, and a baseline tuned alike.
-    model = str(tmp_path / "run" / "model.zip")
     common = ("--episodes", "2", "--env-kwargs", "horizon:50")
-    assert evaluate_json("--model", model, "--algo", "ppo", *common).items() <= summary[0].items()
+    assert evaluate_json("--model", str(run), *common).items() <= summary[0].items()
     row = next(s for s in summary if s["name"] == "best-static")
     assert evaluate_json("--baseline", "best-static", *common).items() <= row.items()
 
@@ -209,8 +211,7 @@ def test_bad_env_kwargs_fail_with_the_key(train_agent, tmp_path, capsys):
 def test_both_backends_have_the_same_interface():
     for name in BACKENDS:
         backend = backend_module(name)
-        assert backend.MODEL_FILE.startswith("model.")
-        for function in ("train", "save", "as_policy", "load_policy"):
+        for function in ("train", "save", "load_model", "as_policy", "load_policy"):
             assert callable(getattr(backend, function)), (name, function)
 
 
@@ -323,7 +324,7 @@ def test_a_run_takes_over_the_lock_of_a_killed_run(train_agent, tmp_path):
     (run / LOCK_FILE).write_text(f"{dead_pid()}\n")  # left by a run killed with SIGKILL
     args = ["--total-timesteps", "64", "--eval-freq", "0", "--output", str(tmp_path)]
     assert train_agent.main(*args, "--name", "run", *train_agent.TINY) == 0
-    train_agent.check_report(run, "model.zip", "ppo")
+    train_agent.check_report(run, "agent.json", "ppo")
     assert not (run / LOCK_FILE).exists()  # released at the end
 
 
@@ -349,11 +350,17 @@ def test_folder_lock(tmp_path):
 
 @pytest.fixture(scope="module")
 def untrained_ppo(tmp_path_factory) -> Path:
+    """The agent files and the SB3 zip of an untrained PPO, in one folder."""
     from stable_baselines3 import PPO
 
-    path = tmp_path_factory.mktemp("model") / "model.zip"
-    PPO("MlpPolicy", SplitExitEnv(horizon=20), n_steps=64, batch_size=64, device="cpu").save(path)
-    return path
+    from splitexit.agents import sb3
+    from splitexit.agents.run import RunSpec
+
+    folder = tmp_path_factory.mktemp("model")
+    model = PPO("MlpPolicy", SplitExitEnv(horizon=20), n_steps=64, batch_size=64, device="cpu")
+    run = RunSpec("sb3", "ppo", "splitexit:SplitExit-v0", {}, 0, 1, 64, {}, folder)
+    sb3.save(model, run)
+    return folder
 
 
 @pytest.mark.parametrize(
@@ -362,10 +369,13 @@ def untrained_ppo(tmp_path_factory) -> Path:
         (("--baseline", "random", "--episodes", "0"), "--episodes must be >= 1, got 0"),
         (("--model", "no-such-model.zip"), "--model no-such-model.zip: no such file or folder"),
         (("--model", "{model}", "--algo", "a2c"), "argument --algo: invalid choice: 'a2c'"),
-        (("--model", "{model}", "--algo", "dqn"), "cannot load it as --algo dqn"),
+        (("--model", "{model}", "--algo", "dqn"), "an agent of --algo ppo, not dqn"),
+        (("--model", "{model}/model.zip"), "an SB3 zip holds pickled objects"),
+        (("--model", "{model}/model.zip", "--trust-pickle", "--algo", "dqn"), "cannot load it"),
+        (("--model", "{model}/agent.json", "--env-kwargs", "throughput_history:3"), "(9,)"),
         (
             ("--model", "{model}", "--env-kwargs", "throughput_history:3"),
-            "trained on observations of shape (10,), but the env",
+            "the agent was trained on the observation space Box(0.0, 1.0, (10,), float32), but",
         ),
         (("--baseline", "random", "--env-kwargs", "traces:'x'"), "--traces for the evaluation"),
         (("--baseline", "random", "--traces", "no-such-traces"), "--traces: "),
@@ -375,3 +385,18 @@ def untrained_ppo(tmp_path_factory) -> Path:
 def test_evaluate_cli_errors_are_one_line(capsys, untrained_ppo, args, message):
     argv = [a.format(model=untrained_ppo) for a in args]
     assert message in one_line_usage_error(capsys, lambda: evaluate.main(argv))
+
+
+def test_unknown_rllib_hyperparameter_is_a_usage_error(train_agent, tmp_path, capsys):
+    pytest.importorskip("ray")
+    conf = tmp_path / "bad.yml"
+    conf.write_text("default:\n  n_envs: 2\n  n_steps: 128\n")  # an SB3 name, not RLlib's
+    err = one_line_usage_error(
+        capsys, lambda: train_agent.parse_run("--backend", "rllib", "--conf-file", str(conf))
+    )
+    assert "hyperparameter 'n_steps'" in err and "PPOConfig.training()" in err
+    conf.write_text("default:\n  n_envs: 2\n  activation: sigmoid\n")
+    err = one_line_usage_error(
+        capsys, lambda: train_agent.parse_run("--backend", "rllib", "--conf-file", str(conf))
+    )
+    assert "activation 'sigmoid'" in err

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from splitexit.envs import SplitExitEnv, make_config
+from splitexit.envs import SplitExitEnv, make_config, world
 from splitexit.envs.config import MAX_CAPACITY_SCALE, MAX_EPISODE_S
 
 
@@ -41,3 +45,87 @@ def test_a_large_capacity_scale_keeps_observations_finite():
     for a in range(20):
         assert np.isfinite(obs).all() and env.observation_space.contains(obs)
         obs = env.step(a % env.n_actions)[0]
+
+
+def log_floats(lo: float, hi: float):
+    """Floats spread over the decades from ``lo`` to ``hi``."""
+    return st.floats(math.log10(lo), math.log10(hi)).map(lambda e: 10.0**e)
+
+
+EXTREME = {  # mostly near and inside the bounds, sometimes far out
+    "horizon": st.integers(1, 10**6) | st.sampled_from([-5, 0, 10**6, 2 * 10**6]),
+    "frame_period_s": log_floats(1e-9, 60.0) | st.sampled_from([1e-300, 1e3]),
+    "timeout_s": log_floats(1e-9, 60.0) | st.sampled_from([1e-300, 1e3]),
+    "deadline_s": log_floats(1e-9, 60.0) | st.sampled_from([0.0, 1e3]),
+    "rtt_s": log_floats(1e-9, 10.0) | st.sampled_from([0.0, 1e3]),
+    "capacity_scale": log_floats(1e-4, 1e3) | st.sampled_from([0.0, 1e-300, 1e300]),
+    "throughput_history": st.integers(1, 64) | st.sampled_from([0, 100]),
+    "outage": st.sampled_from(["none", "intermittent", "permanent"]),
+    "outage_mean_up_s": log_floats(1e-3, 1e6) | st.sampled_from([1e-9, 1e300]),
+    "outage_mean_down_s": log_floats(1e-3, 1e6) | st.sampled_from([1e-9, 1e300]),
+    "battery_j": st.none() | log_floats(1e-9, 1e9),
+}
+REFUSE_S = 1.0  # a refused config is refused at once
+BUILD_S = 60.0  # the largest allowed worlds take a few seconds here; generous for slow CI
+PEAK_BYTES = 1 << 30  # the largest allowed worlds peak near 400 MiB (tracemalloc)
+
+
+def clear_world_caches() -> None:
+    for value in vars(world).values():
+        if hasattr(value, "cache_clear"):
+            value.cache_clear()
+
+
+def build_and_step(config: dict) -> tuple[float, int]:
+    """Seconds and peak traced bytes to build an env of ``config``, reset it and take 5 steps
+    (observations and rewards finite)."""
+    clear_world_caches()
+    start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        env = SplitExitEnv({**config, "horizon": config.get("horizon", 200)})
+        obs, _ = env.reset(seed=0)
+        for a in range(5):
+            assert np.isfinite(obs).all() and env.observation_space.contains(obs)
+            obs, reward, terminated, truncated, _ = env.step(a % env.n_actions)
+            assert np.isfinite(reward)
+            if terminated or truncated:
+                obs, _ = env.reset(seed=a + 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        clear_world_caches()
+    return time.perf_counter() - start, peak
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"horizon": 10**6, "frame_period_s": 0.08, "throughput_history": 64},
+        {"horizon": 10**6, "frame_period_s": 0.08, "outage": "intermittent",
+         "outage_mean_up_s": 0.1, "outage_mean_down_s": 0.1},
+        {"horizon": 1000, "frame_period_s": 60.0, "timeout_s": 60.0},
+    ],
+    ids=["a million requests", "and outages every 0.2 s", "a day of minute frames"],
+)  # fmt: skip
+def test_the_largest_allowed_worlds_stay_within_bounds(config):
+    seconds, peak = build_and_step(config)
+    assert seconds < BUILD_S and peak < PEAK_BYTES
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({}, optional=EXTREME))
+def test_any_config_is_refused_at_once_or_runs_in_bounded_time_and_memory(config):
+    """Over extreme values of every numeric key: refused at once with a ValueError, or built,
+    reset and stepped within the time and memory bounds, with finite observations."""
+    start = time.perf_counter()
+    try:
+        make_config(config)
+    except ValueError as err:
+        assert time.perf_counter() - start < REFUSE_S
+        event(f"refused: {str(err).split(' must ')[0].split(' make ')[0][:40]}")
+        return
+    event("built")
+    seconds, peak = build_and_step(config)
+    assert seconds < BUILD_S, config
+    assert peak < PEAK_BYTES, (config, peak)

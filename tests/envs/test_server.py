@@ -350,3 +350,70 @@ def test_shared_world_episodes_start_in_the_stationary_regime_and_draw_two_unifo
     assert after == state.random()  # reset drew exactly its two uniforms
     with pytest.raises(ValueError, match="duration_s must be <= the shared world"):
         server.reset(rng, 601.0)
+
+
+def loop_outages(rng: np.random.Generator, mean_up_s: float, mean_down_s: float, duration_s):
+    """The outage draw period by period (as first written), the oracle of the block draw."""
+    down = bool(rng.random() < mean_down_s / (mean_up_s + mean_down_s))
+    t_s, starts, ends = 0.0, [], []
+    while t_s < duration_s:
+        if down:
+            end_s = t_s + rng.exponential(mean_down_s)
+            starts.append(t_s)
+            ends.append(end_s)
+            t_s = end_s
+        else:
+            t_s += rng.exponential(mean_up_s)
+        down = not down
+    return starts, ends
+
+
+def loop_schedule(starts, ends):
+    """OutageSchedule's arrays computed period by period (as first written)."""
+    s, e = [], []
+    for a, b in zip(starts, ends, strict=True):
+        if a == b:
+            continue
+        if e and a == e[-1]:
+            e[-1] = b
+        else:
+            s.append(a)
+            e.append(b)
+    cum = [0.0]
+    for a, b in zip(s, e, strict=True):
+        cum.append(cum[-1] + (b - a))
+    return s, e, cum, [a - c for a, c in zip(s, cum, strict=False)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(1e-3, 1e3),
+    st.floats(1e-3, 1e3),
+    st.floats(0.0, 5e3),
+    st.integers(0, 2**32 - 1),
+)
+def test_block_drawn_outages_equal_the_period_by_period_draw(up_s, down_s, duration_s, seed):
+    assume(duration_s / (up_s + down_s) < 2e4)
+    a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+    starts, ends = loop_outages(a, up_s, down_s, duration_s)
+    schedule = package_server.OutageProcess(up_s, down_s).sample(b, duration_s)
+    assert a.bit_generator.state == b.bit_generator.state  # the same draws, no more
+    expected = loop_schedule(starts, ends)
+    for got, want in zip(
+        (schedule.down_start_s, schedule.down_end_s, schedule.cum_down_s, schedule.up_at_start_s),
+        expected,
+        strict=True,
+    ):
+        assert got.tolist() == want
+
+
+def test_schedule_merges_touching_and_drops_empty_periods():
+    starts, ends = [0.0, 1.0, 3.0, 3.0, 5.0], [1.0, 2.0, 3.0, 4.0, 6.5]
+    schedule = package_server.OutageSchedule(starts, ends)
+    assert schedule.down_start_s.tolist() == [0.0, 3.0, 5.0]
+    assert schedule.down_end_s.tolist() == [2.0, 4.0, 6.5]
+    assert [x.tolist() for x in (schedule.cum_down_s, schedule.up_at_start_s)] == list(
+        loop_schedule(starts, ends)[2:]
+    )
+    with pytest.raises(ValueError, match="sorted and disjoint"):
+        package_server.OutageSchedule([0.0, 1.5], [2.0, 3.0])
