@@ -309,9 +309,7 @@ class OutageProcess:
         while t_s < duration_s:
             n = int(2 * (duration_s - t_s) / (self.mean_up_s + self.mean_down_s)) + 16
             state = rng.bit_generator.state
-            scale = np.where(
-                (np.arange(n) % 2 == 0) == down, self.mean_down_s, self.mean_up_s
-            )
+            scale = np.where((np.arange(n) % 2 == 0) == down, self.mean_down_s, self.mean_up_s)
             t = np.cumsum(np.r_[t_s, scale * rng.standard_exponential(n)])[1:]
             done = np.flatnonzero(t >= duration_s)
             m = int(done[0]) + 1 if done.size else n
