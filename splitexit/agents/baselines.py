@@ -15,6 +15,12 @@ is a no-op for the policies that need no tuning.
 The oracles (``deployable = False``) ignore the observation: they read the true state of the
 env they were built with (:meth:`SplitExitEnv.expected_rewards`), so they only act in that env,
 one request at a time.
+
+Online learners (``online = True``: SplitEE, SplitEE-S, LinUCB) also get
+``policy.update(obs, action, reward, next_obs, info)`` after every env step from whoever rolls
+the episodes out (:func:`run_episode_rewards`, ``evaluate.run_episodes``). They keep learning
+across episodes, as a deployed device would; their ``fit`` tunes the exploration constant and
+warms up on the training episodes, and ``predict`` never changes their state.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class Policy:
 
     name: str = "policy"
     deployable: bool = True  # False for oracles: they read state the device cannot observe
+    online: bool = False  # True: call update() after every env step
 
     def __init__(self, env: SplitExitEnv) -> None:
         self.env = env.unwrapped
@@ -81,6 +88,17 @@ class Policy:
             return (int(a) if np.ndim(a) == 0 else a), None
         return np.asarray(actions, dtype=np.int64), None
 
+    def update(
+        self,
+        observation: np.ndarray,
+        action: Any,
+        reward: float,
+        next_observation: np.ndarray,
+        info: dict[str, Any],
+    ) -> None:
+        """Learn from one step: ``action`` taken at ``observation`` earned ``reward`` (called
+        after every env step for ``online`` policies; the others ignore it)."""
+
     def _choose(self, obs: np.ndarray) -> np.ndarray:
         """``(n, 3)`` int array of (split, threshold index, compression index)."""
         raise NotImplementedError
@@ -91,19 +109,24 @@ class Policy:
 
 def run_episode_rewards(policy: Policy, env: SplitExitEnv, seeds: Sequence[int]) -> np.ndarray:
     """Mean reward per request of each episode ``env.reset(seed=seed)``, acting with
-    ``policy.predict(obs, deterministic=True)``; shape ``(len(seeds),)``."""
+    ``policy.predict(obs, deterministic=True)`` (and ``policy.update`` after every step if
+    ``policy.online``); shape ``(len(seeds),)``."""
     if not policy.deployable and policy.env is not env.unwrapped:
         raise ValueError(
             f"{policy.name!r} is an oracle: it reads the state of the env it was built with "
             "and can only be run in that env"
         )
+    online = getattr(policy, "online", False)
     means = np.empty(len(seeds))
     for i, seed in enumerate(seeds):
         obs, _ = env.reset(seed=int(seed))
         total, steps, done, start = 0.0, 0, False, True
         while not done:
             action, _ = policy.predict(obs, episode_start=start, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            if online:
+                policy.update(obs, action, reward, next_obs, info)
+            obs = next_obs
             total, steps, start = total + float(reward), steps + 1, False
             done = terminated or truncated
         means[i] = total / steps
@@ -360,6 +383,354 @@ class Edgent(_Predictor):
         return out
 
 
+# -- online learners ---------------------------------------------------------------------------
+
+# UCB1's exploration constant in SplitEE (Bajpai et al. 2023; code Div290/SplitEE, splitee.py:
+# ``best_arm_finder(..., c=1)``), on its rewards (confidence minus costs, about [-1.3, 0.9]).
+SPLITEE_UCB_C = 1.0
+# Exploration constants ``fit`` chooses from, in reward units (the env's reward is used as it
+# is): the paper's c = 1 and smaller, by factors of about 3.
+UCB_C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+# LinUCB's alpha (Li et al., WWW 2010): their bound takes 1 + sqrt(ln(2 / delta) / 2), at least
+# 1; in practice it is tuned. Before fit: 1; fit picks from the grid (rewards in reward units).
+LINUCB_ALPHA = 1.0
+LINUCB_ALPHA_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+class _OnlineBandit(Policy):
+    """Base of the online bandits: one arm per valid flat action, learning from ``update``.
+
+    Arms: every flat action but the compressions of split 0 and S, which change nothing (the
+    rule of :meth:`SplitExitEnv.action_masks`). While the observation says that the server's
+    last heartbeat is missing, only the all-on-device arms are played (``action_masks`` again,
+    decided from what the device observes). Ties go to the arm first in a permutation drawn
+    from ``np.random.default_rng(seed)``. ``predict`` reads the state and never changes it.
+
+    ``fit(env, seeds)`` runs the training episodes once per value of the exploration constant
+    in ``grid`` (only ``param`` if one was given), each time learning online from a fresh
+    state, keeps the value with the best mean reward (ties: the first) and the state learned
+    with it (a warm start), and records every value's score in ``fit_scores_``.
+    """
+
+    online = True
+    grid: tuple[float, ...] = ()
+    default_param: float = 1.0
+
+    def __init__(self, env: SplitExitEnv, param: float | None = None, seed: int = 0) -> None:
+        super().__init__(env)
+        e = self.env
+        self.seed = seed
+        self.tune = param is None
+        self.param = self.default_param if param is None else float(param)
+        shape = (e.num_splits, e.n_t, e.n_c)
+        valid = np.ones(shape, dtype=bool)
+        valid[0, :, 1:] = valid[-1, :, 1:] = False
+        rng = np.random.default_rng(seed)
+        self.arm_actions = rng.permutation(np.flatnonzero(valid.reshape(-1)))  # tie-break order
+        self.arm_of = np.full(e.n_actions, -1, dtype=np.int64)  # flat action -> arm (-1: none)
+        self.arm_of[self.arm_actions] = np.arange(len(self.arm_actions))
+        self.arm_triples = np.stack(np.unravel_index(self.arm_actions, shape), axis=1)
+        self.local_arms = self.arm_triples[:, 0] == e.num_splits - 1
+        try:
+            self._reachable_idx: int | None = e.layout.index("server_reachable")
+        except (AttributeError, ValueError):
+            self._reachable_idx = None
+        self.reset_learning()
+
+    @property
+    def n_arms(self) -> int:
+        return len(self.arm_actions)
+
+    def flat(self, split: int, threshold_idx: int, compression_idx: int) -> int:
+        """Flat action index of a triple (``a = (s * T + t) * C + c``)."""
+        return (split * self.env.n_t + threshold_idx) * self.env.n_c + compression_idx
+
+    def arm(self, action: Any) -> int:
+        """The arm of an action (the compression of split 0 or S counts as the first one)."""
+        s, t, c = self.env.decode_action(action)
+        if s in (0, self.env.num_splits - 1):
+            c = 0
+        return int(self.arm_of[self.flat(s, t, c)])
+
+    # state: implemented by the subclasses
+    def reset_learning(self) -> None:
+        """Forget everything learned."""
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value.copy() if isinstance(value, np.ndarray) else value)
+
+    def _scores(self, obs: np.ndarray) -> np.ndarray:
+        """``(n, n_arms)`` index of every arm for each observation (float64 ``(n, obs_dim)``)."""
+        raise NotImplementedError
+
+    def _learn(self, arm: int, observation: np.ndarray, reward: float) -> None:
+        raise NotImplementedError
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        scores = self._scores(obs)
+        if self._reachable_idx is not None:
+            scores[np.ix_(obs[:, self._reachable_idx] <= 0.5, ~self.local_arms)] = -np.inf
+        return self.arm_triples[np.argmax(scores, axis=1)]
+
+    def update(
+        self,
+        observation: np.ndarray,
+        action: Any,
+        reward: float,
+        next_observation: np.ndarray,
+        info: dict[str, Any],
+    ) -> None:
+        """Credit ``reward`` to the arm of ``action`` played at ``observation``."""
+        obs = np.asarray(observation, dtype=np.float64)
+        self._learn(self.arm(action), obs, float(reward))
+
+    def fit(self, env: SplitExitEnv, seeds: Sequence[int]) -> Policy:
+        """Tune the exploration constant and warm up on the training episodes ``seeds``."""
+        _check_same_grid(self.env, env)
+        if len(seeds) == 0:
+            raise ValueError("fit needs at least one training seed")
+        values = self.grid if self.tune else (self.param,)
+        scores, states = [], []
+        for value in values:
+            self.param = value
+            self.reset_learning()
+            scores.append(float(run_episode_rewards(self, env, seeds).mean()))
+            states.append(self._state())
+        best = int(np.argmax(scores))
+        self.param = values[best]
+        self._set_state(states[best])
+        self.fit_scores_ = dict(zip(values, scores))
+        return self
+
+
+class SplitEE(_OnlineBandit):
+    """SplitEE (Bajpai et al., "SplitEE: Early Exit in Deep Neural Networks with Split
+    Computing", 2023; code Div290/SplitEE): UCB1 (Auer, Cesa-Bianchi, Fischer, Mach. Learn.
+    2002) over the arms, context-free, learning online.
+
+    The paper's arms are the layer where the head ends, with one fixed threshold; here they are
+    every (split, threshold, compression), so that the best static action is among them. Play
+    ``argmax mean_i + c sqrt(ln t / n_i)`` (each arm once first), ``t`` the requests learned
+    from so far, ``n_i`` the rewards credited to arm ``i``. Reward: the env's own reward (the
+    paper's is confidence minus costs, a proxy for the same trade-off), not rescaled: it lies in
+    ``[-(w_latency * timeout + w_energy * E_max + w_deadline_miss), w_accuracy]``, about
+    ``[-2.3, 1]`` by default, near the paper's span (about ``[-1.3, 0.9]``), so ``c`` means
+    about what it means there (UCB1 is shift-invariant: only the scale matters); ``fit`` tunes
+    it over ``UCB_C_GRID`` (the paper's ``c = 1`` included) unless ``c`` is given.
+    """
+
+    name = "splitee"
+    grid = UCB_C_GRID
+    default_param = SPLITEE_UCB_C
+
+    def __init__(self, env: SplitExitEnv, c: float | None = None, seed: int = 0) -> None:
+        super().__init__(env, c, seed)
+
+    @property
+    def c(self) -> float:
+        return self.param
+
+    def reset_learning(self) -> None:
+        self.counts = np.zeros(self.n_arms)
+        self.sums = np.zeros(self.n_arms)
+        self.rounds = 0
+
+    def _state(self) -> dict[str, Any]:
+        return {"counts": self.counts.copy(), "sums": self.sums.copy(), "rounds": self.rounds}
+
+    def _scores(self, obs: np.ndarray) -> np.ndarray:
+        n = self.counts
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ucb = self.sums / n + self.param * np.sqrt(np.log(max(self.rounds, 1)) / n)
+        return np.tile(np.where(n > 0, ucb, np.inf), (len(obs), 1))
+
+    def _learn(self, arm: int, observation: np.ndarray, reward: float) -> None:
+        self.counts[arm] += 1
+        self.sums[arm] += reward
+        self.rounds += 1
+
+
+class SplitEES(SplitEE):
+    """SplitEE-S (Bajpai et al. 2023, ``splitee_s.py``): SplitEE that also credits the arms
+    whose outcome for this request the run revealed.
+
+    The paper credits every shallower arm ``j < i`` on every request with the reward computed
+    from the confidences seen. Here the shallower arms of a played (split ``s``, threshold
+    ``t``, compression ``c``) are the lower thresholds ``t' < t`` at the same ``s`` and ``c``:
+    the exits they would consult all ran, so their path is known. This needs
+    ``info["exit_confidences"]`` (the max-softmax confidence of every exit that ran, NaN for the
+    others); SplitExit-v0 has none, and then this is SplitEE. For a request that ran the exit
+    heads (``t`` below the top) and did not time out, answered by exit ``k``, each ``t'`` is
+    credited with:
+
+    * the played reward if exit ``k`` answers under ``t'`` too (no earlier exit reaches ``t'``);
+    * else, with ``j`` the first exit reaching ``t'``: ``w_accuracy * confidence_j`` (the
+      paper's reward uses the confidence; whether exit ``j`` is right is not observed; the
+      shipped model is calibrated within about 0.05) less the exact costs: on the device,
+      latency = the observed device wait + the device time up to exit ``j`` and energy = compute
+      power x that time (``tables.device_time_s``); on the server, the observed latency less
+      the server time of the blocks after exit ``j`` (``tables.server_time_s``) and the
+      observed energy; deadline missed if the latency exceeds the observed deadline.
+
+    Credits add to ``n_i`` and the mean, not to ``t`` of ``ln t``. Only the lower thresholds,
+    on every such request: an arm credited only when its outcome happens to be determined
+    (say a higher threshold when the answering exit's confidence also reaches it, or another
+    split when the answer came from the device) would see a selected sample of its rewards
+    (the confident, cheap ones) and its mean would be biased up.
+    """
+
+    name = "splitee-s"
+
+    def __init__(self, env: SplitExitEnv, c: float | None = None, seed: int = 0) -> None:
+        super().__init__(env, c, seed)
+        e, tables = self.env, self.env.tables
+        self.exit_blocks = tuple(int(b) for b in tables.exit_blocks)
+        self.device_s = np.asarray(tables.device_time_s, dtype=np.float64)  # (S+1, E, heads)
+        self.server_s = np.asarray(tables.server_time_s, dtype=np.float64)
+        self.thresholds32 = np.asarray(e.thresholds[:-1], dtype=np.float32)  # as the profile
+
+    def revealed(
+        self,
+        split: int,
+        threshold_idx: int,
+        compression_idx: int,
+        reward: float,
+        observation: np.ndarray,
+        info: dict[str, Any],
+    ) -> list[tuple[int, float]]:
+        """``(flat action, reward)`` of the lower thresholds at the played split and
+        compression, for this request (empty where nothing is revealed)."""
+        conf = info.get("exit_confidences")
+        if conf is None or threshold_idx in (0, self.env.n_t - 1) or info["timed_out"]:
+            return []
+        k = self.exit_blocks.index(int(info["exit_block"]))
+        ran = np.asarray(conf, dtype=np.float32)[: k + 1]
+        if np.isnan(ran).any() or (ran[:k] >= self.thresholds32[threshold_idx]).any():
+            return []  # the confidences do not explain the played path
+        out = []
+        for t in range(threshold_idx):
+            fires = np.flatnonzero(ran[:k] >= self.thresholds32[t])
+            a = self.flat(split, t, compression_idx)
+            if self.arm_of[a] < 0:
+                continue
+            if len(fires) == 0:
+                out.append((a, float(reward)))  # exit k answers under t as well
+            else:
+                j = int(fires[0])
+                out.append((a, self._reward_at(split, j, k, float(ran[j]), observation, info)))
+        return out
+
+    def _reward_at(
+        self,
+        split: int,
+        j: int,
+        k: int,
+        confidence: float,
+        observation: np.ndarray,
+        info: dict[str, Any],
+    ) -> float:
+        """Reward had exit ``j`` answered (exit ``k`` did), its accuracy by its confidence."""
+        e = self.env
+        if self.exit_blocks[j] <= split:  # on the device: nothing sent
+            device_s = self.device_s[split, j, 1]
+            done_s = float(info["device_wait_s"]) + device_s
+            latency_s, timed_out = min(done_s, e.timeout_s), done_s > e.timeout_s
+            energy_j = e.compute_above_idle_w * device_s
+        else:  # on the server: its later blocks and heads are not run
+            saved_s = self.server_s[split, k, 1] - self.server_s[split, j, 1]
+            latency_s, timed_out = float(info["latency_s"]) - saved_s, False
+            energy_j = float(info["energy_j"])
+        deadline_s = float(e.decode_observation(observation)["deadline_s"])
+        missed = timed_out or latency_s > deadline_s
+        w = e.weights
+        return (
+            w["accuracy"] * confidence * (not timed_out)
+            - w["latency"] * latency_s
+            - w["energy"] * energy_j
+            - w["deadline_miss"] * missed
+        )
+
+    def update(
+        self,
+        observation: np.ndarray,
+        action: Any,
+        reward: float,
+        next_observation: np.ndarray,
+        info: dict[str, Any],
+    ) -> None:
+        """SplitEE's update, then credit every arm :meth:`revealed` names."""
+        super().update(observation, action, reward, next_observation, info)
+        s, t, c = self.env.decode_action(action)
+        for a, r in self.revealed(s, t, c, float(reward), observation, info):
+            arm = self.arm_of[a]
+            self.counts[arm] += 1
+            self.sums[arm] += r
+
+
+class LinUCB(_OnlineBandit):
+    """LinUCB with disjoint linear models (Li, Chu, Langford, Schapire, "A Contextual-Bandit
+    Approach to Personalized News Article Recommendation", WWW 2010, Algorithm 1).
+
+    Context ``x`` = the observation and a constant 1 (``d = obs_dim + 1``). Per arm ``a``:
+    ``A_a = I``, ``b_a = 0``, ``theta_a = A_a^-1 b_a``; play ``argmax theta_a . x + alpha
+    sqrt(x^T A_a^-1 x)``, then ``A_a += x x^T``, ``b_a += r x``. ``A_a^-1`` is kept by
+    Sherman-Morrison updates, so a step costs ``O(n_arms d^2)``. ``fit`` tunes ``alpha`` over
+    ``LINUCB_ALPHA_GRID`` unless ``alpha`` is given.
+
+    ``r`` is the env's reward less its upper bound ``w_accuracy`` (a right answer at no cost),
+    so ``r <= 0`` and the prior ``theta_a = 0`` is optimistic, as for the paper's click rewards
+    (0 or 1, mostly 0). On the raw reward (about 0.8 for good actions) an untried arm would
+    score ``alpha ||x||_{A^-1}``, below the tried ones for every alpha below about 0.5, and
+    most arms would never be tried.
+    """
+
+    name = "linucb"
+    grid = LINUCB_ALPHA_GRID
+    default_param = LINUCB_ALPHA
+
+    def __init__(self, env: SplitExitEnv, alpha: float | None = None, seed: int = 0) -> None:
+        super().__init__(env, alpha, seed)
+        weights = getattr(self.env, "weights", None) or {}
+        self.reward_max = float(weights.get("accuracy", 0.0))  # the reward's upper bound
+
+    @property
+    def alpha(self) -> float:
+        return self.param
+
+    def reset_learning(self) -> None:
+        d = self.env.observation_space.shape[0] + 1
+        self.a_inv = np.tile(np.eye(d), (self.n_arms, 1, 1))  # (K, d, d)
+        self.b = np.zeros((self.n_arms, d))
+        self.theta = np.zeros((self.n_arms, d))
+
+    def _state(self) -> dict[str, Any]:
+        return {"a_inv": self.a_inv.copy(), "b": self.b.copy(), "theta": self.theta.copy()}
+
+    @staticmethod
+    def _context(obs: np.ndarray) -> np.ndarray:
+        return np.concatenate([obs, np.ones((len(obs), 1))], axis=1)
+
+    def _scores(self, obs: np.ndarray) -> np.ndarray:
+        x = self._context(obs)  # (n, d)
+        a_inv_x = self.a_inv @ x.T  # (K, d, n)
+        var = np.einsum("kdn,nd->nk", a_inv_x, x)
+        mean = x @ self.theta.T + self.reward_max
+        return mean + self.param * np.sqrt(np.maximum(var, 0.0))
+
+    def _learn(self, arm: int, observation: np.ndarray, reward: float) -> None:
+        x = self._context(observation[None, :])[0]
+        a_inv = self.a_inv[arm]
+        a_inv_x = a_inv @ x
+        a_inv -= np.outer(a_inv_x, a_inv_x) / (1.0 + x @ a_inv_x)
+        self.b[arm] += (reward - self.reward_max) * x
+        self.theta[arm] = a_inv @ self.b[arm]
+
+
 # -- random and oracles ------------------------------------------------------------------------
 
 
@@ -418,6 +789,9 @@ BASELINES: dict[str, type[Policy]] = {
         Edgent,
         BestStatic,
         RandomPolicy,
+        SplitEE,
+        SplitEES,
+        LinUCB,
         ChannelOracle,
         HindsightOracle,
     )

@@ -53,9 +53,12 @@ def make_env(env_id: str = DEFAULT_ENV_ID, **config: Any) -> SplitExitEnv:
 
 def run_episodes(policy, env: SplitExitEnv, seeds: Sequence[int], timeline: bool = False) -> list:
     """Per-episode results of ``policy`` on ``env`` for each seed (and, with ``timeline``,
-    the per-request record of the first episode)."""
+    the per-request record of the first episode). An ``online`` policy gets
+    ``policy.update(obs, action, reward, next_obs, info)`` after every step and keeps what it
+    learned from one episode to the next."""
     episodes = []
     final = env.tables.exit_blocks[-1]
+    online = getattr(policy, "online", False)
     for k, seed in enumerate(seeds):
         obs, _ = env.reset(seed=int(seed))
         steps = []
@@ -64,7 +67,10 @@ def run_episodes(policy, env: SplitExitEnv, seeds: Sequence[int], timeline: bool
             action, _ = policy.predict(obs, deterministic=True)
             now_s = env.arrival_s
             capacity_bps = env.mean_capacity_bps(now_s - env.frame_s, now_s)
-            obs, reward, terminated, truncated, info = env.step(action)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            if online:
+                policy.update(obs, action, reward, next_obs, info)
+            obs = next_obs
             steps.append((reward, info, capacity_bps))
             done = terminated or truncated
         rewards = np.array([r for r, _, _ in steps])
