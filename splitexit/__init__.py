@@ -14,6 +14,25 @@ ENTRY_POINT = "splitexit.envs.splitexit_env:SplitExitEnv"
 # The native vector env: ``gym.make_vec(id, num_envs=N)`` uses it by default.
 VECTOR_ENTRY_POINT = "splitexit.envs.vector:SplitExitVectorEnv"
 
+# The draft of SplitExit-v1 (issue 12), not registered yet: an id is frozen once released, and
+# this world does not yet have the headroom issue 12 asks of v1 (benchmarks/bench_v1.py). Use it
+# as a config: gym.make("splitexit:SplitExit-v0", config=splitexit.V1_DRAFT). The request's
+# context (splitexit/envs/context.py): camera conditions on the corruption-trained model,
+# application demands, a battery budget that drops requests when spent (a day's share of a
+# 1000 mAh cell, context.episode_budget_j), and what the device observes of them; 60 s
+# episodes, so that phases and regimes change within one.
+V1_DRAFT: dict = {
+    "profile": "robust",
+    "weights": "robust",
+    "camera": "markov",
+    "demands": "markov",
+    "observation": "context",
+    "horizon": 600,
+    "frame_period_s": 0.1,  # as v0's
+    "battery_j": 9.25,  # envs.context.episode_budget_j(600, 0.1): 154 mW for 60 s (tested)
+    "battery_empty": "drop",
+}
+
 # Env ids are presets of the one config (splitexit.envs.default_config()).
 ENV_PRESETS: dict[str, dict] = {
     "SplitExit-v0": {},

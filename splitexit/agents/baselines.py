@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from splitexit.envs.energy import tx_energy_j
+from splitexit.envs.observation import FRAME_STATS
 from splitexit.envs.splitexit_env import SplitExitEnv
 
 # The measured throughput may be 0 (an outage of the trace); the predictors use this floor so
@@ -243,6 +244,55 @@ class BestStatic(_TunedFixed):
         ]
 
 
+class BranchyNetDemand(Policy):
+    """BranchyNet with one threshold per demand class (SplitExit-v1): all on the device, the
+    threshold of the request's class (read from its observed deadline and value), each tuned on
+    the training episodes in turn, the others at the best single threshold (BranchyNet's)."""
+
+    name = "branchynet-demand"
+
+    def __init__(self, env: SplitExitEnv) -> None:
+        super().__init__(env)
+        e = self.env
+        d = e.batch.world.demands
+        self.keys = np.stack([d["obs_deadline"], d["obs_value"]], 1).astype(np.float32)
+        self.thresholds: np.ndarray | None = None
+        self._at = (e.layout.index("deadline"), e.layout.index("value") if e.layout.context else -1)
+
+    def demand_class(self, obs: np.ndarray) -> np.ndarray:
+        """The demand class of each observation, from its deadline and value features."""
+        value = obs[:, self._at[1]] if self._at[1] >= 0 else np.full(len(obs), self.keys[0, 1])
+        seen = np.stack([obs[:, self._at[0]], value], 1).astype(np.float32)
+        return np.abs(seen[:, None, :] - self.keys[None]).sum(-1).argmin(1)
+
+    def fit(self, env: SplitExitEnv, seeds: Sequence[int]) -> Policy:
+        train = _check_same_grid(self.env, env)
+        base = BranchyNet(train).fit(env, seeds).triple[1]
+        self.thresholds = np.full(len(self.keys), base)
+        for k in range(len(self.keys)):
+            scores = []
+            for t in range(train.n_t):
+                self.thresholds[k] = t
+                scores.append(run_episode_rewards(self._on(train), env, seeds).mean())
+            self.thresholds[k] = int(np.argmax(scores))
+        return self
+
+    def _on(self, env: SplitExitEnv) -> BranchyNetDemand:
+        """This policy acting in ``env`` (the same thresholds)."""
+        policy = BranchyNetDemand(env)
+        policy.thresholds = self.thresholds
+        return policy
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        if self.thresholds is None:
+            raise RuntimeError(f"{self.name!r} is tuned on training episodes: call fit() first")
+        e = self.env
+        out = np.zeros((len(obs), 3), dtype=np.int64)
+        out[:, 0] = e.num_splits - 1
+        out[:, 1] = self.thresholds[self.demand_class(obs)]
+        return out
+
+
 # -- model-based heuristics --------------------------------------------------------------------
 
 
@@ -343,7 +393,8 @@ class Edgent(_Predictor):
     Over all (split, threshold, compression): expected accuracy ``sum_e P(exit e answers and
     is right)`` from the profile, expected latency ``sum_e P(exit e answers) * latency(s, c, e)``
     with the Neurosurgeon predictor; the most accurate action whose expected latency meets
-    ``config["deadline_s"]`` (ties: the fastest), else the fastest action.
+    the request's deadline (observed: ``config["deadline_s"]``, or its demand's in v1; ties:
+    the fastest), else the fastest action.
     """
 
     name = "edgent"
@@ -368,9 +419,9 @@ class Edgent(_Predictor):
         return (p * np.where(p > 0, per_t, 0.0)).sum(-1)  # exits never taken add 0, not nan
 
     def _choose(self, obs: np.ndarray) -> np.ndarray:
-        deadline = float(self.env.config["deadline_s"])
         out = np.empty((len(obs), 3), dtype=np.int64)
         for i, (bps, wait_s, reachable) in enumerate(zip(*self.uplink(obs))):
+            deadline = float(self.env.decode_observation(obs[i])["deadline_s"])  # the request's
             lat = np.where(self.valid, self.expected_latency_s(bps, wait_s, reachable), np.inf)
             ok = lat <= deadline
             if ok.any():
@@ -379,6 +430,130 @@ class Edgent(_Predictor):
             else:
                 ok = self.valid
             s, c, t = np.unravel_index(np.argmin(np.where(ok, lat, np.inf)), lat.shape)
+            out[i] = (s, t, c)
+        return out
+
+
+# Prices on energy (multiples of the reward's energy weight, or per joule if that is 0) that
+# the pacing tries, smallest first.
+PRICE_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+MIN_VARIANCE = 1e-6  # of a frame statistic within a condition (naive Bayes)
+
+
+class MyopicPlanner(_Predictor):
+    """The myopic planner: per request, the action of best predicted reward, from the profile
+    and what the device observes (in the spirit of SPINN's scheduler: Laskaridis, Venieris,
+    Almeida, Leontiadis and Lane, MobiCom 2020).
+
+    For every (split, threshold, compression) it predicts, per exit that may answer, the latency
+    (device backlog + device compute + payload over the last measured throughput + RTT + the
+    queue the server last reported + server compute), the device's energy (compute above idle
+    + radio, Huang et al. 2012) and the chance the exit answers and is right, and scores them
+    with the env's reward weights, the request's deadline and value, and the timeout. The
+    exits' behaviour depends on the camera's condition, which the device does not know: the
+    planner infers it from the frame statistics it observes (a Gaussian naive Bayes over the
+    profile's statistics per condition, uniform prior) and averages the profile's
+    per-condition exit tables over that belief.
+
+    With a battery budget it paces its spending (budget pacing, as in Balseiro and Gur,
+    Management Science 2019): each request gets the energy left over the requests left, and
+    the planner takes the smallest price on energy (from ``PRICE_GRID``, above the reward's own)
+    whose best action fits it.
+    """
+
+    name = "myopic-planner"
+
+    def __init__(self, env: SplitExitEnv) -> None:
+        super().__init__(env)
+        e = self.env
+        t = e.tables
+        self.layout = e.layout
+        # (K, S+1, C, T, E): per condition, P(exit e answers) and P(it answers and is right)
+        self.exit_prob = np.asarray(t.exit_prob_by_condition, dtype=np.float64)
+        self.exit_right = np.asarray(t.exit_correct_prob_by_condition, dtype=np.float64)
+        k, n = len(t.conditions), t.num_samples
+        self.stats_known = self.layout.context and t.frame_stats.shape[1] == len(FRAME_STATS)
+        if self.stats_known:
+            stats = np.asarray(t.frame_stats, dtype=np.float64).reshape(k, n, -1)
+            self.stats_mean = stats.mean(1)
+            self.stats_var = np.maximum(stats.var(1), MIN_VARIANCE)
+        self.w = dict(e.weights)
+        self.budget_j = e.config["battery_j"]
+        self.timeout_s = e.timeout_s
+        # (S+1, C, E, 2) device energy of compute, and the payload's radio energy given bps
+        self.compute_j = e.compute_above_idle_w * self.device_s[:, None]
+        self.heads = (np.arange(e.n_t) < e.n_t - 1).astype(np.int64)
+        valid = np.ones((e.num_splits, e.n_c, e.n_t), dtype=bool)
+        valid[0, 1:] = valid[-1, 1:] = False  # equivalent to compression 0 there
+        self.valid = valid
+
+    def belief(self, obs: np.ndarray) -> np.ndarray:
+        """P(condition | the frame's statistics), ``(K,)``; uniform without them."""
+        k = self.exit_prob.shape[0]
+        if not self.stats_known or k == 1:
+            return np.full(k, 1.0 / k)
+        x = np.array([obs[self.layout.index(name)] for name in FRAME_STATS], dtype=np.float64)
+        log_lik = -0.5 * (((x - self.stats_mean) ** 2) / self.stats_var).sum(1)
+        log_lik -= 0.5 * np.log(self.stats_var).sum(1)
+        p = np.exp(log_lik - log_lik.max())
+        return p / p.sum()
+
+    def scores(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted reward (without the energy term) and energy (J) of every action,
+        ``(S+1, C, T)`` each, for one observation."""
+        e, w = self.env, self.w
+        d = e.decode_observation(obs)
+        bps = max(float(d["uplink_bps"][-1]), MIN_UPLINK_BPS)
+        latency = d["device_backlog_s"] + self.latency_s(
+            bps, d["server_queue_s"], d["server_reachable"]
+        )  # (S+1, C, E, 2)
+        radio_j = np.array(
+            [
+                [
+                    tx_energy_j(e.radio.alpha_up_mw_per_mbps, e.radio.beta_mw, p, p * 8.0 / bps)
+                    for p in row
+                ]
+                for row in self.payload_bytes
+            ]
+        )  # (S+1, C)
+        energy = self.compute_j + np.where(
+            self.remote[:, None, :, None], radio_j[:, :, None, None], 0.0
+        )  # (S+1, C, E, 2)
+        b = self.belief(obs)
+        p_exit = np.einsum("k,kscte->scte", b, self.exit_prob)  # (S+1, C, T, E)
+        p_right = np.einsum("k,kscte->scte", b, self.exit_right)
+        lat = latency[:, :, :, self.heads].transpose(0, 1, 3, 2)  # (S+1, C, T, E)
+        en = energy[:, :, :, self.heads].transpose(0, 1, 3, 2)
+        in_time = lat <= self.timeout_s
+        value = float(d.get("value", 1.0))
+        deadline_s = float(d["deadline_s"])
+        per_exit = (
+            w["accuracy"] * value * p_right * in_time
+            - p_exit * w["latency"] * np.minimum(lat, self.timeout_s)
+            - p_exit * w["deadline_miss"] * (lat > deadline_s)
+        )
+        return per_exit.sum(-1), (p_exit * en).sum(-1)
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        e, w = self.env, self.w
+        out = np.empty((len(obs), 3), dtype=np.int64)
+        base_price = w["energy"] if w["energy"] > 0 else 1.0
+        for i, o in enumerate(obs):
+            reward, energy = self.scores(o)
+            reward = np.where(self.valid, reward, -np.inf)
+            per_request_j = np.inf
+            if self.budget_j is not None and self.layout.context:
+                d = e.decode_observation(o)
+                left = max(float(d["requests_left_fraction"]) * e.horizon, 1.0)
+                per_request_j = float(d["battery_fraction"]) * self.budget_j / left
+            best = None
+            for price in PRICE_GRID:
+                lam = w["energy"] if price == 1.0 else base_price * price
+                a = np.unravel_index(np.argmax(reward - lam * energy), reward.shape)
+                best = a
+                if energy[a] <= per_request_j:
+                    break
+            s, c, t = best
             out[i] = (s, t, c)
         return out
 
@@ -648,8 +823,9 @@ class SplitEES(SplitEE):
         deadline_s = float(e.decode_observation(observation)["deadline_s"])
         missed = timed_out or latency_s > deadline_s
         w = e.weights
+        value = float(info.get("value", 1.0))  # what a right answer is worth (v1: per request)
         return (
-            w["accuracy"] * confidence * (not timed_out)
+            w["accuracy"] * value * confidence * (not timed_out)
             - w["latency"] * latency_s
             - w["energy"] * energy_j
             - w["deadline_miss"] * missed
@@ -696,7 +872,10 @@ class LinUCB(_OnlineBandit):
     def __init__(self, env: SplitExitEnv, alpha: float | None = None, seed: int = 0) -> None:
         super().__init__(env, alpha, seed)
         weights = getattr(self.env, "weights", None) or {}
-        self.reward_max = float(weights.get("accuracy", 0.0))  # the reward's upper bound
+        # the reward's upper bound: a right answer of the most valued demand, at no cost
+        batch = getattr(self.env, "batch", None)
+        top = float(batch.world.demands["value"].max()) if batch is not None else 1.0
+        self.reward_max = float(weights.get("accuracy", 0.0)) * top
 
     @property
     def alpha(self) -> float:
@@ -787,7 +966,9 @@ BASELINES: dict[str, type[Policy]] = {
         Neurosurgeon,
         BranchyNet,
         Edgent,
+        MyopicPlanner,
         BestStatic,
+        BranchyNetDemand,
         RandomPolicy,
         SplitEE,
         SplitEES,

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 import numpy as np
 
+from splitexit.dnn_profiles.corruptions import CONDITIONS, get_condition
 from splitexit.dnn_profiles.data import load_fashion_mnist
 from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, Profile, profile
-from splitexit.dnn_profiles.train import WEIGHTS_PATH, load_model, train, weights_sha256
+from splitexit.dnn_profiles.train import (
+    DEFAULT_AUGMENT_CONDITIONS,
+    ROBUST_WEIGHTS_PATH,
+    WEIGHTS_PATH,
+    load_model,
+    train,
+    weights_sha256,
+)
 
 SHOW_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
@@ -82,6 +91,24 @@ def summarise(p: Profile, thresholds=SHOW_THRESHOLDS) -> dict:
             for k, b in enumerate(p.exit_blocks)
         ],
         "thresholds": rows,
+        **(
+            {
+                "conditions": [
+                    {
+                        **c,
+                        "exit_accuracy": acc.tolist(),
+                        "mean_confidence": conf.tolist(),
+                    }
+                    for c, acc, conf in zip(
+                        p.meta["conditions"],
+                        p.exit_accuracy_by_condition(),
+                        p.confidence_by_condition[:, :, -1, 0, :].mean(1),
+                    )
+                ]
+            }
+            if p.num_conditions > 1
+            else {}
+        ),
     }
 
 
@@ -122,6 +149,14 @@ def print_table(s: dict) -> None:
         rates = " ".join(f"{v:5.3f}" for v in r["exit_rate"].values())
         mflops = r["mean_flops"] / 1e6
         print(f"{r['threshold']:9.2f}  {r['accuracy']:8.4f}  {mflops:11.2f}  {'':19}{rates}")
+    if "conditions" in s:
+        print(
+            "\ncondition    corruption       sev  accuracy per exit        mean confidence per exit"
+        )
+        for c in s["conditions"]:
+            acc = " ".join(f"{a:.3f}" for a in c["exit_accuracy"])
+            conf = " ".join(f"{a:.3f}" for a in c["mean_confidence"])
+            print(f"{c['name']:<11}  {c['corruption']:<15}  {c['severity']:3d}  {acc}  {conf}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,11 +166,32 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument("--data-dir", help="folder of the train idx .gz files")
     p_train.add_argument("--epochs", type=int, default=10)
     p_train.add_argument("--seed", type=int, default=0)
-    p_train.add_argument("--out", default=str(WEIGHTS_PATH), help="weights (.safetensors)")
+    p_train.add_argument(
+        "--out",
+        help=f"weights (.safetensors); default {WEIGHTS_PATH.name}, or "
+        f"{ROBUST_WEIGHTS_PATH.name} with --corruption-share",
+    )
+    p_train.add_argument(
+        "--corruption-share",
+        type=float,
+        default=0.0,
+        help="corruption augmentation: the share of training images put under a camera "
+        "condition (0 = off, plain training)",
+    )
+    p_train.add_argument(
+        "--corruption-conditions",
+        default=",".join(c.name for c in DEFAULT_AUGMENT_CONDITIONS),
+        help="comma-separated condition names (splitexit.dnn_profiles.corruptions.CONDITIONS)",
+    )
     p_prof = sub.add_parser("profile", help="profile a trained model on the test split")
     p_prof.add_argument("--weights", default=str(WEIGHTS_PATH))
     p_prof.add_argument("--data-dir", help="folder of the test idx .gz files (default: shipped)")
     p_prof.add_argument("--num-samples", type=int, default=None, help="first N test samples")
+    p_prof.add_argument(
+        "--conditions",
+        help="record every sample under camera conditions: 'all' (corruptions.CONDITIONS) or "
+        "comma-separated names, the first 'clean' (default: none, a v0 profile)",
+    )
     p_prof.add_argument("--out", default=str(DEFAULT_PROFILE_PATH), help="profile (.json)")
     p_show = sub.add_parser("show", help="print a profile as a table")
     p_show.add_argument("profile", nargs="?", default=str(DEFAULT_PROFILE_PATH))
@@ -143,16 +199,47 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "train":
+        try:
+            conditions = tuple(get_condition(n) for n in args.corruption_conditions.split(","))
+        except ValueError as err:
+            parser.error(f"--corruption-conditions: {err}")
+        if args.out is None:
+            args.out = str(ROBUST_WEIGHTS_PATH if args.corruption_share > 0 else WEIGHTS_PATH)
         train_data = load_fashion_mnist("train", args.data_dir)
         record = train(
-            train_data, load_fashion_mnist("test"), args.epochs, seed=args.seed, out_path=args.out
+            train_data,
+            load_fashion_mnist("test"),
+            args.epochs,
+            seed=args.seed,
+            out_path=args.out,
+            corruption_share=args.corruption_share,
+            corruption_conditions=conditions,
+            command=shlex.join(["python", "-m", "splitexit.dnn_profiles", *(argv or sys.argv[1:])]),
         )
         print(json.dumps(record, indent=2))
     elif args.command == "profile":
         data = load_fashion_mnist("test", args.data_dir)
         if args.num_samples is not None:
             data = data.subset(args.num_samples)
-        prof = profile(load_model(args.weights), data, weights_sha256(args.weights), log=print)
+        conditions = None
+        if args.conditions == "all":
+            conditions = CONDITIONS
+        elif args.conditions:
+            try:
+                conditions = tuple(get_condition(n) for n in args.conditions.split(","))
+            except ValueError as err:
+                parser.error(f"--conditions: {err}")
+        prof = profile(
+            load_model(args.weights),
+            data,
+            weights_sha256(args.weights),
+            log=print,
+            conditions=conditions,
+        )
+        if conditions is not None:
+            prof.meta["command"] = shlex.join(
+                ["python", "-m", "splitexit.dnn_profiles", *(argv or sys.argv[1:])]
+            )
         prof.save(args.out)
         print(f"wrote {args.out}")
     else:

@@ -160,7 +160,7 @@ class Inference:
 
     prediction: int
     exit_block: int  # block whose exit answered
-    confidence: float | None  # max softmax of the answering exit; None for the final exit
+    confidence: float  # max softmax of the answering exit
     payload: bytes  # b"" when nothing was sent
     device_blocks: int  # blocks run on the device
     server_blocks: int  # blocks run on the server
@@ -192,10 +192,10 @@ def split_inference(
             x = decode_payload(payload, compression, tuple(x.shape))
         x = block(x)
         # An exit head runs only if it can answer: thresholds above 1 never exit early, and
-        # the final exit answers whatever its confidence (not computed then).
+        # the final exit answers whatever its confidence (returned with the answer).
         if b == num_blocks:
-            logits = model.exit_logits(b, x)
-            answer = (int(logits[0].argmax()), b, None)
+            conf, pred = max_softmax(model.exit_logits(b, x))
+            answer = (pred, b, conf)
         elif b in model.exit_blocks and threshold <= 1.0:
             conf, pred = max_softmax(model.exit_logits(b, x))
             if conf >= threshold:

@@ -14,6 +14,14 @@ the replay environment reproduces live decisions bit for bit.
 
 A profile file is ``NAME.json`` (metadata, schema version, sources) beside ``NAME.npz``
 (arrays, loaded with ``allow_pickle=False``).
+
+Camera conditions (schema version 2): a profile may record the per-sample arrays under several
+conditions (``splitexit.dnn_profiles.corruptions``): every sample's image corrupted as live mode
+corrupts it, then run through the same sample loop; plus cheap image statistics of each
+corrupted frame. The arrays then have a leading condition axis (K, N, ...); the first condition
+is the clean one, and the profile's 4-D arrays are its slice, so a reader that knows no
+conditions sees the clean profile. A profile without the axis (schema version 1, as
+SplitExit-v0's) is the single condition "clean".
 """
 
 from __future__ import annotations
@@ -33,6 +41,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from splitexit.dnn_profiles.corruptions import (
+    CORRUPTION_IDS,
+    CORRUPTION_SOURCES,
+    EVAL_SALT,
+    IMAGE_STATS_FLOPS,
+    IMAGE_STATS_NAMES,
+    NUM_SEVERITIES,
+    Condition,
+    apply_condition,
+    image_stats,
+)
 from splitexit.dnn_profiles.data import NUM_CLASSES, Dataset
 from splitexit.files import atomic_write_bytes
 
@@ -46,8 +65,11 @@ if TYPE_CHECKING:
 # does) needs no torch: the profiling functions below import it when they run.
 COMPRESSIONS = ("float32", "float16", "int8")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # a profile without a condition axis (SplitExit-v0's)
+CONDITIONS_SCHEMA_VERSION = 2  # with a condition axis
 DEFAULT_PROFILE_PATH = Path(__file__).parent / "data" / "fmnist_multiexit_cnn.profile.json"
+# The corruption-trained model's profile under every condition of ``corruptions.CONDITIONS``.
+ROBUST_PROFILE_PATH = Path(__file__).parent / "data" / "fmnist_multiexit_cnn_robust.profile.json"
 
 # name -> (dtype kind, ndim); shapes are checked against the metadata below.
 _ARRAYS = {
@@ -61,6 +83,10 @@ _ARRAYS = {
     "entropy": ("f", 4),
     "prediction": ("i", 4),
 }
+# The per-sample arrays that gain a leading condition axis (K, N, ...) in schema version 2,
+# where ``image_stats`` (K, N, F) joins them.
+_PER_SAMPLE = ("confidence", "entropy", "prediction")
+_CONDITION_ARRAYS = (*_PER_SAMPLE, "image_stats")
 
 
 @dataclass
@@ -79,6 +105,10 @@ class Profile:
     entropy: np.ndarray  # (N, S+1, C, E) normalised entropy in [0, 1]
     prediction: np.ndarray  # (N, S+1, C, E)
     source: str = field(default="<memory>")
+    # With a condition axis: confidence, entropy, prediction (K, N, S+1, C, E) and image_stats
+    # (K, N, F) under every condition of ``meta["conditions"]``; the 4-D arrays above are then
+    # condition 0's (clean). None for a profile without one.
+    by_condition: dict[str, np.ndarray] | None = None
 
     @property
     def num_blocks(self) -> int:
@@ -113,6 +143,78 @@ class Profile:
         """(E,) accuracy of each exit without compression (split S: all on the device)."""
         return self.correct[:, -1, 0, :].mean(0)
 
+    # -- camera conditions -------------------------------------------------------------------
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """Names of the conditions recorded, in axis order; ``("clean",)`` without an axis."""
+        if self.by_condition is None:
+            return ("clean",)
+        return tuple(c["name"] for c in self.meta["conditions"])
+
+    @property
+    def num_conditions(self) -> int:
+        return len(self.conditions)
+
+    def _per_condition(self, name: str) -> np.ndarray:
+        if self.by_condition is None:
+            return getattr(self, name)[None]
+        return self.by_condition[name]
+
+    @property
+    def confidence_by_condition(self) -> np.ndarray:
+        """(K, N, S+1, C, E) max softmax under every condition."""
+        return self._per_condition("confidence")
+
+    @property
+    def entropy_by_condition(self) -> np.ndarray:
+        """(K, N, S+1, C, E) normalised entropy under every condition."""
+        return self._per_condition("entropy")
+
+    @property
+    def prediction_by_condition(self) -> np.ndarray:
+        """(K, N, S+1, C, E) predictions under every condition."""
+        return self._per_condition("prediction")
+
+    @property
+    def image_stats(self) -> np.ndarray | None:
+        """(K, N, F) float32 statistics of each corrupted frame (names in
+        ``meta["image_stats_names"]``), or None without a condition axis."""
+        return None if self.by_condition is None else self.by_condition["image_stats"]
+
+    def condition_index(self, condition: int | str) -> int:
+        """The axis index of a condition given by index or name."""
+        names = self.conditions
+        if isinstance(condition, str):
+            if condition not in names:
+                raise ValueError(f"condition must be one of {list(names)}, got {condition!r}")
+            return names.index(condition)
+        if not 0 <= condition < len(names):
+            raise ValueError(f"condition index must be in 0..{len(names) - 1}, got {condition}")
+        return int(condition)
+
+    def at_condition(self, condition: int | str) -> Profile:
+        """The single-condition profile of one condition (views, no copies): its 4-D arrays,
+        ``answers`` and ``exit_accuracy`` are that condition's. Saved, it is a version 1 file
+        whose ``meta["condition"]`` says which condition it holds."""
+        k = self.condition_index(condition)
+        if self.by_condition is None:
+            return self
+        meta = {
+            key: v
+            for key, v in self.meta.items()
+            if key not in ("conditions", "image_stats_names", "image_stats_flops")
+        }
+        meta.update(schema_version=SCHEMA_VERSION, condition=self.meta["conditions"][k])
+        arrays = {name: self.by_condition[name][k] for name in _PER_SAMPLE}
+        scalars = {name: getattr(self, name) for name in _ARRAYS if name not in _PER_SAMPLE}
+        return Profile(meta=meta, source=self.source, **scalars, **arrays)
+
+    def exit_accuracy_by_condition(self) -> np.ndarray:
+        """(K, E) accuracy of each exit under each condition, split S, no compression."""
+        pred = self.prediction_by_condition[:, :, -1, 0, :]
+        return (pred == self.labels[None, :, None]).mean(1)
+
     # -- files -------------------------------------------------------------------------------
 
     def save(self, json_path: str | Path) -> None:
@@ -120,7 +222,10 @@ class Profile:
         json_path = Path(json_path)
         npz_path = json_path.with_suffix(".npz")
         buf = io.BytesIO()
-        np.savez_compressed(buf, **{k: getattr(self, k) for k in _ARRAYS})
+        arrays = {k: getattr(self, k) for k in _ARRAYS}
+        if self.by_condition is not None:
+            arrays.update({k: self.by_condition[k] for k in _CONDITION_ARRAYS})
+        np.savez_compressed(buf, **arrays)
         data = buf.getvalue()
         meta = dict(self.meta, arrays_file=npz_path.name)
         meta["arrays_sha256"] = hashlib.sha256(data).hexdigest()
@@ -155,8 +260,12 @@ class Profile:
                 f"of {json_path} (recorded {meta['arrays_sha256']}, file hashes to {digest}): "
                 f"the arrays file was changed, truncated or replaced after the profile was saved"
             )
-        arrays = _read_npz(data, meta, npz_path)
-        return cls(meta=meta, source=str(json_path), **_checked_arrays(arrays, meta, npz_path))
+        arrays = _checked_arrays(_read_npz(data, meta, npz_path), meta, npz_path)
+        if "conditions" not in meta:
+            return cls(meta=meta, source=str(json_path), **arrays)
+        by_condition = {k: arrays.pop(k) for k in _CONDITION_ARRAYS}
+        arrays.update({k: by_condition[k][0] for k in _PER_SAMPLE})
+        return cls(meta=meta, source=str(json_path), by_condition=by_condition, **arrays)
 
 
 def _is_int(x) -> bool:
@@ -173,10 +282,16 @@ def _check_meta(meta, path: Path) -> None:
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     version = meta.get("schema_version")
-    if version != SCHEMA_VERSION or not _is_int(version):
+    if version not in (SCHEMA_VERSION, CONDITIONS_SCHEMA_VERSION) or not _is_int(version):
         raise ValueError(
             f"{path}: field 'schema_version' is {version!r}, this splitexit reads "
-            f"version {SCHEMA_VERSION}"
+            f"versions {SCHEMA_VERSION} and {CONDITIONS_SCHEMA_VERSION}"
+        )
+    if (version == CONDITIONS_SCHEMA_VERSION) != ("conditions" in meta):
+        raise ValueError(
+            f"{path}: field 'conditions' goes with schema_version {CONDITIONS_SCHEMA_VERSION} "
+            f"and only with it (schema_version is {version}, 'conditions' is "
+            f"{'present' if 'conditions' in meta else 'missing'})"
         )
     for key in (
         "model",
@@ -246,12 +361,51 @@ def _check_meta(meta, path: Path) -> None:
             raise fail("profile_time_s", "a finite number >= 0")
     if "sources" in meta and not isinstance(meta["sources"], dict):
         raise fail("sources", "a JSON object")
+    if "conditions" in meta:
+        _check_conditions_meta(meta, path, fail)
+
+
+def _check_conditions_meta(meta: dict, path: Path, fail) -> None:
+    """The fields of a profile with a condition axis."""
+    conds = meta["conditions"]
+    if not (
+        isinstance(conds, list)
+        and conds
+        and all(
+            isinstance(c, dict)
+            and isinstance(c.get("name"), str)
+            and c["name"]
+            and c.get("corruption") in CORRUPTION_IDS
+            and _is_int(c.get("severity"))
+            and (c["severity"] == 0) == (c["corruption"] == "none")
+            and 0 <= c["severity"] <= NUM_SEVERITIES
+            for c in conds
+        )
+        and len({c["name"] for c in conds}) == len(conds)
+        and conds[0]["corruption"] == "none"
+    ):
+        raise fail(
+            "conditions",
+            "a non-empty list of objects with distinct 'name's, a 'corruption' of "
+            f"{sorted(CORRUPTION_IDS)} and a 'severity' (0 for 'none', else 1..{NUM_SEVERITIES}), "
+            "the first one clean ('none')",
+        )
+    if "image_stats_names" not in meta:
+        raise ValueError(f"{path}: missing field 'image_stats_names'")
+    names = meta["image_stats_names"]
+    if not (
+        isinstance(names, list)
+        and names
+        and all(isinstance(n, str) and n for n in names)
+        and len(set(names)) == len(names)
+    ):
+        raise fail("image_stats_names", "a non-empty list of distinct names")
 
 
 def _expected_shapes(meta: dict) -> dict:
     s, e = meta["num_blocks"], len(meta["exit_blocks"])
     c, n = len(meta["compressions"]), meta["num_samples"]
-    return {
+    shapes = {
         "block_flops": (s,),
         "exit_flops": (e,),
         "block_latency_s": (s,),
@@ -262,6 +416,12 @@ def _expected_shapes(meta: dict) -> dict:
         "entropy": (n, s + 1, c, e),
         "prediction": (n, s + 1, c, e),
     }
+    if "conditions" in meta:
+        k = len(meta["conditions"])
+        for name in _PER_SAMPLE:
+            shapes[name] = (k, *shapes[name])
+        shapes["image_stats"] = (k, n, len(meta["image_stats_names"]))
+    return shapes
 
 
 # Room for a .npy member's header beyond its data (numpy pads headers to 64 bytes; 4 KiB is
@@ -300,10 +460,13 @@ def _read_npz(data: bytes, meta: dict, path: Path) -> dict:
 
 def _checked_arrays(arrays: dict, meta: dict, path: Path) -> dict:
     """The profile's arrays, checked against ``meta`` (already checked by ``_check_meta``)."""
-    for name, (kind, ndim) in _ARRAYS.items():
+    expected = _expected_shapes(meta)
+    for name, (kind, _) in {**_ARRAYS, "image_stats": ("f", 3)}.items():
+        if name not in expected:
+            continue
         if name not in arrays:
             raise ValueError(f"{path}: missing array {name!r}")
-        a = arrays[name]
+        a, ndim = arrays[name], len(expected[name])
         if a.dtype.kind not in (kind, "u" if kind == "i" else kind) or a.ndim != ndim:
             raise ValueError(f"{path}: array {name!r} is {a.dtype}{a.shape}, expected {ndim}-D")
     s, e, c = meta["num_blocks"], len(meta["exit_blocks"]), len(meta["compressions"])
@@ -315,7 +478,7 @@ def _checked_arrays(arrays: dict, meta: dict, path: Path) -> dict:
             f"{path}: array 'labels' has {n} samples, field 'num_samples' says "
             f"{meta['num_samples']}"
         )
-    for name, shape in _expected_shapes(meta).items():
+    for name, shape in expected.items():
         if arrays[name].shape != shape:
             raise ValueError(
                 f"{path}: array {name!r} has shape {arrays[name].shape}, expected {shape} "
@@ -331,8 +494,11 @@ def _checked_arrays(arrays: dict, meta: dict, path: Path) -> dict:
         "confidence": (0.0, 1.0),
         "entropy": (0.0, 1.0),
         "prediction": (0, NUM_CLASSES - 1),
+        "image_stats": (0.0, np.inf),
     }
     for name, (lo, hi) in ranges.items():
+        if name not in expected:
+            continue
         a = arrays[name]
         bad = ~np.isfinite(a) | (a < lo) | (a > hi)
         if bad.any():
@@ -341,7 +507,7 @@ def _checked_arrays(arrays: dict, meta: dict, path: Path) -> dict:
                 f"{path}: array {name!r} has value {a[where]} at index {where}, "
                 f"outside [{lo}, {hi}]"
             )
-    return {k: arrays[k] for k in _ARRAYS}
+    return {k: arrays[k] for k in expected}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,17 +577,34 @@ def profile(
     weights_sha256: str = "",
     latency_repeats: int = 50,
     log=None,
+    conditions: tuple[Condition, ...] | None = None,
+    noise_salt: int = EVAL_SALT,
 ) -> Profile:
-    """Run ``model`` over ``dataset`` once per split and compression, at batch 1."""
+    """Run ``model`` over ``dataset`` once per split and compression, at batch 1.
+
+    With ``conditions`` (such as ``corruptions.CONDITIONS``; the first must be clean), every
+    sample is recorded under every condition, its image corrupted as live mode corrupts it:
+    ``apply_condition(image, condition, i, noise_salt)`` with ``i`` its position in ``dataset``
+    (the test index for the shipped test split or its first N samples). Schema version 2."""
     import torch
 
+    if conditions is not None:
+        conditions = tuple(conditions)
+        if not conditions or conditions[0].corruption != "none":
+            raise ValueError("conditions must start with the clean one (corruption 'none')")
+        if len({c.name for c in conditions}) != len(conditions):
+            raise ValueError(f"condition names must be distinct: {[c.name for c in conditions]}")
     with torch.no_grad():
-        return _profile(model, dataset, weights_sha256, latency_repeats, log)
+        return _profile(
+            model, dataset, weights_sha256, latency_repeats, log, conditions, noise_salt
+        )
 
 
-def _profile(
-    model: MultiExitCNN, dataset: Dataset, weights_sha256: str, latency_repeats: int, log
-) -> Profile:
+def _profile_samples(
+    model: MultiExitCNN, images: np.ndarray, shapes: list, log, label: str = ""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """confidence, entropy, prediction (N, S+1, C, E) and payload bytes (S+1, C) of ``images``
+    (N, 28, 28) uint8, each sample run alone through the code live execution uses."""
     from splitexit.dnn_profiles.model import (
         RAW_INPUT_BYTES,
         decode_payload,
@@ -431,11 +614,8 @@ def _profile(
         normalised_entropy,
     )
 
-    model.eval()
     s_max, blocks = model.num_blocks, model.exit_blocks
-    n, c, e = len(dataset), len(COMPRESSIONS), len(blocks)
-    measured = measure_blocks(model, dataset.images[0], latency_repeats)
-    shapes = measured["block_output_shapes"]
+    n, c, e = len(images), len(COMPRESSIONS), len(blocks)
     conf = np.zeros((n, s_max + 1, c, e), np.float32)
     ent = np.zeros((n, s_max + 1, c, e), np.float32)
     pred = np.zeros((n, s_max + 1, c, e), np.int8)
@@ -450,7 +630,7 @@ def _profile(
 
     for i in range(n):
         # The device side: the plain model, all exits, features after every block.
-        x = images_to_input(dataset.images[i][None])
+        x = images_to_input(images[i][None])
         features, plain_logits = [], {}
         for b in range(1, s_max + 1):
             x, logits = model.run_blocks(x, b - 1, b)
@@ -471,9 +651,43 @@ def _profile(
                 for blk, lg in model.run_blocks(x_in, split, s_max)[1].items():
                     record(i, slice(split, split + 1), ci, blk, lg)
         if log and (i + 1) % 1000 == 0:
-            log(f"profiled {i + 1}/{n} samples ({time.perf_counter() - start:.0f} s)")
+            log(f"profiled {label}{i + 1}/{n} samples ({time.perf_counter() - start:.0f} s)")
+    return conf, ent, pred, payload_bytes
+
+
+def _profile(
+    model: MultiExitCNN,
+    dataset: Dataset,
+    weights_sha256: str,
+    latency_repeats: int,
+    log,
+    conditions: tuple[Condition, ...] | None,
+    noise_salt: int,
+) -> Profile:
+    from splitexit.dnn_profiles.model import RAW_INPUT_BYTES
+
+    model.eval()
+    s_max, blocks = model.num_blocks, model.exit_blocks
+    n = len(dataset)
+    measured = measure_blocks(model, dataset.images[0], latency_repeats)
+    shapes = measured["block_output_shapes"]
+    start = time.perf_counter()
+    by_condition = None
+    if conditions is None:
+        conf, ent, pred, payload_bytes = _profile_samples(model, dataset.images, shapes, log)
+    else:
+        index = np.arange(n)
+        runs, stats = [], []
+        for cond in conditions:
+            images = apply_condition(dataset.images, cond, index, noise_salt)
+            runs.append(_profile_samples(model, images, shapes, log, f"{cond.name}: "))
+            stats.append(image_stats(images))
+        payload_bytes = runs[0][3]
+        by_condition = {name: np.stack([r[j] for r in runs]) for j, name in enumerate(_PER_SAMPLE)}
+        by_condition["image_stats"] = np.stack(stats)
+        conf, ent, pred = (by_condition[name][0] for name in _PER_SAMPLE)
     meta = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION if conditions is None else CONDITIONS_SCHEMA_VERSION,
         "model": model.name,
         "weights_sha256": weights_sha256,
         "dataset": dataset.name,
@@ -495,6 +709,17 @@ def _profile(
             "(BranchyNet, Teerapittayanon et al., ICPR 2016)",
         },
     }
+    if conditions is not None:
+        meta["conditions"] = [c.describe() for c in conditions]
+        meta["corruption_noise"] = {
+            "salt": noise_salt,
+            "seed": "np.random.default_rng([salt, corruption id, severity, sample index])",
+            "corruption_ids": {c: i for c, i in CORRUPTION_IDS.items()},
+            "code": "splitexit.dnn_profiles.corruptions.apply_condition",
+        }
+        meta["image_stats_names"] = list(IMAGE_STATS_NAMES)
+        meta["image_stats_flops"] = IMAGE_STATS_FLOPS
+        meta["sources"]["corruptions"] = dict(CORRUPTION_SOURCES)
     return Profile(
         meta=meta,
         payload_bytes=payload_bytes,
@@ -502,5 +727,6 @@ def _profile(
         confidence=conf,
         entropy=ent,
         prediction=pred,
+        by_condition=by_condition,
         **measured["arrays"],
     )

@@ -26,9 +26,17 @@ class Batch:
     """
 
     def __init__(
-        self, world: core.World, n: int, layout: ObservationLayout, mean_up_s: float
+        self,
+        world: core.World,
+        n: int,
+        layout: ObservationLayout,
+        mean_up_s: float,
+        chains: tuple[np.ndarray, ...] | None = None,
     ) -> None:
         self.world = world
+        # The request's context (``splitexit.envs.context.context_chains``), None without one:
+        # then no context draws, every frame clean, every request of demand class 0.
+        self.chains = None if chains is None else tuple(chains)
         p = world.params[0]
         self.horizon = horizon = int(p["horizon"])
         self.layout = layout
@@ -38,19 +46,26 @@ class Batch:
         self.devices = np.zeros(n, core.DEVICE)
         self.devices["world"] = np.arange(n)
         self.samples = np.zeros((horizon, n), np.int64)  # request-major: (request, row)
+        self.demand = np.zeros((horizon, n), np.int64)  # each request's demand class
         # The episodes' observations, request-major (the rows at one request side by side):
         # the throughput feature of each frame (a request sees the H frames before it) and the
         # server's queue and reachability at each request's last heartbeat.
         self.throughput_obs = np.zeros((horizon + layout.history, n), np.float32)
         self.queue_obs = np.zeros((horizon + 1, n), np.float32)
         self.reachable_obs = np.zeros((horizon + 1, n), np.float32)
-        self._episodes = (self.samples, self.throughput_obs, self.queue_obs, self.reachable_obs)
+        self._episodes = (
+            self.samples, self.demand, self.throughput_obs, self.queue_obs, self.reachable_obs
+        )  # fmt: skip
         self.draws = np.zeros((n, horizon + core.EPISODE_DRAWS))
+        # the context's uniforms, drawn after the episode's (none without a context)
+        width = 0 if chains is None else horizon * core.CONTEXT_DRAWS
+        self.context_draws = np.zeros((n, width))
         self.out = np.zeros(n, core.OUTPUT)
         self.obs = np.zeros((n, layout.size), np.float32)
         self.busy_rows = np.zeros(n, np.int64)  # the devices that are busy, first
         self.busy_waits = np.zeros(n)  # and their backlogs in wait units
         self.live_code = np.full(n, -1, np.int16)
+        self.live_conf = np.zeros(n)
         self.all_rows = np.arange(n)
         self.actions = np.zeros(n, np.int64)  # the flat actions of step_all
         frame_s, h = float(p["frame_s"]), layout.history
@@ -71,18 +86,24 @@ class Batch:
             core.start_episodes, *self.world, self.cells, self.devices, self.samples, rows,
             self.draws, np.zeros(1), self.t_obs_s, self.heard_s, mbps, mbps, down,
         )  # fmt: skip
+        if self.chains is not None:
+            self._contexts = core.bind(
+                core.start_contexts, self.world.params, *self.chains, rows, self.context_draws,
+                self.samples, self.demand,
+            )  # fmt: skip
         self._lay_out = core.bind(
             core.lay_out_observations, rows, mbps, mbps, down, 1.0, 1.0, self.throughput_obs,
             self.queue_obs, self.reachable_obs,
         )  # fmt: skip
         self._step_all_args = (
             *self.world, self.cells, self.devices, *self._episodes, self.all_rows, self.actions,
-            self.live_code, self.out, self.obs, self.busy_rows, self.busy_waits,
+            self.live_code, self.live_conf, self.out, self.obs, self.busy_rows, self.busy_waits,
         )  # fmt: skip
         self._step = core.bind(core.step, *self._step_all_args)
+        w = self.world
         self._observe_args = (
-            self.world.params, self.devices, *self._episodes[1:], self.obs, self.busy_rows,
-            self.busy_waits,
+            w.params, w.demands, w.frame_stats, self.devices, *self._episodes, self.obs,
+            self.busy_rows, self.busy_waits,
         )  # fmt: skip
         self._observe = core.bind(core.observe, *self._observe_args)
         self._observe_backlog = core.bind(
@@ -90,7 +111,7 @@ class Batch:
         )
 
     def __getstate__(self) -> dict:
-        bound = ("_start", "_lay_out", "_step", "_observe", "_observe_backlog")
+        bound = ("_start", "_contexts", "_lay_out", "_step", "_observe", "_observe_backlog")
         bound += ("_step_all_args", "_observe_args")
         return {k: v for k, v in self.__dict__.items() if k not in bound}
 
@@ -118,6 +139,11 @@ class Batch:
             *self.world, self.cells, self.devices, self.samples, rows, self.draws, t_fail_s,
             self.t_obs_s, self.heard_s, mbps, queue, down,
         )  # fmt: skip
+        if self.chains is not None:
+            self._contexts(
+                self.world.params, *self.chains, rows, self.context_draws, self.samples,
+                self.demand,
+            )  # fmt: skip
         self._lay_out(
             rows, np.log1p(mbps, out=mbps), np.log1p(queue, out=queue), down, self._mbps_scale,
             self._wait_scale, self.throughput_obs, self.queue_obs, self.reachable_obs,
@@ -136,7 +162,7 @@ class Batch:
             raise TypeError("out must be an OUTPUT array and actions writable")
         return self._step(
             *self.world, self.cells, self.devices, *self._episodes, rows, actions,
-            self.live_code, self.out, self.obs, self.busy_rows, self.busy_waits,
+            self.live_code, self.live_conf, self.out, self.obs, self.busy_rows, self.busy_waits,
         )  # fmt: skip
 
     def step_all(self) -> int:
@@ -191,7 +217,7 @@ class Batch:
             w = self.devices[row]["world"]
             cells["trace"][w], cells["shift_s"][w] = 0, 0.0
         core.expected_rewards(
-            *world, cells, self.devices, self.samples, row, exit_prob,
+            *world, cells, self.devices, self.samples, self.demand, row, exit_prob,
             exit_correct_prob, hindsight, np.zeros(1, core.CELL), np.zeros(1, core.DEVICE),
             np.zeros(1, core.OUTPUT), np.empty((2, n_exits)), np.empty((2, n_exits), bool),
             values,

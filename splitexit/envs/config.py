@@ -14,6 +14,7 @@ from typing import Any
 
 from splitexit.dnn_profiles.hardware import DEVICE_PRESETS, LTE_EDGE_RTT_S, SERVER_PRESETS
 from splitexit.dnn_profiles.profile import COMPRESSIONS
+from splitexit.envs.context import CAMERA_DWELL_S
 from splitexit.envs.core import REWARD_KEYS
 from splitexit.envs.energy import RADIO_MODELS
 from splitexit.envs.server import DEFAULT_MEAN_DOWN_S, DEFAULT_MEAN_UP_S
@@ -21,6 +22,10 @@ from splitexit.envs.server import DEFAULT_MEAN_DOWN_S, DEFAULT_MEAN_UP_S
 CHANNELS = ("trace", "markov", "fading")
 SERVER_LOADS = ("none", "markov", "trace")
 OUTAGES = ("none", "intermittent", "permanent")
+BATTERY_EMPTY = ("terminate", "drop")
+CAMERAS = ("none", "markov")
+DEMANDS = ("none", "markov")
+OBSERVATIONS = ("basic", "context")
 MODES = ("replay", "live")
 ACTION_TYPES = ("discrete", "multidiscrete")
 
@@ -40,8 +45,10 @@ def default_config() -> dict[str, Any]:
     return {
         # What runs: "replay" steps from the profile, "live" executes the torch model.
         "mode": "replay",
-        "profile": None,  # path to a profile .json; None = the shipped default profile
-        "weights": None,  # live mode: path to .safetensors weights; None = shipped
+        # The profile: a .json path, None (the shipped clean model's) or "robust" (the shipped
+        # corruption-trained model's, under every camera condition); live mode's weights alike.
+        "profile": None,
+        "weights": None,
         # Hardware presets (dnn_profiles/hardware.py) and radio (envs/energy.py): a Cortex-M4
         # sensor board (MLPerf Tiny figures) with an LTE modem, next to an edge GPU.
         "device": "mcu-m4",
@@ -71,7 +78,19 @@ def default_config() -> dict[str, Any]:
         "reward": "balanced",
         # Observation: how many past frame periods of measured uplink throughput.
         "throughput_history": 4,
-        "battery_j": None,  # None = mains-powered; else the episode ends when it is spent
+        "battery_j": None,  # None = mains-powered; else a budget per episode (J)
+        # When it is spent: "terminate" the episode, or "drop" every later request (no energy
+        # to compute or send: no answer, a missed deadline) until the horizon.
+        "battery_empty": "terminate",
+        # The request's context (SplitExit-v1, splitexit/envs/context.py): camera conditions
+        # ("markov": corruptions of the profile's frames, changing regime; the profile must
+        # record conditions), application demands ("markov": per-request deadline and value),
+        # and what the device observes of them ("context": the features of
+        # observation.CONTEXT_FEATURES after the basic ones).
+        "camera": "none",
+        "camera_dwell_s": CAMERA_DWELL_S,
+        "demands": "none",
+        "observation": "basic",
         # Seed of the long realisations that every episode reads from a random offset (server
         # background load, intermittent outages, the Markov channel); the env's own seed
         # draws the offsets. Change it to train or evaluate in another realised world.
@@ -145,6 +164,11 @@ def make_config(config: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[
     _choice(cfg, "server_load", SERVER_LOADS)
     _choice(cfg, "outage", OUTAGES)
     _choice(cfg, "action_type", ACTION_TYPES)
+    _choice(cfg, "battery_empty", BATTERY_EMPTY)
+    _choice(cfg, "camera", CAMERAS)
+    _choice(cfg, "demands", DEMANDS)
+    _choice(cfg, "observation", OBSERVATIONS)
+    _number(cfg, "camera_dwell_s", 0.0, MAX_EPISODE_S, lo_open=True)
     if not isinstance(cfg["lte_tail"], bool):
         raise _fail("lte_tail", "True or False", cfg["lte_tail"])
     _number(cfg, "capacity_scale", 0.0, MAX_CAPACITY_SCALE)

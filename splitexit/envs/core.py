@@ -50,9 +50,14 @@ from splitexit.envs.observation import (
     OBS_BATTERY,
     OBS_DEADLINE,
     OBS_DEVICE_BACKLOG,
+    OBS_LAST_CONFIDENCE,
+    OBS_LAST_EXIT,
+    OBS_REQUESTS_LEFT,
     OBS_RTT,
     OBS_SERVER_QUEUE,
     OBS_SERVER_REACHABLE,
+    OBS_STATS,
+    OBS_VALUE,
 )
 
 # The uniforms drawn per episode, after one per request (``Batch.draws``): the trace, the slot
@@ -98,9 +103,15 @@ PARAMS = np.dtype(
         ("wait_unit_s", np.float64),
         ("obs_rtt", np.float64),
         ("obs_deadline", np.float64),
+        ("battery_drop", np.bool_),  # a spent battery drops the requests (else: terminated)
+        ("context_obs", np.bool_),  # the observation has the context features
     ],
     align=True,
 )
+# Each episode draws, per request, after :data:`EPISODE_DRAWS`: whether the camera's regime
+# changes and to what, whether the application's phase changes and to what, the request's
+# demand class (:func:`start_contexts`).
+CONTEXT_DRAWS = 5
 # The constants as the compiled phases read them: values in registers, not loads from the
 # params record (which the compiler cannot keep across the stores to the state).
 Constants = namedtuple("Constants", PARAMS.names)
@@ -118,6 +129,15 @@ ACTION = np.dtype(
 )
 ANSWER = np.dtype(
     [("exit_block", np.int64), ("device_time_s", np.float64), ("server_time_s", np.float64)],
+    align=True,
+)
+DEMAND = np.dtype(
+    [
+        ("deadline_s", np.float64),
+        ("value", np.float64),  # what a correct answer is worth (x the accuracy weight)
+        ("obs_deadline", np.float64),  # the deadline feature
+        ("obs_value", np.float64),  # the value feature
+    ],
     align=True,
 )
 TRACE = np.dtype(
@@ -151,6 +171,11 @@ DEVICE = np.dtype(
         ("free_s", np.float64),  # when the device is done with its previous request
         ("last_tx_end_s", np.float64),
         ("energy_j", np.float64),  # spent this episode
+        ("known_confidence", np.float64),  # the latest answer returned: its confidence
+        ("known_exit", np.int64),  # and its exit
+        ("pending_confidence", np.float64),  # an answer still on its way back
+        ("pending_exit", np.int64),
+        ("pending_at_s", np.float64),  # when it arrives (inf: none)
     ],
     align=True,
 )
@@ -173,6 +198,8 @@ INFO_KEYS = (
     "sample_index",
 )
 REWARD_KEYS = ("accuracy", "latency", "energy", "deadline_miss")
+# The info keys of the request's context (SplitExit-v1), after INFO_KEYS in the OUTPUT record.
+CONTEXT_INFO_KEYS = ("condition", "demand", "deadline_s", "value", "confidence")
 OUTPUT = np.dtype(
     [
         ("split", np.int64),
@@ -200,6 +227,11 @@ OUTPUT = np.dtype(
         ("sent_s", np.float64),  # scratch: when the payload leaves the device / reaches the cell
         ("offloaded", np.bool_),  # scratch
         ("answer", np.int64),  # scratch: the answer index (ANSWER row)
+        ("condition", np.int64),  # the camera condition of the frame
+        ("demand", np.int64),  # the request's demand class
+        ("deadline_s", np.float64),  # its deadline
+        ("value", np.float64),  # what a correct answer is worth
+        ("confidence", np.float64),  # the answering exit's max-softmax confidence
     ],
     align=True,
 )
@@ -224,6 +256,9 @@ class World(NamedTuple):
     down_end_s: np.ndarray
     cum_down_s: np.ndarray  # downtime before outage k
     up_at_start_s: np.ndarray  # up time at the start of outage k
+    demands: np.ndarray  # (D,) DEMAND: the demand classes (one without demands)
+    answer_conf: np.ndarray  # (K * N * A,) float32: the answering exit's confidence
+    frame_stats: np.ndarray  # (K * N, F) float32: the frame statistics features
 
 
 def bind(dispatcher, *args):
@@ -489,6 +524,8 @@ def constants(params):
         p.wait_unit_s,
         p.obs_rtt,
         p.obs_deadline,
+        p.battery_drop,
+        p.context_obs,
     )
 
 
@@ -506,7 +543,8 @@ def device_phase(p, answers, dev, ti, split, out):
     out.tx_time_s = out.server_wait_s = out.uplink_bps = 0.0
     out.payload_bytes = 0
     out.timed_out = False
-    if start >= timeout_at:
+    if start >= timeout_at or (p.battery_drop and dev.energy_j >= p.battery_j):
+        # waited for the device until its timeout, or no energy left to run or send anything
         out.latency_s, out.energy_j, out.timed_out = p.timeout_s, 0.0, True
         return False
     answer = answers[ti]
@@ -615,33 +653,53 @@ def _cost(p, latency_s, energy_j, missed):
 
 @njit(cache=True, _nrt=False, inline="always")
 def outcome_phase(p, dev, correct, out):
-    """Score the request, count its energy, move to the next one."""
+    """Score the request (its own deadline and value), count its energy, note its answer's
+    confidence for when it is back on the device, move to the next request."""
     out.correct = correct and not out.timed_out
-    missed = out.timed_out or out.latency_s > p.deadline_s
+    missed = out.timed_out or out.latency_s > out.deadline_s
     out.deadline_missed = missed
-    out.accuracy = p.w_accuracy * out.correct
+    out.accuracy = p.w_accuracy * out.value * out.correct
     out.latency = -p.w_latency * out.latency_s
     out.energy = -p.w_energy * out.energy_j
     out.deadline_miss = -p.w_deadline_miss * missed
     out.reward = out.accuracy + out.latency + out.energy + out.deadline_miss
     dev.energy_j += out.energy_j
+    # The answers back on the device by the next request: the newest one known wins.
+    arrival = p.t0_s + dev.step * p.frame_s
+    next_arrival = arrival + p.frame_s
+    if dev.pending_at_s <= next_arrival:
+        dev.known_confidence, dev.known_exit = dev.pending_confidence, dev.pending_exit
+        dev.pending_at_s = math.inf
+    if not out.timed_out:
+        exit_idx = exit_of_answer(out.answer, p.n_exits)
+        back = arrival + out.latency_s
+        if back <= next_arrival:
+            dev.known_confidence, dev.known_exit = out.confidence, exit_idx
+            dev.pending_at_s = math.inf
+        else:
+            dev.pending_confidence, dev.pending_exit = out.confidence, exit_idx
+            dev.pending_at_s = back
     dev.step += 1
-    out.terminated = dev.energy_j >= p.battery_j
+    out.terminated = not p.battery_drop and dev.energy_j >= p.battery_j
     out.truncated = dev.step >= p.horizon and not out.terminated
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def observe(params, devices, throughput_obs, queue_obs, reachable_obs, obs, busy_rows, busy_waits):
+def observe(
+    params, demands, frame_stats, devices, samples, demand, throughput_obs, queue_obs,
+    reachable_obs, obs, busy_rows, busy_waits,
+):  # fmt: skip
     """The current observation of every device into ``obs``, from the episode's tables
-    (:func:`lay_out_observations`), but for the device backlog of the busy devices: their rows
-    and backlogs in wait units go to ``busy_rows`` and ``busy_waits`` (the caller applies
-    numpy's ``log1p``); returns how many there are."""
+    (:func:`lay_out_observations`, :func:`start_contexts`), but for the device backlog of the
+    busy devices: their rows and backlogs in wait units go to ``busy_rows`` and ``busy_waits``
+    (the caller applies numpy's ``log1p``); returns how many there are."""
     p = constants(params)
     h = p.history
     busy = 0
     for r in range(devices.size):
         dev = devices[r]
         i = dev.step
+        k = i if i < p.horizon else p.horizon - 1  # (after the last request: the last one's)
         for f in range(h):
             obs[r, f] = throughput_obs[i + f, r]
         obs[r, h + OBS_RTT] = p.obs_rtt
@@ -652,7 +710,16 @@ def observe(params, devices, throughput_obs, queue_obs, reachable_obs, obs, busy
         if p.battery_j < math.inf:
             battery = _max(1.0 - dev.energy_j / p.battery_j, 0.0)
         obs[r, h + OBS_BATTERY] = battery
-        obs[r, h + OBS_DEADLINE] = p.obs_deadline
+        d = demands[demand[k, r]]
+        obs[r, h + OBS_DEADLINE] = d.obs_deadline
+        if p.context_obs:
+            obs[r, h + OBS_REQUESTS_LEFT] = (p.horizon - i) / p.horizon
+            obs[r, h + OBS_VALUE] = d.obs_value
+            frame = samples[k, r]
+            for f in range(frame_stats.shape[1]):
+                obs[r, h + OBS_STATS + f] = frame_stats[frame, f]
+            obs[r, h + OBS_LAST_CONFIDENCE] = dev.known_confidence
+            obs[r, h + OBS_LAST_EXIT] = dev.known_exit / _max(p.n_exits - 1, 1)
         backlog_s = dev.free_s - (p.t0_s + i * p.frame_s)
         if backlog_s > 0.0:
             busy_rows[busy] = r
@@ -683,12 +750,15 @@ def first_invalid(action, n_actions):
 def step(
     params, actions, answers, answer_code, traces, cum_bits, capacity_bps, job_arrival_s,
     job_work_before_s, job_g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
-    cells, devices, samples, throughput_obs, queue_obs, reachable_obs, rows, action, live_code,
-    out, obs, busy_rows, busy_waits,
+    demands, answer_conf, frame_stats, cells, devices, samples, demand, throughput_obs,
+    queue_obs, reachable_obs, rows, action, live_code, live_conf, out, obs, busy_rows,
+    busy_waits,
 ):  # fmt: skip
     """One request of each device of ``rows`` taking flat ``action[r]``; the outputs to
     ``out[r]`` and every device's next observation to ``obs`` (see :func:`observe`). With
-    ``live_code[r] >= 0`` that answer code replaces the profile's (live mode).
+    ``live_code[r] >= 0`` that answer code and ``live_conf[r]`` replace the profile's (live
+    mode). ``samples[i, r]`` is the frame of request ``i``: its sample and camera condition
+    (``condition * n_samples + sample``); ``demand[i, r]`` its demand class.
 
     In four passes over the rows (the device, the uplink, the server, the outcome), each short
     enough for the processor to work on several rows at once: one pass for all would be one
@@ -697,12 +767,18 @@ def step(
     p = constants(params)
     for r in rows:
         dev, o, act = devices[r], out[r], actions[action[r]]
-        sample = samples[dev.step, r]
-        code = live_code[r] if live_code[r] >= 0 else answer_code[sample * p.n_actions + action[r]]
+        frame = samples[dev.step, r]
+        k = frame * p.n_actions + action[r]
+        live = live_code[r] >= 0
+        code = live_code[r] if live else answer_code[k]
+        o.confidence = live_conf[r] if live else answer_conf[k]
         o.split, o.threshold, o.compression = act.split, act.threshold, act.compression_idx
         o.answer = code >> 1
         o.exit_block = answers[o.answer].exit_block
-        o.sample_index = sample
+        o.sample_index = frame % p.n_samples
+        o.condition = frame // p.n_samples
+        cls = demand[dev.step, r]
+        o.demand, o.deadline_s, o.value = cls, demands[cls].deadline_s, demands[cls].value
         o.correct = (code & 1) == 1  # the exit's answer, if it comes in time
         o.offloaded = device_phase(p, answers, dev, o.answer, act.split, o)
     for r in rows:
@@ -724,16 +800,18 @@ def step(
     for r in rows:
         outcome_phase(p, devices[r], out[r].correct, out[r])
     return observe(
-        params, devices, throughput_obs, queue_obs, reachable_obs, obs, busy_rows, busy_waits
-    )
+        params, demands, frame_stats, devices, samples, demand, throughput_obs, queue_obs,
+        reachable_obs, obs, busy_rows, busy_waits,
+    )  # fmt: skip
 
 
 @njit(cache=True, _nrt=False)
 def expected_rewards(
     params, actions, answers, answer_code, traces, cum_bits, capacity_bps, job_arrival_s,
     job_work_before_s, job_g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
-    cells, devices, samples, r, exit_prob, exit_correct_prob, hindsight, scratch_cell,
-    scratch_device, scratch_out, costs, timed_out, values,
+    demands, answer_conf, frame_stats, cells, devices, samples, demand, r, exit_prob,
+    exit_correct_prob, hindsight, scratch_cell, scratch_device, scratch_out, costs, timed_out,
+    values,
 ):  # fmt: skip
     """The reward of every flat action for device ``r``'s current request, given the true
     state, on copies of its rows (nothing is committed). Averaged over what the exits of a
@@ -745,6 +823,8 @@ def expected_rewards(
     n_t, n_c = exit_prob.shape[2], exit_prob.shape[1]
     n_s = exit_prob.shape[0]
     sample = samples[devices[r].step, r]
+    d = demands[demand[devices[r].step, r]]  # the request's own deadline and value
+    w_accuracy = p.w_accuracy * d.value
     o = scratch_out[0]
     for s in range(n_s):
         for c in range(n_c):
@@ -762,7 +842,7 @@ def expected_rewards(
                             down_end_s, cum_down_s, up_at_start_s, cell, dev,
                             answers[ti].server_time_s, o,
                         )  # fmt: skip
-                    missed = o.timed_out or o.latency_s > p.deadline_s
+                    missed = o.timed_out or o.latency_s > d.deadline_s
                     costs[heads, e] = _cost(p, o.latency_s, o.energy_j, missed)
                     timed_out[heads, e] = o.timed_out
             for t in range(n_t):
@@ -772,7 +852,7 @@ def expected_rewards(
                     code = answer_code[sample * p.n_actions + a]
                     e = exit_of_answer(code >> 1, n_e)
                     right = (code & 1) == 1 and not timed_out[heads, e]
-                    values[a] = p.w_accuracy * right + costs[heads, e]
+                    values[a] = w_accuracy * right + costs[heads, e]
                 else:
                     v = 0.0
                     for e in range(n_e):
@@ -781,7 +861,7 @@ def expected_rewards(
                             acc = (
                                 0.0
                                 if timed_out[heads, e]
-                                else p.w_accuracy * exit_correct_prob[s, c, t, e]
+                                else w_accuracy * exit_correct_prob[s, c, t, e]
                             )
                             v += pe * costs[heads, e] + acc
                     values[a] = v
@@ -794,7 +874,8 @@ def expected_rewards(
 def start_episodes(
     params, actions, answers, answer_code, traces, cum_bits, capacity_bps, job_arrival_s,
     job_work_before_s, job_g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
-    cells, devices, samples, rows, draws, t_fail_s, t_obs_s, heard_s, mbps, queue_waits, down,
+    demands, answer_conf, frame_stats, cells, devices, samples, rows, draws, t_fail_s, t_obs_s,
+    heard_s, mbps, queue_waits, down,
 ):  # fmt: skip
     """Start an episode on each device of ``rows`` (and its world) from its uniforms ``draws[r]``
     (``horizon`` for the samples of its requests, then the trace, the slot to read it from, the
@@ -813,6 +894,7 @@ def start_episodes(
         cell = cells[dev.world]
         u = draws[r]
         dev.step, dev.free_s, dev.last_tx_end_s, dev.energy_j = 0, 0.0, -math.inf, 0.0
+        dev.known_confidence, dev.known_exit, dev.pending_at_s = 0.0, 0, math.inf
         n_traces = traces.size
         k = _min(int(u[n + DRAW_TRACE] * n_traces), n_traces - 1)
         cell.trace, cell.shift_s = k, 0.0
@@ -855,6 +937,59 @@ def start_episodes(
                 g = fail_g if j > fail_k else job_g_max[j]
                 queue_waits[q, b] = _max(0.0, job_work_before_s[j] - up + g) / p.wait_unit_s
                 down[q, b] = is_down(down_start_s, down_end_s, mode, fail, t)
+
+
+@njit(cache=True, _nrt=False)
+def _pick(cum, u):
+    """The index that ``u`` in [0, 1) picks from a cumulative distribution ``cum``."""
+    for k in range(cum.size - 1):
+        if u < cum[k]:
+            return k
+    return cum.size - 1
+
+
+@njit(cache=True, _nrt=False)
+def _pick_other(cum, current, u):
+    """:func:`_pick` among the indices other than ``current`` (their probabilities
+    renormalised)."""
+    own = cum[current] - (cum[current - 1] if current > 0 else 0.0)
+    target = u * (cum[cum.size - 1] - own)
+    acc, last = 0.0, current
+    for k in range(cum.size):
+        if k != current:
+            acc += cum[k] - (cum[k - 1] if k > 0 else 0.0)
+            last = k
+            if target < acc:
+                return k
+    return last
+
+
+@njit(cache=True, _nrt=False)
+def start_contexts(
+    params, camera_cum, camera_stay, phase_cum, phase_stay, phase_mix_cum, rows, context_draws,
+    samples, demand,
+):  # fmt: skip
+    """The context of each request of the episodes of ``rows`` (after :func:`start_episodes`),
+    from the uniforms ``context_draws[r]`` (:data:`CONTEXT_DRAWS` per request): the camera's
+    regime (a condition of the profile) and the application's phase, two Markov chains sampled
+    at the requests (the first state from ``*_cum``, the stationary mix; then at each request
+    the state stays with ``*_stay`` and otherwise jumps to another by the mix), and each
+    request's demand class from its phase's mix (``phase_mix_cum[phase]``). Adds the condition
+    to ``samples`` (``condition * n_samples + sample``) and writes ``demand``."""
+    p = constants(params)
+    for r in rows:
+        u = context_draws[r]
+        camera = _pick(camera_cum, u[0])
+        phase = _pick(phase_cum, u[2])
+        for i in range(p.horizon):
+            b = i * CONTEXT_DRAWS
+            if i > 0:
+                if u[b] >= camera_stay[camera]:
+                    camera = _pick_other(camera_cum, camera, u[b + 1])
+                if u[b + 2] >= phase_stay[phase]:
+                    phase = _pick_other(phase_cum, phase, u[b + 3])
+            samples[i, r] += camera * p.n_samples
+            demand[i, r] = _pick(phase_mix_cum[phase], u[b + 4])
 
 
 @njit(cache=True, _nrt=False)

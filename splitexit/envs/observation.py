@@ -24,6 +24,18 @@ FEATURES = ("rtt", "server_queue", "server_reachable", "device_backlog", "batter
 OBS_RTT, OBS_SERVER_QUEUE, OBS_SERVER_REACHABLE, OBS_DEVICE_BACKLOG, OBS_BATTERY, OBS_DEADLINE = (
     range(len(FEATURES))
 )
+# The request's context (config "observation": "context", SplitExit-v1), after FEATURES: the
+# share of the episode's requests still to come, what a correct answer to this one is worth,
+# statistics of the current frame the device computes before deciding (FRAME_STATS), and the
+# confidence and exit of the latest answer back on the device.
+FRAME_STATS = ("brightness", "contrast", "sharpness")
+CONTEXT_FEATURES = ("requests_left", "value", *FRAME_STATS, "last_confidence", "last_exit")
+OBS_REQUESTS_LEFT = len(FEATURES)
+OBS_VALUE = OBS_REQUESTS_LEFT + 1
+OBS_STATS = OBS_VALUE + 1
+OBS_LAST_CONFIDENCE = OBS_STATS + len(FRAME_STATS)
+OBS_LAST_EXIT = OBS_LAST_CONFIDENCE + 1
+MAX_VALUE = 10.0  # the value feature saturates here (value / MAX_VALUE)
 
 
 @dataclass(frozen=True)
@@ -33,25 +45,33 @@ class ObservationLayout:
     history: int
     frame_s: float
     timeout_s: float
+    context: bool = False  # with CONTEXT_FEATURES
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The features after the throughput history, in order."""
+        return FEATURES + CONTEXT_FEATURES if self.context else FEATURES
 
     @property
     def size(self) -> int:
-        return self.history + len(FEATURES)
+        return self.history + len(self.features)
 
     @property
     def throughput(self) -> slice:
         return slice(0, self.history)
 
     def index(self, feature: str) -> int:
-        """Position of one of :data:`FEATURES`."""
-        return self.history + FEATURES.index(feature)
+        """Position of one of :attr:`features`."""
+        if feature not in self.features:
+            raise ValueError(f"feature must be one of {list(self.features)}, got {feature!r}")
+        return self.history + self.features.index(feature)
 
     @property
     def slices(self) -> dict[str, slice]:
         """Every feature's slice, the throughput history first."""
         h = self.history
         return {"uplink_throughput": self.throughput} | {
-            name: slice(h + k, h + k + 1) for k, name in enumerate(FEATURES)
+            name: slice(h + k, h + k + 1) for k, name in enumerate(self.features)
         }
 
     @property
@@ -66,7 +86,7 @@ class ObservationLayout:
         def wait_s(feature: str) -> float:
             return math.expm1(obs[self.index(feature)] * self.wait_scale) * WAIT_UNIT_S
 
-        return {
+        decoded = {
             "uplink_bps": np.expm1(obs[self.throughput] * np.log1p(MAX_THROUGHPUT_MBPS)) * 1e6,
             "rtt_s": obs[self.index("rtt")] * self.timeout_s,
             "server_queue_s": wait_s("server_queue"),
@@ -75,3 +95,12 @@ class ObservationLayout:
             "battery_fraction": obs[self.index("battery")],
             "deadline_s": obs[self.index("deadline")] * self.timeout_s,
         }
+        if self.context:
+            decoded |= {
+                "requests_left_fraction": obs[self.index("requests_left")],
+                "value": obs[self.index("value")] * MAX_VALUE,
+                **{name: obs[self.index(name)] for name in FRAME_STATS},
+                "last_confidence": obs[self.index("last_confidence")],
+                "last_exit_fraction": obs[self.index("last_exit")],
+            }
+        return decoded

@@ -13,6 +13,7 @@ from splitexit.envs import core
 from splitexit.envs.batch import Batch
 from splitexit.envs.capacity import CapacityTrace
 from splitexit.envs.config import make_config
+from splitexit.envs.context import context_chains
 from splitexit.envs.energy import radio_model
 from splitexit.envs.observation import ObservationLayout
 from splitexit.envs.world import (
@@ -24,17 +25,26 @@ from splitexit.envs.world import (
     world_tables,
 )
 
+
 # A step's info dict from the output record as a tuple (``splitexit.envs.core.OUTPUT``, whose
 # fields are the info keys, then the reward parts) and the compression names: one dict display,
 # generated from the keys (twice as fast as ``dict(zip(...))``, per step).
-_INFO_SOURCE = ", ".join(
-    [f"{key!r}: names[o[{i}]]" if key == "compression" else f"{key!r}: o[{i}]"
-     for i, key in enumerate(core.INFO_KEYS)]
-    + ["'rewards': {"
-       + ", ".join(f"{key!r}: o[{core.OUTPUT.names.index(key)}]" for key in core.REWARD_KEYS)
-       + "}"]
-)  # fmt: skip
-_info = eval(f"lambda o, names: {{{_INFO_SOURCE}}}")  # noqa: S307 (our own keys)
+def _info_function(keys: tuple[str, ...]):
+    """The info dict of an output record with ``keys`` (then ``rewards``)."""
+    source = ", ".join(
+        [f"{key!r}: names[o[{core.OUTPUT.names.index(key)}]]" if key == "compression"
+         else f"{key!r}: o[{core.OUTPUT.names.index(key)}]" for key in keys]
+        + ["'rewards': {"
+           + ", ".join(f"{key!r}: o[{core.OUTPUT.names.index(key)}]" for key in core.REWARD_KEYS)
+           + "}"]
+    )  # fmt: skip
+    return eval(f"lambda o, names: {{{source}}}")  # noqa: S307 (our own keys)
+
+
+_info = _info_function(core.INFO_KEYS)
+# With a context (SplitExit-v1): also the frame's condition (its name), the request's demand
+# class, deadline and value, and the answering exit's confidence.
+_context_info = _info_function(core.INFO_KEYS + core.CONTEXT_INFO_KEYS)
 _REWARD, _TERMINATED, _TRUNCATED = (
     core.OUTPUT.names.index(key) for key in ("reward", "terminated", "truncated")
 )
@@ -136,13 +146,19 @@ class SplitExitEnv(gym.Env):
         self.history = cfg["throughput_history"]
         self.frame_s, self.deadline_s = cfg["frame_period_s"], cfg["deadline_s"]
         self.timeout_s, self.horizon = cfg["timeout_s"], cfg["horizon"]
-        self.layout = ObservationLayout(self.history, self.frame_s, self.timeout_s)
+        context_obs = cfg["observation"] == "context"
+        self.layout = ObservationLayout(self.history, self.frame_s, self.timeout_s, context_obs)
         self.observation_space = spaces.Box(0.0, 1.0, (self.layout.size,), np.float32)
         self._backlog = self.layout.index("device_backlog")
         self.weights = cfg["reward"]
         # The fading channel draws its capacity per episode; the others are in the world.
         self._fading = make_channel(cfg) if cfg["channel"] == "fading" else None
-        self.batch = Batch(build_world(cfg), 1, self.layout, cfg["outage_mean_up_s"])
+        # The request's context: its chains, and whether the info reports it.
+        self._context = cfg["camera"] != "none" or cfg["demands"] != "none" or context_obs
+        chains = None
+        if cfg["camera"] != "none" or cfg["demands"] != "none":
+            chains = context_chains(cfg, self.tables.conditions)
+        self.batch = Batch(build_world(cfg), 1, self.layout, cfg["outage_mean_up_s"], chains)
         params = self.batch.world.params[0]
         self.t0_s = float(params["t0_s"])  # the first request, after H measured periods
         # The device's and the radio's power models (what heuristic baselines plan with).
@@ -169,6 +185,8 @@ class SplitExitEnv(gym.Env):
             scale = self.config["capacity_scale"]
             trace = trace.scaled(scale) if scale != 1.0 else trace
             batch.set_traces(*trace_bank([trace]))
+        if batch.context_draws.size:  # the request's context, drawn last
+            self.np_random.random(out=batch.context_draws[0])
         batch.start(self._row)
         batch.observe()
         self._step_idx = 0
@@ -253,7 +271,7 @@ class SplitExitEnv(gym.Env):
         a = self._flat_action(action)
         batch = self.batch
         if self._live_mode:
-            batch.live_code[0] = self._live(a)
+            batch.live_code[0], batch.live_conf[0] = self._live(a)
         batch.actions[0] = a
         busy = batch.step_all()
         self._step_idx += 1
@@ -261,7 +279,11 @@ class SplitExitEnv(gym.Env):
         obs = batch.obs[0].copy()
         if busy:
             obs[self._backlog] = batch.backlog_feature_one()
-        info = _info(out, self.compressions)
+        if self._context:
+            info = _context_info(out, self.compressions)
+            info["exit_confidences"] = self.exit_confidences(batch.out)[0]
+        else:
+            info = _info(out, self.compressions)
         reward = out[_REWARD]
         self._last = (info, reward)
         return obs, reward, out[_TERMINATED], out[_TRUNCATED], info
@@ -284,30 +306,68 @@ class SplitExitEnv(gym.Env):
         if capacity_bps is not None:  # (one 1000 s slot, looping: constant)
             uplink = trace_bank([CapacityTrace(1e3, np.array([float(capacity_bps)]))])
         t = self.tables
-        return self.batch.expected_rewards(0, t.exit_prob, t.exit_correct_prob, hindsight, uplink)
+        exit_prob, exit_correct_prob = t.exit_prob, t.exit_correct_prob
+        if len(t.conditions) > 1:  # the condition of the current frame is known too
+            k = self.condition
+            exit_prob = t.exit_prob_by_condition[k]
+            exit_correct_prob = t.exit_correct_prob_by_condition[k]
+        return self.batch.expected_rewards(0, exit_prob, exit_correct_prob, hindsight, uplink)
+
+    def exit_confidences(self, out: np.ndarray) -> np.ndarray:
+        """``(n, E)`` max-softmax confidence of each exit whose answer reached the device, NaN
+        for the others, for the output records ``out`` of a step: the exits the device passed
+        (their heads on) and, if the answer came back, the server's up to the answering one
+        (the server returns the confidences of the exits it ran)."""
+        t = self.tables
+        n_e = len(t.exit_blocks)
+        frame = out["condition"] * t.num_samples + out["sample_index"]
+        conf = t.confidence[frame, out["split"], out["compression"]].astype(np.float64)
+        exit_k = core.exit_of_answer(out["answer"], n_e)
+        e = np.arange(n_e)[None, :]
+        heads = out["threshold"] <= 1.0
+        blocks = np.asarray(t.exit_blocks)[None, :]
+        ran = (e <= exit_k[:, None]) & (heads[:, None] | (e == exit_k[:, None]))
+        started = ~(out["timed_out"] & (out["energy_j"] == 0.0))  # not dropped or never begun
+        on_device = blocks <= out["split"][:, None]
+        known = ran & started[:, None] & (on_device | ~out["timed_out"][:, None])
+        return np.where(known, conf, np.nan)
+
+    @property
+    def condition(self) -> int:
+        """The camera condition of the current request's frame (index into
+        ``tables.conditions``; not observed by the device)."""
+        i = min(max(self._step_idx, 0), self.horizon - 1)
+        return int(self.batch.samples[i, 0]) // self.tables.num_samples
 
     # -- live mode ---------------------------------------------------------------------------
 
-    def _live(self, action: int) -> int:
-        """Run the torch model on the request's real image; its answer code
-        (``splitexit.envs.core.pack_answer``)."""
+    def _live(self, action: int) -> tuple[int, float]:
+        """Run the torch model on the request's real image (corrupted as its camera condition
+        says); its answer code (``splitexit.envs.core.pack_answer``) and confidence."""
+        from splitexit.dnn_profiles.corruptions import apply_condition
         from splitexit.dnn_profiles.data import load_fashion_mnist
         from splitexit.dnn_profiles.model import split_inference
-        from splitexit.dnn_profiles.train import WEIGHTS_PATH, load_model
+        from splitexit.dnn_profiles.train import ROBUST_WEIGHTS_PATH, WEIGHTS_PATH, load_model
 
         if self._model is None:
-            self._model = load_model(self.config["weights"] or WEIGHTS_PATH)
+            weights = self.config["weights"] or WEIGHTS_PATH
+            self._model = load_model(ROBUST_WEIGHTS_PATH if weights == "robust" else weights)
             self._images = load_fashion_mnist("test").images
         split, t, comp = self.decode_action(action)
-        sample = int(self.batch.samples[self._step_idx, 0])
+        frame = int(self.batch.samples[self._step_idx, 0])
+        n = self.tables.num_samples
+        sample, condition = frame % n, frame // n
+        image = self._images[sample]
+        if len(self.tables.conditions) > 1:
+            image = apply_condition(image, self.tables.conditions[condition], sample)
         result = split_inference(
-            self._model, self._images[sample], split, self.thresholds[t], self.compressions[comp]
+            self._model, image, split, self.thresholds[t], self.compressions[comp]
         )
         exit_k = self.tables.exit_blocks.index(result.exit_block)
         heads = t < self.n_t - 1
         correct = result.prediction == int(self.profile.labels[sample])
         answer = core.answer_index(split, exit_k, int(heads), len(self.tables.exit_blocks))
-        return core.pack_answer(answer, int(correct))
+        return core.pack_answer(answer, int(correct)), float(result.confidence)
 
     # -- rendering ---------------------------------------------------------------------------
 

@@ -90,12 +90,15 @@ class SplitExitVectorEnv(VectorEnv):
         if env.n_c == 1:
             self._one_compression = np.full(num_envs, env.compressions[0])
             self._one_compression.flags.writeable = False
-        self.batch = Batch(env.batch.world, num_envs, env.layout, cfg["outage_mean_up_s"])
+        self.batch = Batch(
+            env.batch.world, num_envs, env.layout, cfg["outage_mean_up_s"], env.batch.chains
+        )
         self._rngs: list[np.random.Generator] = []
         self._prev_done = np.zeros(num_envs, dtype=bool)
         self._all_live = np.ones(num_envs, dtype=bool)  # (read-only: shared by the infos)
         self._all_live.flags.writeable = False
-        self._info_keys = [(key, "_" + key) for key in core.INFO_KEYS]
+        keys = core.INFO_KEYS + (core.CONTEXT_INFO_KEYS if env._context else ())
+        self._info_keys = [(key, "_" + key) for key in keys]
         self._reward_keys = [(key, "_" + key) for key in core.REWARD_KEYS]
 
     # -- episodes ----------------------------------------------------------------------------
@@ -136,9 +139,11 @@ class SplitExitVectorEnv(VectorEnv):
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         """Draw new episodes for ``rows``, as ``SplitExitEnv.reset`` does for each."""
-        rngs, draws = self._rngs, self.batch.draws
-        for r in rows.tolist():  # as SplitExitEnv.reset: one call per episode
+        rngs, draws, context = self._rngs, self.batch.draws, self.batch.context_draws
+        for r in rows.tolist():  # as SplitExitEnv.reset: one call per episode (and context)
             rngs[r].random(out=draws[r])
+            if context.size:
+                rngs[r].random(out=context[r])
         self.batch.start(rows)
 
     # -- steps -------------------------------------------------------------------------------
@@ -216,6 +221,9 @@ class SplitExitVectorEnv(VectorEnv):
         for key, mask_key in self._reward_keys:
             rewards[key], rewards[mask_key] = out[key], live
         info["rewards"], info["_rewards"] = rewards, live
+        if self.env._context:
+            info["exit_confidences"] = self.env.exit_confidences(out)
+            info["_exit_confidences"] = live
         return info
 
     # -- what policies and baselines use -----------------------------------------------------

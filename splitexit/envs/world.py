@@ -18,18 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
+from splitexit.dnn_profiles.corruptions import IMAGE_STATS_FLOPS
 from splitexit.dnn_profiles.hardware import (
     compute_latency_s,
     get_device_preset,
     get_server_preset,
 )
-from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, Profile
+from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, ROBUST_PROFILE_PATH, Profile
 from splitexit.envs import core
 from splitexit.envs.capacity import CapacityTrace
 from splitexit.envs.channel import FadingChannel, TraceChannel, default_markov_channel
 from splitexit.envs.config import episode_duration_s, realisation_s
+from splitexit.envs.context import demand_table
 from splitexit.envs.energy import radio_model
-from splitexit.envs.observation import WAIT_UNIT_S
+from splitexit.envs.observation import FRAME_STATS, WAIT_UNIT_S
 from splitexit.envs.server import (
     OutageProcess,
     PoissonMarkovLoad,
@@ -41,24 +43,40 @@ from splitexit.envs.traces import SHIPPED_TRACE_KINDS, load_traces, shipped_trac
 NEVER_EXIT = float("inf")  # the top threshold: no early exit, exit heads are not even run
 
 
+# The shipped profiles by name (config "profile"): the clean model's (None, SplitExit-v0) and the
+# corruption-trained model's under every camera condition ("robust", SplitExit-v1).
+SHIPPED_PROFILES = {"robust": ROBUST_PROFILE_PATH}
+
+
 @lru_cache(maxsize=8)
 def load_profile(path: str | None) -> Profile:
-    """A profile by path (None = the shipped default), cached per process."""
-    return Profile.load(DEFAULT_PROFILE_PATH if path is None else Path(path))
+    """A profile by path or shipped name (None = the default), cached per process."""
+    if path is None:
+        return Profile.load(DEFAULT_PROFILE_PATH)
+    return Profile.load(SHIPPED_PROFILES.get(path, Path(path)))
 
 
 @dataclass(frozen=True)
 class WorldTables:
     """Lookup tables of one (profile, thresholds, compressions, device, server) combination.
 
-    Shapes: N samples, S blocks, E exits, C compressions, T thresholds (the last never exits).
+    Shapes: N samples, S blocks, E exits, C compressions, T thresholds (the last never exits),
+    K camera conditions of the profile (1 without a condition axis). The frames are the
+    (condition, sample) pairs, condition-major: frame ``k * N + n`` is sample ``n`` under
+    condition ``k``.
     """
 
-    exit_index: np.ndarray  # (N, S+1, C, T) int8: which exit answers
-    correct: np.ndarray  # (N, S+1, C, E) bool: whether that exit is right
-    prediction: np.ndarray  # (N, S+1, C, E) int8
-    exit_prob: np.ndarray  # (S+1, C, T, E) P(exit e answers)
+    exit_index: np.ndarray  # (K*N, S+1, C, T) int8: which exit answers
+    correct: np.ndarray  # (K*N, S+1, C, E) bool: whether that exit is right
+    prediction: np.ndarray  # (K*N, S+1, C, E) int8
+    confidence: np.ndarray  # (K*N, S+1, C, E) float32: each exit's max-softmax confidence
+    exit_prob: np.ndarray  # (S+1, C, T, E) P(exit e answers), over all frames
     exit_correct_prob: np.ndarray  # (S+1, C, T, E) P(exit e answers and is right)
+    exit_prob_by_condition: np.ndarray  # (K, S+1, C, T, E), over one condition's frames
+    exit_correct_prob_by_condition: np.ndarray  # (K, S+1, C, T, E)
+    conditions: tuple[str, ...]  # the names of the K conditions
+    num_samples: int  # N
+    frame_stats: np.ndarray  # (K*N, F) float32 image statistics in [0, 1]; (K*N, 0) without
     device_time_s: list  # [s][e][heads] device compute for split s, answering exit e
     server_time_s: list  # [s][e][heads] server compute
     payload_bytes: list  # [s][c]
@@ -97,23 +115,54 @@ def world_tables(
     profile = load_profile(profile_path)
     comp_idx = [profile.compressions.index(c) for c in compressions]
     grid = np.asarray((*thresholds, NEVER_EXIT), np.float32)
-    exit_index = profile.answers(grid)[:, :, comp_idx]
-    correct = profile.correct[:, :, comp_idx]
-    prediction = profile.prediction[:, :, comp_idx]
+    k, n = profile.num_conditions, profile.num_samples
+    by = profile.by_condition is not None
+    # (K*N, S+1, C, E): the frames of every condition, condition-major (the profile's own arrays
+    # without a condition axis)
+    confidence = profile.confidence_by_condition.reshape(k * n, *profile.confidence.shape[1:])
+    passes = confidence[..., None, :] >= grid[:, None]  # (K*N, S+1, C, T, E), as Profile.answers
+    passes[..., -1] = True
+    exit_index = passes.argmax(-1).astype(np.int8)[:, :, comp_idx]
+    if by:
+        labels = np.tile(profile.labels, k)
+        prediction = profile.prediction_by_condition.reshape(confidence.shape)[:, :, comp_idx]
+        correct = prediction == labels[:, None, None, None]
+    else:
+        correct = profile.correct[:, :, comp_idx]
+        prediction = profile.prediction[:, :, comp_idx]
+    confidence = confidence[:, :, comp_idx]
     e = len(profile.exit_blocks)
-    one_hot = np.eye(e, dtype=np.float64)[exit_index]  # (N, S+1, C, T, E)
+    one_hot = np.eye(e, dtype=np.float64)[exit_index]  # (K*N, S+1, C, T, E)
+    right = np.take_along_axis(correct, exit_index.astype(np.int64), axis=3)  # (K*N, S+1, C, T)
+    right_hot = one_hot * right[..., None]
     exit_prob = one_hot.mean(0)
-    right = np.take_along_axis(correct, exit_index.astype(np.int64), axis=3)  # (N, S+1, C, T)
-    exit_correct_prob = (one_hot * right[..., None]).mean(0)
+    exit_correct_prob = right_hot.mean(0)
+    by_prob = np.stack([one_hot[j * n : (j + 1) * n].mean(0) for j in range(k)])
+    by_correct = np.stack([right_hot[j * n : (j + 1) * n].mean(0) for j in range(k)])
+    if profile.image_stats is not None:  # each statistic over its largest value in the profile
+        stats = profile.image_stats.reshape(k * n, -1).astype(np.float64)
+        frame_stats = np.clip(stats / np.maximum(stats.max(0), 1e-12), 0.0, 1.0)
+        frame_stats = frame_stats.astype(np.float32)
+    else:
+        frame_stats = np.zeros((k * n, 0), np.float32)
     payload = profile.payload_bytes[:, comp_idx].copy()
-    for table in (exit_index, correct, prediction, exit_prob, exit_correct_prob, payload):
+    for table in (
+        exit_index, correct, prediction, confidence, exit_prob, exit_correct_prob, by_prob,
+        by_correct, frame_stats, payload,
+    ):  # fmt: skip
         table.flags.writeable = False
     return WorldTables(
         exit_index=exit_index,
         correct=correct,
         prediction=prediction,
+        confidence=confidence,
         exit_prob=exit_prob,
         exit_correct_prob=exit_correct_prob,
+        exit_prob_by_condition=by_prob,
+        exit_correct_prob_by_condition=by_correct,
+        conditions=profile.conditions,
+        num_samples=n,
+        frame_stats=frame_stats,
         device_time_s=_compute_times(profile, get_device_preset(device), True),
         server_time_s=_compute_times(profile, get_server_preset(server), False),
         payload_bytes=payload.tolist(),
@@ -222,15 +271,29 @@ def _build_world(key: str) -> core.World:
     actions["threshold"] = np.asarray((*cfg["thresholds"], NEVER_EXIT), np.float64)[thr]
     actions["payload_bytes"] = np.asarray(tables.payload_bytes, np.int64)[split, comp]
 
+    if cfg["camera"] != "none" and len(tables.conditions) == 1:
+        raise ValueError(
+            "config key 'camera' is 'markov', but the profile records no camera conditions "
+            "(set 'profile' to one with conditions, e.g. the robust model's)"
+        )
     answers = np.zeros(n_splits * n_exits * 2, core.ANSWER)  # by (split * E + exit) * 2 + heads
     answers["exit_block"] = np.repeat(np.tile(tables.exit_blocks, n_splits), 2)
     answers["device_time_s"] = np.asarray(tables.device_time_s, np.float64).reshape(-1)
+    context_obs = cfg["observation"] == "context"
+    if context_obs and tables.frame_stats.shape[1]:
+        # the device computes its frame's statistics before deciding, on every request
+        stats_s = compute_latency_s(float(IMAGE_STATS_FLOPS), get_device_preset(cfg["device"]))
+        answers["device_time_s"] += stats_s
     answers["server_time_s"] = np.asarray(tables.server_time_s, np.float64).reshape(-1)
     exit_k = tables.exit_index[:, split, comp, thr].astype(np.int64)  # (N, A)
     correct = np.take_along_axis(tables.correct[:, split, comp, :], exit_k[..., None], 2)[..., 0]
     heads = (thr < n_t - 1).astype(np.int64)
     answer = core.answer_index(split, exit_k, heads, n_exits)
     answer_code = core.pack_answer(answer, correct.astype(np.int64)).astype(np.int16)
+    conf = np.take_along_axis(tables.confidence[:, split, comp, :], exit_k[..., None], 2)[..., 0]
+    frame_stats = tables.frame_stats
+    if frame_stats.shape[1] != len(FRAME_STATS):  # a profile without them: zeros
+        frame_stats = np.zeros((frame_stats.shape[0], len(FRAME_STATS)), np.float32)
 
     if cfg["channel"] == "fading":  # a trace per episode: the env lays it out at reset
         bank = trace_bank([CapacityTrace(1.0, np.zeros(1))])
@@ -273,6 +336,8 @@ def _build_world(key: str) -> core.World:
     p["wait_unit_s"] = WAIT_UNIT_S
     p["obs_rtt"] = min(cfg["rtt_s"] / timeout_s, 1.0)
     p["obs_deadline"] = min(cfg["deadline_s"] / timeout_s, 1.0)
+    p["battery_drop"] = cfg["battery_empty"] == "drop"
+    p["context_obs"] = context_obs
     world = core.World(
         params=params,
         actions=actions,
@@ -288,6 +353,9 @@ def _build_world(key: str) -> core.World:
         down_end_s=schedule.down_end_s,
         cum_down_s=schedule.cum_down_s,
         up_at_start_s=schedule.up_at_start_s,
+        demands=demand_table(cfg),
+        answer_conf=np.ascontiguousarray(conf, np.float32).reshape(-1),
+        frame_stats=np.ascontiguousarray(frame_stats),
     )
     for array in world:
         array.flags.writeable = False

@@ -1,0 +1,220 @@
+"""The request's context (SplitExit-v1's mechanisms): demands, camera conditions, the battery
+that drops requests when spent, and the context features of the observation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from splitexit.envs import SplitExitEnv
+from splitexit.envs.context import DEMAND_CLASSES, PHASES, context_chains, episode_budget_j
+from splitexit.envs.core import CONTEXT_INFO_KEYS, INFO_KEYS
+from splitexit.envs.observation import MAX_VALUE
+from splitexit.envs.vector import SplitExitVectorEnv
+
+DEMANDS = {"demands": "markov", "observation": "context", "horizon": 300}
+DROP = {"battery_j": 0.5, "battery_empty": "drop", "horizon": 120}
+
+
+def run(env: SplitExitEnv, seed: int, actions) -> list[tuple]:
+    obs, _ = env.reset(seed=seed)
+    steps = [(obs, None, None)]
+    for a in actions:
+        obs, reward, terminated, truncated, info = env.step(int(a))
+        steps.append((obs, reward, info))
+        if terminated or truncated:
+            break
+    return steps
+
+
+def test_demands_set_each_requests_deadline_value_and_features():
+    env = SplitExitEnv(DEMANDS)
+    rng = np.random.default_rng(0)
+    steps = run(env, 3, rng.integers(env.n_actions, size=env.horizon))
+    layout = env.layout
+    classes = []
+    for (obs, _, _), (_, reward, info) in zip(steps[:-1], steps[1:], strict=True):
+        d = DEMAND_CLASSES[info["demand"]]
+        classes.append(info["demand"])
+        assert (info["deadline_s"], info["value"]) == (d.deadline_s, d.value)
+        # the observation before the request showed its deadline and value
+        assert obs[layout.index("deadline")] == np.float32(min(d.deadline_s / env.timeout_s, 1))
+        assert obs[layout.index("value")] == np.float32(d.value / MAX_VALUE)
+        missed = info["timed_out"] or info["latency_s"] > d.deadline_s
+        assert info["deadline_missed"] == missed
+        assert info["rewards"]["accuracy"] == env.weights["accuracy"] * d.value * info["correct"]
+        assert reward == sum(info["rewards"].values())
+    assert len(set(classes)) >= 2  # the phases change within an episode
+    left = [obs[layout.index("requests_left")] for obs, _, _ in steps]
+    assert left[0] == 1.0 and left[-1] == 0.0 and np.all(np.diff(left) < 0)
+
+
+def test_phases_dwell_and_mix_as_configured():
+    """Over many episodes, the demand classes follow the phases' mixes, and phases last their
+    mean dwell (the per-request stay probability is exp(-frame / dwell))."""
+    env = SplitExitEnv({**DEMANDS, "horizon": 2000})
+    counts = np.zeros(len(DEMAND_CLASSES))
+    for seed in range(10):
+        env.reset(seed=seed)
+        counts += np.bincount(env.batch.demand[:, 0], minlength=len(DEMAND_CLASSES))
+    chains = context_chains(env.config, ("clean",))
+    dwell_frames = np.array([ph.mean_dwell_s for ph in PHASES]) / env.frame_s
+    # stationary share of each phase: jump weights x mean dwell, normalised
+    jump = np.array([ph.weight for ph in PHASES])
+    share = jump * dwell_frames / (jump * dwell_frames).sum()
+    expected = share @ np.array([ph.mix for ph in PHASES])
+    np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.08)
+    np.testing.assert_allclose(chains.phase_stay, np.exp(-1 / dwell_frames))
+
+
+def test_a_spent_battery_drops_every_later_request():
+    env = SplitExitEnv(DROP)
+    steps = run(env, 0, [0] * env.horizon)  # send the raw image: the battery runs out
+    infos = [info for _, _, info in steps[1:]]
+    assert len(infos) == env.horizon  # not terminated: every request is a step
+    spent = np.cumsum([i["energy_j"] for i in infos])
+    first = int(np.argmax(spent >= DROP["battery_j"])) + 1
+    assert 0 < first < env.horizon
+    w = env.weights
+    for i, (_, reward, info) in enumerate(steps[1 + first :]):
+        assert info["timed_out"] and not info["correct"] and info["energy_j"] == 0.0, i
+        assert reward == -w["latency"] * env.timeout_s - w["deadline_miss"]
+    battery = [obs[env.layout.index("battery")] for obs, _, _ in steps]
+    assert battery[0] == 1.0 and battery[-1] == 0.0
+    # "terminate" (the default) ends the episode instead
+    env = SplitExitEnv({**DROP, "battery_empty": "terminate"})
+    steps = run(env, 0, [0] * env.horizon)
+    assert len(steps) - 1 == first and steps[-1][0] is not None
+
+
+def test_last_confidence_is_the_newest_answer_back_in_time():
+    env = SplitExitEnv({"observation": "context", "horizon": 200, "frame_period_s": 0.05})
+    rng = np.random.default_rng(1)
+    steps = run(env, 5, rng.integers(env.n_actions, size=env.horizon))
+    conf_at = env.layout.index("last_confidence")
+    exit_at = env.layout.index("last_exit")
+    known, pending = (0.0, 0), None  # what the device holds, and an answer on its way
+    n_exits = len(env.tables.exit_blocks)
+    for i, (obs, _, info) in enumerate(steps[1:]):
+        arrival = env.t0_s + i * env.frame_s
+        nxt = arrival + env.frame_s
+        if pending is not None and pending[2] <= nxt:
+            known, pending = pending[:2], None
+        if not info["timed_out"]:
+            answer = (info["confidence"], env.tables.exit_blocks.index(info["exit_block"]))
+            if arrival + info["latency_s"] <= nxt:
+                known, pending = answer, None
+            else:
+                pending = (*answer, arrival + info["latency_s"])
+        assert obs[conf_at] == np.float32(known[0]), i
+        assert obs[exit_at] == np.float32(known[1] / (n_exits - 1)), i
+
+
+def test_context_features_are_in_the_space_and_the_budget_has_its_source():
+    env = SplitExitEnv({**DEMANDS, **DROP})
+    for obs, _, _ in run(env, 2, np.zeros(env.horizon, int)):
+        assert env.observation_space.contains(obs)
+    assert episode_budget_j(600, 0.1) == pytest.approx(9.25, abs=0.01)  # 154 mW for 60 s
+    decoded = env.decode_observation(env.reset(seed=0)[0])
+    assert decoded["requests_left_fraction"] == 1.0 and 0 < decoded["value"] <= MAX_VALUE
+
+
+@pytest.mark.parametrize("same_step", [False, True])
+def test_vector_env_equals_single_envs_with_a_context(same_step):
+    config = {**DEMANDS, **DROP, "horizon": 40}
+    n, seed = 4, 11
+    vec = SplitExitVectorEnv(
+        n, config=config, autoreset_mode="same_step" if same_step else "next_step"
+    )
+    singles = [SplitExitEnv(config) for _ in range(n)]
+    obs, _ = vec.reset(seed=seed)
+    np.testing.assert_array_equal(
+        obs, np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(singles)])
+    )
+    rng = np.random.default_rng(0)
+    ended = np.zeros(n, dtype=bool)
+    for k in range(100):
+        actions = rng.integers(singles[0].n_actions, size=n)
+        obs, reward, terminated, truncated, info = vec.step(actions)
+        for i, env in enumerate(singles):
+            if ended[i] and not same_step:
+                np.testing.assert_array_equal(obs[i], env.reset()[0])
+                continue
+            o, r, te, tr, inf = env.step(int(actions[i]))
+            if same_step and (te or tr):
+                o = env.reset()[0]
+            np.testing.assert_array_equal(obs[i], o, err_msg=f"step {k}, sub-env {i}")
+            assert reward[i] == r
+            for key in INFO_KEYS + CONTEXT_INFO_KEYS:
+                assert info[key][i] == inf[key], (k, i, key)
+        ended = terminated | truncated
+
+
+def test_v1_budget_is_the_sourced_one():
+    import splitexit
+
+    v1 = splitexit.V1_DRAFT
+    assert v1["battery_j"] == pytest.approx(
+        episode_budget_j(v1["horizon"], v1["frame_period_s"]), rel=1e-9
+    )
+
+
+def test_exit_confidences_are_those_the_device_learns():
+    env = SplitExitEnv({**DEMANDS, "horizon": 100})
+    rng = np.random.default_rng(4)
+    n_e = len(env.tables.exit_blocks)
+    blocks = np.asarray(env.tables.exit_blocks)
+    vec = SplitExitVectorEnv(1, config={**DEMANDS, "horizon": 100})
+    vec.reset(seed=9)
+    env.reset(seed=9)
+    for _ in range(100):
+        a = int(rng.integers(env.n_actions))
+        info = env.step(a)[-1]
+        vinfo = vec.step(np.array([a]))[-1]
+        conf = info["exit_confidences"]
+        np.testing.assert_array_equal(conf, vinfo["exit_confidences"][0])
+        assert conf.shape == (n_e,)
+        k = env.tables.exit_blocks.index(info["exit_block"])
+        known = ~np.isnan(conf)
+        assert not known[k + 1 :].any()  # nothing past the answering exit
+        if not info["timed_out"]:
+            assert conf[k] == np.float32(info["confidence"])
+            if info["threshold"] <= 1.0:
+                assert known[: k + 1].all()
+                assert (conf[:k] < info["threshold"]).all()  # the exits before did not reach it
+        elif info["energy_j"] == 0.0:
+            assert not known.any()
+        else:
+            assert not known[blocks > info["split"]].any()  # the server's never came back
+
+
+def test_replay_and_live_agree_on_the_v1_draft():
+    """Live mode corrupts the real image as the frame's condition says and runs the robust
+    model: the same observations (confidences included), rewards and infos as replay. At the
+    profile's torch thread count (1): other counts move confidences in the 7th digit."""
+    import torch
+
+    import splitexit
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = {**splitexit.V1_DRAFT, "horizon": 40}
+        replay, live = SplitExitEnv(config), SplitExitEnv({**config, "mode": "live"})
+        rng = np.random.default_rng(3)
+        o1, _ = replay.reset(seed=21)
+        o2, _ = live.reset(seed=21)
+        np.testing.assert_array_equal(o1, o2)
+        conditions = set()
+        for _ in range(40):
+            a = int(rng.integers(replay.n_actions))
+            r1, r2 = replay.step(a), live.step(a)
+            np.testing.assert_array_equal(r1[0], r2[0])
+            assert r1[1] == r2[1]
+            i1, i2 = r1[4], r2[4]
+            np.testing.assert_array_equal(i1.pop("exit_confidences"), i2.pop("exit_confidences"))
+            assert i1 == i2
+            conditions.add(i1["condition"])
+        assert len(conditions) >= 2  # the camera's regime changed within the rollout
+    finally:
+        torch.set_num_threads(threads)
