@@ -245,6 +245,54 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
     return args, run
 
 
+def saved_descriptions(run: RunSpec) -> list[tuple[Path, dict]]:
+    """The readable agent descriptions a previous try of ``run`` left: its agent, then its SB3
+    checkpoints (RLlib's hold pickles and no description: their signatures are checked when
+    resuming)."""
+    found = []
+    for path in [run.run_dir, *sorted((run.run_dir / "checkpoints").glob("agent_*_steps"))]:
+        try:
+            found.append((path, saved.read_description(path)))
+        except (OSError, ValueError):
+            continue  # absent or cut short: resume skips it
+    return found
+
+
+def check_resumable(run: RunSpec, env) -> None:
+    """A usage error if ``--resume`` would continue a run made with other settings (another
+    backend, algorithm, env, env config or spaces): it would train afresh over that run's agent
+    and checkpoints instead of continuing them."""
+    want = {
+        "backend": run.backend,
+        "algo": run.algo,
+        "env_id": run.env_id,
+        "env_config": json.loads(json.dumps(dict(run.env_config), default=str)),
+        "observation_space": saved.space_to_json(env.observation_space),
+        "action_space": saved.space_to_json(env.action_space),
+    }
+    if run.backend == "rllib" and not run.trust_pickle:
+        from splitexit.agents.rllib import checkpoints_newest_first
+
+        found = checkpoints_newest_first(run.run_dir / "checkpoints")
+        if found and not any(saved.signed_here(path) for _, path in found):
+            usage_error(
+                f"--resume: no checkpoint in {run.run_dir / 'checkpoints'} is signed by this "
+                f"machine's key ({saved.key_path()}): they were made elsewhere or changed, and "
+                "RLlib checkpoints hold pickles; --trust-pickle loads them if you trust them"
+            )
+    for path, description in saved_descriptions(run):
+        for key, value in want.items():
+            if key in description and description[key] != value:
+                flag = {"backend": "--backend", "algo": "--algo", "env_id": "--env"}.get(
+                    key, "--env-kwargs"
+                )
+                usage_error(
+                    f"--resume: {path} was made with another {key.replace('_', ' ')} "
+                    f"({description[key]!r}, here {value!r}): resume it with its own flags "
+                    f"({flag}), or choose another --name"
+                )
+
+
 def usage_error(message: str) -> NoReturn:
     """Exit with a usage error (code 2, one line), as a bad flag does."""
     build_parser().error(message)
@@ -311,6 +359,7 @@ def trained_model(run: RunSpec, env):
 def _run(args: argparse.Namespace, run: RunSpec, argv: list[str] | None) -> None:
     """The work of :func:`main` in the locked run folder."""
     if run.resume:
+        check_resumable(run, gym.make(run.env_id, config=dict(run.env_config)).unwrapped)
         if (run.run_dir / REPORT_FILE).is_file():
             print(
                 f"{run.run_dir} holds a finished run ({REPORT_FILE}): nothing to do "

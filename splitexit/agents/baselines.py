@@ -402,9 +402,12 @@ class Edgent(_Predictor):
     def __init__(self, env: SplitExitEnv) -> None:
         super().__init__(env)
         t = self.env.tables
-        # (S+1, C, T): expected accuracy; (S+1, C, T, E): exit distribution.
-        self.accuracy = np.asarray(t.exit_correct_prob, dtype=np.float64).sum(-1)
-        self.exit_prob = np.asarray(t.exit_prob, dtype=np.float64)
+        # (S+1, C, T): expected accuracy; (S+1, C, T, E): exit distribution; over the camera
+        # conditions by their shares of time (all clean without the camera)
+        prior = self.env.condition_prior
+        right = np.einsum("k,kscte->scte", prior, t.exit_correct_prob_by_condition)
+        self.accuracy = right.sum(-1)
+        self.exit_prob = np.einsum("k,kscte->scte", prior, t.exit_prob_by_condition)
         self.heads = (np.arange(self.env.n_t) < self.env.n_t - 1).astype(np.int64)
         # Actions that are equivalent to another (compression of split 0 or S) are never chosen.
         valid = np.ones_like(self.accuracy, dtype=bool)
@@ -452,7 +455,8 @@ class MyopicPlanner(_Predictor):
     with the env's reward weights, the request's deadline and value, and the timeout. The
     exits' behaviour depends on the camera's condition, which the device does not know: the
     planner infers it from the frame statistics it observes (a Gaussian naive Bayes over the
-    profile's statistics per condition, uniform prior) and averages the profile's
+    profile's statistics per condition, its prior the conditions' shares of time,
+    ``env.condition_prior``) and averages the profile's
     per-condition exit tables over that belief.
 
     With a battery budget it paces its spending (budget pacing, as in Balseiro and Gur,
@@ -488,14 +492,17 @@ class MyopicPlanner(_Predictor):
         self.valid = valid
 
     def belief(self, obs: np.ndarray) -> np.ndarray:
-        """P(condition | the frame's statistics), ``(K,)``; uniform without them."""
+        """P(condition | the frame's statistics), ``(K,)``; the prior without them."""
         k = self.exit_prob.shape[0]
+        prior = self.env.condition_prior
         if not self.stats_known or k == 1:
-            return np.full(k, 1.0 / k)
+            return prior
         x = np.array([obs[self.layout.index(name)] for name in FRAME_STATS], dtype=np.float64)
         log_lik = -0.5 * (((x - self.stats_mean) ** 2) / self.stats_var).sum(1)
         log_lik -= 0.5 * np.log(self.stats_var).sum(1)
-        p = np.exp(log_lik - log_lik.max())
+        with np.errstate(divide="ignore"):
+            log_post = log_lik + np.log(prior)
+        p = np.exp(log_post - log_post.max())
         return p / p.sum()
 
     def scores(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -660,9 +667,30 @@ class _OnlineBandit(Policy):
         next_observation: np.ndarray,
         info: dict[str, Any],
     ) -> None:
-        """Credit ``reward`` to the arm of ``action`` played at ``observation``."""
+        """Credit the arm of ``action`` played at ``observation`` with what the device can
+        observe of ``reward`` (:meth:`observable_reward`)."""
         obs = np.asarray(observation, dtype=np.float64)
-        self._learn(self.arm(action), obs, float(reward))
+        self._learn(self.arm(action), obs, self.observable_reward(action, reward, info))
+
+    def observable_reward(self, action: Any, reward: float, info: dict[str, Any]) -> float:
+        """``reward`` with its accuracy part replaced by what the device can know without the
+        label: the answer's confidence (``info["confidence"]``, v1; the exits' max softmax is
+        calibrated to within about 0.05), else the profile's chance that the answering exit is
+        right for this action (pooled over the profile's frames), times the accuracy weight and
+        the request's value; nothing for a request that timed out. The latency, energy and
+        deadline parts are the device's own measurements. An env whose info has no reward parts
+        is taken at its reward."""
+        if "rewards" not in info or info.get("timed_out", False):
+            return float(reward)
+        e = self.env
+        confidence = info.get("confidence")
+        if confidence is None:
+            s, t, c = e.decode_action(action)
+            k = e.tables.exit_blocks.index(info["exit_block"])
+            p = e.tables.exit_prob[s, c, t, k]
+            confidence = e.tables.exit_correct_prob[s, c, t, k] / p if p > 0 else 0.0
+        accuracy = e.weights["accuracy"] * float(info.get("value", 1.0)) * float(confidence)
+        return float(reward) - float(info["rewards"]["accuracy"]) + accuracy
 
     def fit(self, env: SplitExitEnv, seeds: Sequence[int]) -> Policy:
         """Tune the exploration constant and warm up on the training episodes ``seeds``."""
@@ -842,7 +870,8 @@ class SplitEES(SplitEE):
         """SplitEE's update, then credit every arm :meth:`revealed` names."""
         super().update(observation, action, reward, next_observation, info)
         s, t, c = self.env.decode_action(action)
-        for a, r in self.revealed(s, t, c, float(reward), observation, info):
+        played = self.observable_reward(action, reward, info)
+        for a, r in self.revealed(s, t, c, played, observation, info):
             arm = self.arm_of[a]
             self.counts[arm] += 1
             self.sums[arm] += r

@@ -369,13 +369,21 @@ def train(run: RunSpec) -> RLlibModel:
         try:
             steps = 0
             found = checkpoints_newest_first(ckpt_dir) if run.resume else []
-            checkpoint = restorable(found, run.trust_pickle)
-            if checkpoint is not None:
-                algo.restore_from_path(checkpoint[1].resolve())
+            while found:  # the newest restorable one; one that fails is skipped for the next
+                checkpoint = restorable(found, run.trust_pickle)
+                if checkpoint is None:
+                    break
+                try:
+                    algo.restore_from_path(checkpoint[1].resolve())
+                except Exception as err:  # noqa: BLE001  (any failure is the checkpoint's)
+                    print(f"skipping the unreadable checkpoint {checkpoint[1]}: {err}")
+                    found = [c for c in found if c[1] != checkpoint[1]]
+                    continue
                 steps = checkpoint[0]
                 print(f"resuming from {checkpoint[1]} ({steps} steps done)")
-            elif run.resume:
-                print(f"no checkpoint in {ckpt_dir}: starting afresh")
+                break
+            if run.resume and steps == 0:
+                print(f"no restorable checkpoint in {ckpt_dir}: starting afresh")
             every = run.eval_freq_steps
             next_save = (steps // every + 1) * every if every > 0 else math.inf
             writer = SummaryWriter(str(run.run_dir / "tb" / "rllib_ppo"))

@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,13 +104,18 @@ def to_json(value: Any) -> Any:
 
 
 def resolve_class(name: str) -> type:
-    """The class named ``module.Class``, from the modules of torch and SB3 only."""
+    """The class named ``module.Class``, from the modules of torch and SB3 only, and only a
+    network module or an optimizer (what a policy's constructor takes: an activation, a
+    features extractor, an optimizer class)."""
+    import torch
+
     module, _, attr = name.rpartition(".")
-    if not module.startswith(CLASS_MODULES) or not attr.isidentifier():
+    inside = any(module == m or module.startswith(m + ".") for m in CLASS_MODULES)
+    if not inside or not attr.isidentifier():
         raise ValueError(f"class {name!r} is not from {', '.join(CLASS_MODULES)}")
     obj = getattr(importlib.import_module(module), attr, None)
-    if not isinstance(obj, type):
-        raise ValueError(f"{name!r} is not a class")
+    if not isinstance(obj, type) or not issubclass(obj, (torch.nn.Module, torch.optim.Optimizer)):
+        raise ValueError(f"{name!r} is not a torch network module or optimizer class")
     return obj
 
 
@@ -296,10 +302,16 @@ def key_path() -> Path:
 def _key() -> bytes:
     """This machine's secret signing key (made on first use, readable by its owner only)."""
     path = key_path()
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
+    for _ in range(50):  # (another process may be writing it: wait for the whole key)
+        try:
+            text = path.read_text().strip()
+        except FileNotFoundError:
+            break
+        if len(text) == 64:
+            return bytes.fromhex(text)
+        time.sleep(0.01)
+    else:
+        raise ValueError(f"{path}: not a signing key (64 hex digits); delete it to make a new one")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

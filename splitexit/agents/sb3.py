@@ -298,10 +298,19 @@ def _restore(model, checkpoint: Path, algo: str) -> None:
     if (description["backend"], description["algo"]) != ("sb3", algo):
         raise ValueError(f"an agent of {description['backend']} {description['algo']}")
     optimizer = saved.read_optimizer(checkpoint, description)
+    mine = model.policy.state_dict()
+    if {k: tuple(v.shape) for k, v in weights.items()} != {
+        k: tuple(v.shape) for k, v in mine.items()
+    }:  # checked first: a failed load_state_dict would leave some tensors loaded
+        raise ValueError("its network differs from this run's (tensor names or shapes)")
     model.policy.load_state_dict(weights, strict=True)
     model.policy.optimizer.load_state_dict(optimizer)
     model.num_timesteps = int(description["num_timesteps"])
     model._n_updates = int(description.get("n_updates", 0))
+    if hasattr(model, "learning_starts"):
+        # Off-policy (DQN): the replay buffer is not saved, so the resumed run first collects
+        # as many fresh transitions as a new run would before it learns again.
+        model.learning_starts += model.num_timesteps
 
 
 def _resume(model, run: RunSpec) -> bool:

@@ -66,10 +66,10 @@ DEMAND_CLASSES = (
 
 @dataclass(frozen=True)
 class Phase:
-    """A phase of the application: how long it lasts and the demands it makes."""
+    """A phase of the application: its share of the time, how long it lasts, its demands."""
 
     name: str
-    weight: float  # the initial mix and the jumps' weights
+    share: float  # of the time, in the long run
     mean_dwell_s: float
     mix: tuple[float, ...]  # over DEMAND_CLASSES
 
@@ -80,13 +80,14 @@ PHASES = (
     Phase("idle", 0.5, 20.0, (0.1, 0.0, 0.9)),
     Phase("event", 0.2, 5.0, (0.0, 0.8, 0.2)),
     Phase("interactive", 0.3, 15.0, (0.9, 0.0, 0.1)),
-)
+)  # the shares of time sum to 1
 
 # The camera regime's mean dwell: the average shot length of recent feature films, ~4-5 s
 # (Cutting, DeLong and Nothelfer, Psychological Science 2010), as a proxy for how long a moving
 # camera keeps one visual condition.
 CAMERA_DWELL_S = 5.0
-# Its mix (an assumption, stated): clean frames half of the time, each adverse condition alike.
+# Its shares of the time (an assumption, stated): clean frames half of the time, each adverse
+# condition alike.
 CLEAN_SHARE = 0.5
 
 
@@ -116,6 +117,58 @@ def camera_mix(conditions: tuple[str, ...]) -> np.ndarray:
     return mix
 
 
+def jump_matrix(shares: np.ndarray, mean_dwell_s: np.ndarray) -> np.ndarray:
+    """``(K, K)`` probabilities that a chain leaving state ``i`` jumps to ``j`` (never to
+    ``i``) so that, with exponential dwells of means ``mean_dwell_s``, it spends ``shares`` of
+    the time in each state.
+
+    The visits must follow the law ``nu`` proportional to ``shares / mean_dwell_s``; a jump
+    chain without self-jumps has it only if no state has more than half of the visits
+    (``ValueError`` otherwise). At exactly half, the chain alternates between that state and
+    the others (drawn by ``nu``). Below, jumps go to ``j`` with ``w_j / (1 - w_i)``, whose jump
+    chain's law is proportional to ``w_i (1 - w_i)``: ``w`` solves ``w (1 - w) = c nu`` with
+    ``sum(w) = 1`` (bisection on ``c``; the root above 1/2 for the most visited state when the
+    roots below cannot sum to 1)."""
+    nu = np.asarray(shares, np.float64) / np.asarray(mean_dwell_s, np.float64)
+    nu = nu / nu.sum()
+    k = nu.size
+    if k == 1:
+        return np.ones((1, 1))
+    top = int(np.argmax(nu))
+    if nu[top] > 0.5 + 1e-9:
+        raise ValueError(
+            f"shares {list(shares)} with mean dwells {list(mean_dwell_s)} s: a state would need "
+            "over half of the visits (make its dwell longer)"
+        )
+    if nu[top] >= 0.5 - 1e-9:  # alternate: the top state, then one of the others
+        jump = np.zeros((k, k))
+        jump[:, top] = 1.0
+        jump[top] = nu / (1.0 - nu[top])
+        jump[top, top] = 0.0
+        return jump
+
+    def weights(c: float, big: bool) -> np.ndarray:
+        root = np.sqrt(np.maximum(1.0 - 4.0 * c * nu, 0.0))
+        w = (1.0 - root) / 2.0
+        if big:
+            w[top] = (1.0 + root[top]) / 2.0
+        return w
+
+    c_max = 1.0 / (4.0 * nu[top])
+    big = weights(c_max, False).sum() < 1.0
+    lo, hi = (c_max * 1e-12, c_max) if big else (0.0, c_max)
+    for _ in range(200):  # the sum rises with c on the small roots, falls with the big one
+        mid = (lo + hi) / 2.0
+        if (weights(mid, big).sum() < 1.0) != big:
+            lo = mid
+        else:
+            hi = mid
+    w = weights((lo + hi) / 2.0, big)
+    jump = np.tile(w, (k, 1))
+    np.fill_diagonal(jump, 0.0)
+    return jump / jump.sum(axis=1, keepdims=True)
+
+
 def stay_probability(mean_dwell_s: np.ndarray, frame_s: float) -> np.ndarray:
     """Probability that an exponential dwell of mean ``mean_dwell_s`` outlasts one frame."""
     return np.exp(-frame_s / np.asarray(mean_dwell_s, dtype=np.float64))
@@ -141,33 +194,39 @@ def demand_table(cfg: dict) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ContextChains:
-    """The chains' tables, as ``splitexit.envs.core.start_contexts`` takes them."""
+    """The chains' tables, as ``splitexit.envs.core.start_contexts`` takes them (cumulative
+    distributions: the first state's, by the shares of time; the jumps' from each state)."""
 
-    camera_cum: np.ndarray
+    camera_start_cum: np.ndarray
+    camera_jump_cum: np.ndarray
     camera_stay: np.ndarray
-    phase_cum: np.ndarray
+    phase_start_cum: np.ndarray
+    phase_jump_cum: np.ndarray
     phase_stay: np.ndarray
     phase_mix_cum: np.ndarray
 
     def __iter__(self):
         return iter(
-            (self.camera_cum, self.camera_stay, self.phase_cum, self.phase_stay, self.phase_mix_cum)
-        )
+            (
+                self.camera_start_cum, self.camera_jump_cum, self.camera_stay,
+                self.phase_start_cum, self.phase_jump_cum, self.phase_stay, self.phase_mix_cum,
+            )
+        )  # fmt: skip
 
 
 def context_chains(cfg: dict, conditions: tuple[str, ...]) -> ContextChains:
     """The chains of a config whose profile records ``conditions``."""
     frame_s = cfg["frame_period_s"]
     if cfg["camera"] == "none":
-        cam_mix, cam_stay = np.ones(1), np.ones(1)
+        cam_share, cam_dwell = np.ones(1), np.ones(1)
     else:
-        cam_mix = camera_mix(conditions)
-        cam_stay = stay_probability(np.full(len(conditions), cfg["camera_dwell_s"]), frame_s)
+        cam_share = camera_mix(conditions)
+        cam_dwell = np.full(len(conditions), cfg["camera_dwell_s"])
     if cfg["demands"] == "none":
-        ph_mix, ph_stay, mixes = np.ones(1), np.ones(1), np.ones((1, 1))
+        ph_share, ph_dwell, mixes = np.ones(1), np.ones(1), np.ones((1, 1))
     else:
-        ph_mix = np.array([ph.weight for ph in PHASES])
-        ph_stay = stay_probability([ph.mean_dwell_s for ph in PHASES], frame_s)
+        ph_share = np.array([ph.share for ph in PHASES])
+        ph_dwell = np.array([ph.mean_dwell_s for ph in PHASES])
         mixes = np.array([ph.mix for ph in PHASES])
 
     def cum(weights: np.ndarray) -> np.ndarray:
@@ -175,7 +234,13 @@ def context_chains(cfg: dict, conditions: tuple[str, ...]) -> ContextChains:
         c[..., -1] = 1.0
         return c
 
-    chains = ContextChains(cum(cam_mix), cam_stay, cum(ph_mix), ph_stay, cum(mixes))
+    chains = ContextChains(
+        cum(cam_share), cum(jump_matrix(cam_share, cam_dwell)),
+        stay_probability(cam_dwell, frame_s) if cam_share.size > 1 else np.ones(1),
+        cum(ph_share), cum(jump_matrix(ph_share, ph_dwell)),
+        stay_probability(ph_dwell, frame_s) if ph_share.size > 1 else np.ones(1),
+        cum(mixes),
+    )  # fmt: skip
     for array in chains:
         array.flags.writeable = False
     assert all(math.isfinite(x) for x in np.concatenate([a.ravel() for a in chains]))

@@ -949,45 +949,30 @@ def _pick(cum, u):
 
 
 @njit(cache=True, _nrt=False)
-def _pick_other(cum, current, u):
-    """:func:`_pick` among the indices other than ``current`` (their probabilities
-    renormalised)."""
-    own = cum[current] - (cum[current - 1] if current > 0 else 0.0)
-    target = u * (cum[cum.size - 1] - own)
-    acc, last = 0.0, current
-    for k in range(cum.size):
-        if k != current:
-            acc += cum[k] - (cum[k - 1] if k > 0 else 0.0)
-            last = k
-            if target < acc:
-                return k
-    return last
-
-
-@njit(cache=True, _nrt=False)
 def start_contexts(
-    params, camera_cum, camera_stay, phase_cum, phase_stay, phase_mix_cum, rows, context_draws,
-    samples, demand,
+    params, camera_start_cum, camera_jump_cum, camera_stay, phase_start_cum, phase_jump_cum,
+    phase_stay, phase_mix_cum, rows, context_draws, samples, demand,
 ):  # fmt: skip
     """The context of each request of the episodes of ``rows`` (after :func:`start_episodes`),
     from the uniforms ``context_draws[r]`` (:data:`CONTEXT_DRAWS` per request): the camera's
     regime (a condition of the profile) and the application's phase, two Markov chains sampled
-    at the requests (the first state from ``*_cum``, the stationary mix; then at each request
-    the state stays with ``*_stay`` and otherwise jumps to another by the mix), and each
-    request's demand class from its phase's mix (``phase_mix_cum[phase]``). Adds the condition
-    to ``samples`` (``condition * n_samples + sample``) and writes ``demand``."""
+    at the requests (the first state from ``*_start_cum``, their stationary shares of time;
+    then at each request the state stays with ``*_stay`` and otherwise jumps to another, drawn
+    by its row of ``*_jump_cum``), and each request's demand class from its phase's mix
+    (``phase_mix_cum[phase]``). Adds the condition to ``samples``
+    (``condition * n_samples + sample``) and writes ``demand``."""
     p = constants(params)
     for r in rows:
         u = context_draws[r]
-        camera = _pick(camera_cum, u[0])
-        phase = _pick(phase_cum, u[2])
+        camera = _pick(camera_start_cum, u[0])
+        phase = _pick(phase_start_cum, u[2])
         for i in range(p.horizon):
             b = i * CONTEXT_DRAWS
             if i > 0:
                 if u[b] >= camera_stay[camera]:
-                    camera = _pick_other(camera_cum, camera, u[b + 1])
+                    camera = _pick(camera_jump_cum[camera], u[b + 1])
                 if u[b + 2] >= phase_stay[phase]:
-                    phase = _pick_other(phase_cum, phase, u[b + 3])
+                    phase = _pick(phase_jump_cum[phase], u[b + 3])
             samples[i, r] += camera * p.n_samples
             demand[i, r] = _pick(phase_mix_cum[phase], u[b + 4])
 

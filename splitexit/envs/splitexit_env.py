@@ -13,7 +13,7 @@ from splitexit.envs import core
 from splitexit.envs.batch import Batch
 from splitexit.envs.capacity import CapacityTrace
 from splitexit.envs.config import make_config
-from splitexit.envs.context import context_chains
+from splitexit.envs.context import camera_mix, context_chains
 from splitexit.envs.energy import radio_model
 from splitexit.envs.observation import ObservationLayout
 from splitexit.envs.world import (
@@ -42,7 +42,8 @@ def _info_function(keys: tuple[str, ...]):
 
 
 _info = _info_function(core.INFO_KEYS)
-# With a context (SplitExit-v1): also the frame's condition (its name), the request's demand
+# With a context (SplitExit-v1): also the frame's condition (an index into
+# ``tables.conditions``), the request's demand
 # class, deadline and value, and the answering exit's confidence.
 _context_info = _info_function(core.INFO_KEYS + core.CONTEXT_INFO_KEYS)
 _REWARD, _TERMINATED, _TRUNCATED = (
@@ -158,6 +159,13 @@ class SplitExitEnv(gym.Env):
         chains = None
         if cfg["camera"] != "none" or cfg["demands"] != "none":
             chains = context_chains(cfg, self.tables.conditions)
+        # The shares of time of the profile's camera conditions (what a planner may assume
+        # before it sees a frame): the camera's mix, or all clean without the camera.
+        self.condition_prior = np.zeros(len(self.tables.conditions))
+        if cfg["camera"] != "none":
+            self.condition_prior[:] = camera_mix(self.tables.conditions)
+        else:
+            self.condition_prior[self.tables.conditions.index("clean")] = 1.0
         self.batch = Batch(build_world(cfg), 1, self.layout, cfg["outage_mean_up_s"], chains)
         params = self.batch.world.params[0]
         self.t0_s = float(params["t0_s"])  # the first request, after H measured periods
@@ -347,11 +355,23 @@ class SplitExitEnv(gym.Env):
         from splitexit.dnn_profiles.corruptions import apply_condition
         from splitexit.dnn_profiles.data import load_fashion_mnist
         from splitexit.dnn_profiles.model import split_inference
-        from splitexit.dnn_profiles.train import ROBUST_WEIGHTS_PATH, WEIGHTS_PATH, load_model
+        from splitexit.dnn_profiles.train import (
+            ROBUST_WEIGHTS_PATH,
+            WEIGHTS_PATH,
+            load_model,
+            weights_sha256,
+        )
 
         if self._model is None:
             weights = self.config["weights"] or WEIGHTS_PATH
-            self._model = load_model(ROBUST_WEIGHTS_PATH if weights == "robust" else weights)
+            weights = ROBUST_WEIGHTS_PATH if weights == "robust" else weights
+            recorded = self.profile.meta.get("weights_sha256")
+            if recorded is not None and weights_sha256(weights) != recorded:
+                raise ValueError(
+                    f"config key 'weights' ({weights}) is not the model the profile "
+                    f"({self.profile.source}) was made with: live and replay would differ"
+                )
+            self._model = load_model(weights)
             self._images = load_fashion_mnist("test").images
         split, t, comp = self.decode_action(action)
         frame = int(self.batch.samples[self._step_idx, 0])

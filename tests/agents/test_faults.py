@@ -29,17 +29,19 @@ from splitexit.files import LOCK_FILE, TMP_SUFFIX
 PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 # A tiny run with several checkpoints: long enough in training to be killed there.
 RUN_ARGS = ("--total-timesteps", "2048", "--eval-freq", "256", "--name", "run")
-# Kill points: the first moment a file exists (the phase the run is then in), or a time after
-# the start (process start and imports included). More timed points: SPLITEXIT_KILL_TIMES.
+# Kill points: a delay after the first moment a file exists (the phase the run is then in), or
+# after the start (""; process start and imports included). A tiny run takes about 8 s here,
+# its imports over 1 s. More timed points after the start: SPLITEXIT_KILL_TIMES="1 1.5 ...".
 EVENTS = {
-    "training": "checkpoints/agent_512_steps",
-    "saving the agent": "model.zip",
-    "evaluation": "agent.json",
-    "writing the results": "summary.json",
-    "writing the report": "pareto.png",
+    "starting": ("", 1.0),
+    "training": ("checkpoints/agent_512_steps", 0.0),
+    "between checkpoints": ("checkpoints/agent_256_steps", 0.3),
+    "saving the agent": ("model.zip", 0.0),
+    "evaluation": ("agent.json", 0.0),
+    "writing the results": ("summary.json", 0.0),
+    "writing the report": ("pareto.png", 0.0),
 }
-# A tiny run takes about 10 s here: at 2.5 s it is starting (imports), at 6 s training.
-TIMES_S = [float(t) for t in os.environ.get("SPLITEXIT_KILL_TIMES", "2.5 6").split()]
+TIMES_S = [float(t) for t in os.environ.get("SPLITEXIT_KILL_TIMES", "").split()]
 
 
 def check_whole(run: Path) -> list[str]:
@@ -89,13 +91,15 @@ def kill_run(train_agent, output: Path, point: str) -> None:
         stderr=subprocess.DEVNULL,
     )
     run = output / "run"
+    event, delay_s = EVENTS.get(point, ("", float(point) if point not in EVENTS else 0.0))
     start = time.monotonic()
     try:
         while proc.poll() is None and time.monotonic() - start < 120:
-            if point in EVENTS and (run / EVENTS[point]).exists():
+            if not event or (run / event).exists():
                 break
-            if point not in EVENTS and time.monotonic() - start >= float(point):
-                break
+            time.sleep(0.01)
+        seen = time.monotonic()
+        while proc.poll() is None and time.monotonic() - seen < delay_s:
             time.sleep(0.01)
         assert proc.poll() is None, f"the run ended before the kill point {point!r}"
     finally:

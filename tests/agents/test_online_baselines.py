@@ -322,3 +322,30 @@ def test_registered_for_the_evaluate_command(evaluate_json):
     for name in ONLINE:
         row = evaluate_json("--baseline", name, "--episodes", "2", "--env-kwargs", "horizon:10")
         assert row["name"] == name and row["deployable"] and row["episodes"] == 2
+
+
+def test_online_learners_never_see_the_label():
+    """What they learn from is the device's own: the answer's confidence (v1) or the profile's
+    chance for the exit (v0) stands in for whether the answer was right."""
+    import splitexit
+    from splitexit.agents.baselines import SplitEE
+    from splitexit.envs import SplitExitEnv
+
+    for config in ({"horizon": 30}, {**splitexit.V1_DRAFT, "horizon": 30}):
+        env = SplitExitEnv(config)
+        policy = SplitEE(env)
+        env.reset(seed=0)
+        for a in range(30):
+            _, reward, _, _, info = env.step(a % env.n_actions)
+            seen = policy.observable_reward(a % env.n_actions, reward, info)
+            flipped = dict(info, correct=not info["correct"])
+            flipped["rewards"] = dict(info["rewards"], accuracy=0.0)
+            relabelled = reward - info["rewards"]["accuracy"]
+            assert policy.observable_reward(a % env.n_actions, relabelled, flipped) == (
+                pytest.approx(seen, abs=1e-12)
+            )
+            if "confidence" in info and not info["timed_out"]:
+                w = env.weights["accuracy"] * info["value"]
+                assert seen == pytest.approx(
+                    reward - info["rewards"]["accuracy"] + w * info["confidence"], abs=1e-12
+                )

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from splitexit.envs import SplitExitEnv
-from splitexit.envs.context import DEMAND_CLASSES, PHASES, context_chains, episode_budget_j
+from splitexit.envs.context import (
+    DEMAND_CLASSES,
+    PHASES,
+    camera_mix,
+    context_chains,
+    episode_budget_j,
+    jump_matrix,
+)
 from splitexit.envs.core import CONTEXT_INFO_KEYS, INFO_KEYS
 from splitexit.envs.observation import MAX_VALUE
 from splitexit.envs.vector import SplitExitVectorEnv
@@ -49,22 +56,55 @@ def test_demands_set_each_requests_deadline_value_and_features():
     assert left[0] == 1.0 and left[-1] == 0.0 and np.all(np.diff(left) < 0)
 
 
-def test_phases_dwell_and_mix_as_configured():
-    """Over many episodes, the demand classes follow the phases' mixes, and phases last their
-    mean dwell (the per-request stay probability is exp(-frame / dwell))."""
-    env = SplitExitEnv({**DEMANDS, "horizon": 2000})
-    counts = np.zeros(len(DEMAND_CLASSES))
-    for seed in range(10):
+def test_the_chains_spend_their_shares_of_time_and_dwell_as_configured():
+    """Over long episodes the camera's conditions and the application's phases take their
+    configured shares of the time, each run of a state lasts its mean dwell, and the demand
+    classes follow the phases' mixes."""
+    import splitexit
+
+    env = SplitExitEnv({**splitexit.V1_DRAFT, "horizon": 20_000, "battery_j": None})
+    n = env.tables.num_samples
+    conditions, classes, runs = [], [], []
+    for seed in range(8):
         env.reset(seed=seed)
-        counts += np.bincount(env.batch.demand[:, 0], minlength=len(DEMAND_CLASSES))
-    chains = context_chains(env.config, ("clean",))
+        cond = env.batch.samples[:, 0] // n
+        conditions.append(cond)
+        classes.append(env.batch.demand[:, 0])
+        change = np.flatnonzero(np.diff(cond)) + 1
+        runs.append(np.diff(change))  # whole runs only
+    share = np.bincount(np.concatenate(conditions), minlength=9) / (8 * env.horizon)
+    np.testing.assert_allclose(share, camera_mix(env.tables.conditions), atol=0.02)
+    frames = np.concatenate(runs).mean()
+    assert frames == pytest.approx(env.config["camera_dwell_s"] / env.frame_s, rel=0.1)
+    expected = np.array([ph.share for ph in PHASES]) @ np.array([ph.mix for ph in PHASES])
+    counts = np.bincount(np.concatenate(classes), minlength=len(DEMAND_CLASSES))
+    np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.03)
+    chains = context_chains(env.config, env.tables.conditions)
     dwell_frames = np.array([ph.mean_dwell_s for ph in PHASES]) / env.frame_s
-    # stationary share of each phase: jump weights x mean dwell, normalised
-    jump = np.array([ph.weight for ph in PHASES])
-    share = jump * dwell_frames / (jump * dwell_frames).sum()
-    expected = share @ np.array([ph.mix for ph in PHASES])
-    np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.08)
     np.testing.assert_allclose(chains.phase_stay, np.exp(-1 / dwell_frames))
+
+
+@pytest.mark.parametrize(
+    ("shares", "dwell"),
+    [
+        ([0.5, 0.2, 0.3], [20.0, 5.0, 15.0]),
+        ([0.5, 0.25, 0.25], [1.0, 1.0, 1.0]),  # half of the visits: alternation
+        ([0.25, 0.25, 0.25, 0.25], [1.0, 2.0, 3.0, 4.0]),
+        ([0.45, 0.3, 0.25], [1.0, 1.0, 1.0]),  # the most visited state needs w > 1/2
+    ],
+)
+def test_jump_matrices_give_the_shares_of_time(shares, dwell):
+    jump = jump_matrix(np.array(shares), np.array(dwell))
+    assert (np.diag(jump) == 0).all() and np.allclose(jump.sum(1), 1.0) and (jump >= 0).all()
+    values, vectors = np.linalg.eig(jump.T)  # the jump chain's stationary law
+    nu = np.real(vectors[:, np.argmin(np.abs(values - 1))])
+    time = nu / nu.sum() * np.array(dwell)
+    np.testing.assert_allclose(time / time.sum(), shares, atol=1e-9)
+
+
+def test_shares_a_chain_cannot_reach_are_refused():
+    with pytest.raises(ValueError, match="over half of the visits"):
+        jump_matrix(np.array([0.9, 0.05, 0.05]), np.ones(3))
 
 
 def test_a_spent_battery_drops_every_later_request():
