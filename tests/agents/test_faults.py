@@ -270,3 +270,29 @@ def test_signatures_tell_this_machines_folders(tmp_path, monkeypatch):
     assert saved.signed_here(folder)
     monkeypatch.setenv(saved.KEY_ENV, str(tmp_path / "other-key"))  # another machine
     assert not saved.signed_here(folder)
+
+
+@pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # 2 tiny envs
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--algo", "dqn"), "another algo ('ppo', here 'dqn')"),
+        (("--env-kwargs", "horizon:50", "throughput_history:3"), "another env config"),
+    ],
+)
+def test_resume_with_other_flags_stops_instead_of_training_over_the_run(
+    train_agent, tmp_path, capsys, flags, message
+):
+    args = ["--total-timesteps", "512", "--eval-freq", "256", "--output", str(tmp_path)]
+    args += ["--name", "run", *train_agent.TINY]
+    assert train_agent.main(*args) == 0
+    run = tmp_path / "run"
+    for name in ("summary.json", "report.md"):  # as if killed in the evaluation
+        (run / name).unlink()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        train_agent.main(*args, *flags, "--resume")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--resume: " in err and message in err, err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
