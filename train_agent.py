@@ -358,8 +358,9 @@ def trained_model(run: RunSpec, env):
 
 def _run(args: argparse.Namespace, run: RunSpec, argv: list[str] | None) -> None:
     """The work of :func:`main` in the locked run folder."""
+    probe = gym.make(run.env_id, config=dict(run.env_config)).unwrapped  # validated config
     if run.resume:
-        check_resumable(run, gym.make(run.env_id, config=dict(run.env_config)).unwrapped)
+        check_resumable(run, probe)
         if (run.run_dir / REPORT_FILE).is_file():
             print(
                 f"{run.run_dir} holds a finished run ({REPORT_FILE}): nothing to do "
@@ -370,7 +371,6 @@ def _run(args: argparse.Namespace, run: RunSpec, argv: list[str] | None) -> None
             run.run_dir / "checkpoints"
         ):
             print(f"removed {leftover}, left by a killed run")
-    probe = gym.make(run.env_id, config=dict(run.env_config)).unwrapped  # validated config
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     backend = backend_module(run.backend)
     start = time.perf_counter()

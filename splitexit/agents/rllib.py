@@ -224,24 +224,15 @@ def build_module(
 
 def describe(model: RLlibModel, run: RunSpec, env: SplitExitEnv) -> dict[str, Any]:
     """The JSON description of ``model`` trained by ``run``."""
-    import splitexit
-
-    return {
-        "backend": "rllib",
-        "algo": "ppo",
-        "net_arch": list(model.net_arch),
-        "activation": model.activation,
-        "num_timesteps": int(model.num_timesteps),
-        "observation_space": saved.space_to_json(env.observation_space),
-        "action_space": saved.space_to_json(env.action_space),
-        "env_id": run.env_id,
-        "env_config": dict(run.env_config),
-        "train_traces": run.train_traces,
-        "seed": run.seed,
-        "hyperparameters": dict(run.hyperparams),
-        "splitexit": splitexit.__version__,
-        "torch": torch.__version__,
-    }
+    return saved.describe(
+        run,
+        env.observation_space,
+        env.action_space,
+        algo="ppo",
+        net_arch=list(model.net_arch),
+        activation=model.activation,
+        num_timesteps=int(model.num_timesteps),
+    )
 
 
 def save(model: RLlibModel, run: RunSpec) -> Path:

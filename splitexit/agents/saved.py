@@ -176,6 +176,30 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def describe(
+    run: Any, observation_space: gym.Space, action_space: gym.Space, **fields: Any
+) -> dict:
+    """The description of an agent trained by ``run`` (a ``RunSpec``) for these spaces:
+    the backend's ``fields`` (algorithm, network, steps), then what every backend records."""
+    import torch
+
+    import splitexit
+
+    return {
+        "backend": run.backend,
+        **fields,
+        "observation_space": space_to_json(observation_space),
+        "action_space": space_to_json(action_space),
+        "env_id": run.env_id,
+        "env_config": dict(run.env_config),
+        "train_traces": run.train_traces,
+        "seed": run.seed,
+        "hyperparameters": dict(run.hyperparams),
+        "splitexit": splitexit.__version__,
+        "torch": torch.__version__,
+    }
+
+
 def write_agent(
     folder: Path,
     weights: Mapping[str, Any],

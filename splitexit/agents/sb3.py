@@ -178,29 +178,18 @@ def _policy_alias(model) -> str:
 
 def describe(model, run: RunSpec) -> dict[str, Any]:
     """The JSON description of ``model`` trained by ``run`` (see :mod:`splitexit.agents.saved`)."""
-    import torch
-
-    import splitexit
-
     ctor = model.policy._get_constructor_parameters()
     ctor.pop("lr_schedule", None)  # a function; acting needs no learning rate
-    return {
-        "backend": "sb3",
-        "algo": run.algo,
-        "policy": _policy_alias(model),
-        "policy_constructor": ctor,
-        "num_timesteps": int(model.num_timesteps),
-        "n_updates": int(getattr(model, "_n_updates", 0)),
-        "observation_space": saved.space_to_json(model.observation_space),
-        "action_space": saved.space_to_json(model.action_space),
-        "env_id": run.env_id,
-        "env_config": dict(run.env_config),
-        "train_traces": run.train_traces,
-        "seed": run.seed,
-        "hyperparameters": dict(run.hyperparams),
-        "splitexit": splitexit.__version__,
-        "torch": torch.__version__,
-    }
+    return saved.describe(
+        run,
+        model.observation_space,
+        model.action_space,
+        algo=run.algo,
+        policy=_policy_alias(model),
+        policy_constructor=ctor,
+        num_timesteps=int(model.num_timesteps),
+        n_updates=int(getattr(model, "_n_updates", 0)),
+    )
 
 
 def build_policy(description: dict[str, Any], weights: dict[str, Any] | None = None):
