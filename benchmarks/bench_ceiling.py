@@ -1,0 +1,192 @@
+"""Benchmark: how much adaptive control can gain at all, on this data set and model.
+
+    python benchmarks/bench_ceiling.py [--episodes 30] [--train-images 60000] [--quick]
+                                       [--json PATH]
+
+Three measurements behind issue 12's (and 13's) headroom criterion:
+
+1. **The data set.** A linear classifier (softmax regression on the raw pixels, full-batch
+   L-BFGS, trained on the Fashion-MNIST train split read from ``$SPLITEXIT_FASHION_MNIST`` or the
+   Debian package's folder; skipped if it is absent) against the shipped models' exits on the
+   test split: the cheapest sensible classifier; an early exit that does no worse than it is
+   within a few points of the final exit.
+2. **The conditions.** The corruption-trained model's exits under every corruption of
+   ``corruptions.CORRUPTION_IDS`` at all five severities (ImageNet-C's protocol): how much the
+   final exit gains over the first one, per condition.
+3. **The worlds.** On the held-out traces (common random numbers, as ``train_agent.py``):
+   random, the best static action (BranchyNet's threshold counted: it is one fixed action),
+   the channel oracle (knows the capacity, queue, condition and demand) and the hindsight
+   oracle (also the sample: it answers at the cheapest exit that is right). Worlds: v0's
+   default, v0 with the uplink shared by 4, 8 and 16 devices uploading at once (capacity x1/k:
+   a proxy for issue 13's contention, equal sharing), and the v1 draft.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from timing import environment, markdown_table, parse_args, write_json
+
+from splitexit import V1_DRAFT
+from splitexit.agents.evaluate import (
+    EVAL_SEED_BASE,
+    fit_baseline,
+    make_env,
+    run_episodes,
+    summarise,
+)
+from splitexit.dnn_profiles.corruptions import CORRUPTION_IDS, NUM_SEVERITIES, Condition
+from splitexit.dnn_profiles.data import load_fashion_mnist
+from splitexit.dnn_profiles.model import images_to_input
+from splitexit.dnn_profiles.train import (
+    ROBUST_WEIGHTS_PATH,
+    WEIGHTS_PATH,
+    condition_accuracies,
+    exit_accuracies,
+    load_model,
+)
+
+ENV_ID = "splitexit:SplitExit-v0"
+WORLDS = {
+    "v0": {},
+    "v0, uplink / 4": {"capacity_scale": 1 / 4},
+    "v0, uplink / 8": {"capacity_scale": 1 / 8},
+    "v0, uplink / 16": {"capacity_scale": 1 / 16},
+    "v1 draft": V1_DRAFT,
+}
+STATIC = ("branchynet", "branchynet-demand", "best-static", "local-only", "edge-only")
+POLICIES = ("random", *STATIC, "channel-oracle", "hindsight-oracle")
+
+
+def linear_accuracy(train_images: int) -> float | None:
+    """Test accuracy of softmax regression on raw pixels; None without the train split."""
+    try:
+        train = load_fashion_mnist("train")
+    except FileNotFoundError:
+        return None
+    test = load_fashion_mnist("test")
+    x = images_to_input(train.images[:train_images]).flatten(1).double()
+    y = torch.as_tensor(train.labels[:train_images]).long()
+    weight = torch.zeros(x.shape[1], 10, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(10, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], max_iter=300, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        opt.zero_grad()
+        value = torch.nn.functional.cross_entropy(x @ weight + bias, y)
+        value = value + 1e-4 * weight.pow(2).sum()  # a little L2, as sklearn's default C
+        value.backward()
+        return value
+
+    opt.step(loss)
+    with torch.no_grad():
+        logits = images_to_input(test.images).flatten(1).double() @ weight + bias
+    return float((logits.argmax(-1).numpy() == test.labels).mean())
+
+
+def headroom(world: dict, episodes: int) -> dict:
+    """Mean reward of :data:`POLICIES` on the held-out traces, and the static/oracle figures."""
+    eval_env = make_env(ENV_ID, **world, traces="mahimahi-up-eval")
+    fit_env = make_env(ENV_ID, **world, traces="mahimahi-up-train")
+    seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes)
+    rewards = {}
+    for name in POLICIES:
+        policy = fit_baseline(name, eval_env, fit_env)
+        row = summarise(name, run_episodes(policy, eval_env, seeds), policy.deployable)
+        rewards[name] = (row["mean_reward"], row["ci95"])
+    lo, hi = rewards["random"][0], rewards["channel-oracle"][0]
+    best = max(STATIC, key=lambda n: rewards[n][0])
+    norm = {n: (r - lo) / (hi - lo) for n, (r, _) in rewards.items()}
+    return {"rewards": rewards, "normalised": norm, "best_static": best}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=30, help="held-out episodes per world")
+    parser.add_argument("--train-images", type=int, default=60000, help="linear classifier's")
+    args = parse_args(parser, rounds=1)
+    if args.quick:
+        args.episodes, args.train_images = 1, 2000
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    test = load_fashion_mnist("test")
+    if args.quick:
+        test = test.subset(500)
+    with torch.no_grad():
+        exits = {
+            name: exit_accuracies(load_model(path), test)
+            for name, path in (("clean", WEIGHTS_PATH), ("robust", ROBUST_WEIGHTS_PATH))
+        }
+        conditions = tuple(
+            Condition(f"{c} {s}", c, s)
+            for c in CORRUPTION_IDS
+            if c != "none"
+            for s in range(1, NUM_SEVERITIES + 1)
+        )
+        per_condition = condition_accuracies(load_model(ROBUST_WEIGHTS_PATH), test, conditions)
+    linear = linear_accuracy(args.train_images)
+    worlds = {"v0": WORLDS["v0"], "v1 draft": V1_DRAFT} if args.quick else WORLDS
+    measured = {name: headroom(world, args.episodes) for name, world in worlds.items()}
+    result = {
+        **environment(),
+        "episodes": args.episodes,
+        "test_images": len(test),
+        "linear_accuracy": linear,
+        "exit_accuracy": exits,
+        "robust_exit_accuracy_per_condition": per_condition,
+        "worlds": measured,
+        "wall_s": time.perf_counter() - start,
+    }
+
+    print(f"Fashion-MNIST test ({len(test)} images), accuracy\n")
+    rows = [
+        [f"{m} model, exits 1/3/4/5", " / ".join(f"{a:.3f}" for a in acc)]
+        for m, acc in exits.items()
+    ]
+    rows.append(
+        [
+            f"linear classifier on pixels ({args.train_images} train images)",
+            "train split not found" if linear is None else f"{linear:.3f}",
+        ]
+    )
+    print(markdown_table(["classifier", "accuracy"], "lr", rows))
+
+    gains = np.array([acc[-1] - acc[0] for acc in per_condition.values()])
+    print("\nRobust model, all five severities: final exit's gain over the first, per condition\n")
+    rows = [
+        [name, " / ".join(f"{a:.3f}" for a in acc), f"{acc[-1] - acc[0]:+.3f}"]
+        for name, acc in per_condition.items()
+    ]
+    rows.append(["mean (max)", "", f"{gains.mean():+.3f} ({gains.max():+.3f})"])
+    print(markdown_table(["condition", "exits 1/3/4/5", "final - first"], "llr", rows))
+
+    print(
+        f"\nHeld-out traces, {args.episodes} episodes; "
+        "normalised = (R - random) / (channel oracle - random)\n"
+    )
+    rows = []
+    for name, m in measured.items():
+        r, n, best = m["rewards"], m["normalised"], m["best_static"]
+        rows.append(
+            [
+                name,
+                f"{r['random'][0]:.4f}",
+                f"{r['channel-oracle'][0]:.4f}",
+                f"{best} {r[best][0]:.4f} ({n[best]:.3f})",
+                f"{r['hindsight-oracle'][0]:.4f} ({n['hindsight-oracle']:.3f})",
+                f"{r['hindsight-oracle'][0] - r[best][0]:.4f}",
+            ]
+        )
+    header = [
+        "world", "random", "channel oracle", "best static (norm.)", "hindsight oracle (norm.)",
+        "hindsight - best static",
+    ]  # fmt: skip
+    print(markdown_table(header, "lrrlll", rows))
+    write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
