@@ -15,8 +15,8 @@ ENTRY_POINT = "splitexit.envs.splitexit_env:SplitExitEnv"
 VECTOR_ENTRY_POINT = "splitexit.envs.vector:SplitExitVectorEnv"
 
 # The draft of SplitExit-v1 (issue 12), not registered yet: an id is frozen once released, and
-# this world does not have the headroom issue 12 asks of v1 (benchmarks/bench_v1.py; why no world
-# on this data set has it: benchmarks/bench_ceiling.py and the README). Use it
+# this world does not have the headroom issue 12 asks of v1 (benchmarks/bench_v1.py; why none of
+# the worlds measured on this data set has it: benchmarks/bench_ceiling.py, README). Use it
 # as a config: gym.make("splitexit:SplitExit-v0", config=splitexit.V1_DRAFT). The request's
 # context (splitexit/envs/context.py): camera conditions on the corruption-trained model,
 # application demands, a battery budget that drops requests when spent (a day's share of a
