@@ -36,6 +36,7 @@ from timing import environment, markdown_table, parse_args, write_json
 from splitexit import V1_DRAFT
 from splitexit.agents.evaluate import (
     EVAL_SEED_BASE,
+    add_oracle_normalized,
     fit_baseline,
     make_env,
     run_episodes,
@@ -103,19 +104,18 @@ def linear_accuracy(test: Dataset, train_images: int) -> float | None:
 
 
 def headroom(world: dict, episodes: int) -> dict:
-    """Mean reward of :data:`POLICIES` on the held-out traces, and the static/oracle figures."""
+    """Summary rows of :data:`POLICIES` on the held-out traces (oracle-normalised), by name,
+    and the best of :data:`STATIC`."""
     eval_env = make_env(ENV_ID, **world, traces="mahimahi-up-eval")
     fit_env = make_env(ENV_ID, **world, traces="mahimahi-up-train")
     seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes)
-    rewards = {}
+    rows = []
     for name in POLICIES:
         policy = fit_baseline(name, eval_env, fit_env)
-        row = summarise(name, run_episodes(policy, eval_env, seeds), policy.deployable)
-        rewards[name] = (row["mean_reward"], row["ci95"])
-    lo, hi = rewards["random"][0], rewards["channel-oracle"][0]
-    best = max(STATIC, key=lambda n: rewards[n][0])
-    norm = {n: (r - lo) / (hi - lo) for n, (r, _) in rewards.items()}
-    return {"rewards": rewards, "normalised": norm, "best_static": best}
+        rows.append(summarise(name, run_episodes(policy, eval_env, seeds), policy.deployable))
+    by_name = {r["name"]: r for r in add_oracle_normalized(rows)}
+    best = max(STATIC, key=lambda n: by_name[n]["mean_reward"])
+    return {"policies": by_name, "best_static": best}
 
 
 def main() -> None:
@@ -143,7 +143,7 @@ def main() -> None:
         )
         per_condition = condition_accuracies(load_model(ROBUST_WEIGHTS_PATH), test, conditions)
     linear = linear_accuracy(test, args.train_images)
-    worlds = {"v0": WORLDS["v0"], "v1 draft": V1_DRAFT} if args.quick else WORLDS
+    worlds = {k: WORLDS[k] for k in ("v0", "v1 draft")} if args.quick else WORLDS
     measured = {name: headroom(world, args.episodes) for name, world in worlds.items()}
     result = {
         **environment(),
@@ -184,20 +184,22 @@ def main() -> None:
     )
     rows = []
     for name, m in measured.items():
-        r, n, best = m["rewards"], m["normalised"], m["best_static"]
+        p, best = m["policies"], m["best_static"]
+        reward = {n: row["mean_reward"] for n, row in p.items()}
+        norm = {n: row["oracle_normalized"] for n, row in p.items()}
         rows.append(
             [
                 name,
-                f"{r['random'][0]:.4f}",
-                f"{r['channel-oracle'][0]:.4f}",
-                f"{best} {r[best][0]:.4f} ({n[best]:.3f})",
-                f"{r['hindsight-oracle'][0]:.4f} ({n['hindsight-oracle']:.3f})",
-                f"{r['hindsight-oracle'][0] - r[best][0]:.4f}",
+                f"{reward['random']:.4f}",
+                f"{reward['channel-oracle']:.4f}",
+                f"{best} {reward[best]:.4f} ({norm[best]:.3f})",
+                f"{reward['hindsight-oracle']:.4f} ({norm['hindsight-oracle']:.3f})",
+                f"{reward['hindsight-oracle'] - reward[best]:.4f}",
             ]
         )
     header = [
-        "world", "random", "channel oracle", "best static (norm.)", "hindsight oracle (norm.)",
-        "hindsight - best static",
+        "world", "random", "channel oracle", "best fixed action (norm.)",
+        "hindsight oracle (norm.)", "hindsight - best fixed",
     ]  # fmt: skip
     print(markdown_table(header, "lrrlll", rows))
     write_json(args.json, result)
