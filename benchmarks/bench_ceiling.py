@@ -1,17 +1,27 @@
-"""Benchmark: how much adaptive control can gain at all, on this data set and model.
+"""Benchmark: how much adaptive control can gain at all, on a data set and model.
 
-    python benchmarks/bench_ceiling.py [--episodes 30] [--train-images 60000] [--quick]
-                                       [--json PATH]
+    python benchmarks/bench_ceiling.py [--workload fmnist|cifar10] [--episodes 30]
+                                       [--train-images 60000] [--quick] [--json PATH]
+
+``--workload fmnist`` (the default) measures the Fashion-MNIST CNN in v0's and the v1 draft's
+worlds; ``--workload cifar10`` the split multi-exit ResNet on CIFAR-10 (its corruption-trained
+weights, the profile ``cifar10-multiexit-resnet``) in the same worlds on the Cortex-M7 board
+(``device="mcu"``, the MLPerf Tiny CIFAR-10 platform, which runs its 11-MFLOP head in 24 ms
+but not its 135-MFLOP whole in a 100 ms frame period). For each world it reports the
+adaptation gap G = R(channel oracle) - R(best fixed action) and the hindsight gap
+R(hindsight oracle) - R(best fixed action).
 
 Three measurements behind issue 12's (and 13's) headroom criterion:
 
 1. **The data set.** A linear classifier (softmax regression on the raw pixels, full-batch
-   L-BFGS, trained on the Fashion-MNIST train split read from ``$SPLITEXIT_FASHION_MNIST`` or the
-   Debian package's folder; skipped if it is absent) against the shipped models' exits on the
-   test split: the cheapest sensible classifier, and how far above it the final exit is.
+   L-BFGS, trained on the train split read from ``$SPLITEXIT_FASHION_MNIST`` or the Debian
+   package's folder, or ``$SPLITEXIT_CIFAR10``; skipped if it is absent) against the shipped
+   models' exits on the test split: the cheapest sensible classifier, and how far above it the
+   final exit is.
 2. **The conditions.** The corruption-trained model's exits under every corruption of
-   ``corruptions.CORRUPTION_IDS`` (four of ImageNet-C's, a darker scene and 3DCC's low light)
-   at all five severities: how much the final exit gains over the first one, per condition.
+   ``corruptions.CORRUPTION_IDS`` (four of ImageNet-C's or CIFAR-10-C's, a darker scene and
+   3DCC's low light) at all five severities: how much the final exit gains over the first one,
+   per condition.
 3. **The worlds.** On the held-out traces (common random numbers, as ``train_agent.py``):
    random, the best fixed action (BranchyNet's threshold counted: it is one fixed action;
    the best by its reward on these episodes), the channel oracle (knows the capacity, queue,
@@ -42,16 +52,15 @@ from splitexit.agents.evaluate import (
     run_episodes,
     summarise,
 )
-from splitexit.dnn_profiles.corruptions import CORRUPTION_IDS, NUM_SEVERITIES, Condition
-from splitexit.dnn_profiles.data import Dataset, load_fashion_mnist
-from splitexit.dnn_profiles.model import images_to_input
-from splitexit.dnn_profiles.train import (
-    ROBUST_WEIGHTS_PATH,
-    WEIGHTS_PATH,
-    condition_accuracies,
-    exit_accuracies,
-    load_model,
+from splitexit.dnn_profiles import zoo
+from splitexit.dnn_profiles.corruptions import (
+    CORRUPTION_IDS,
+    NUM_SEVERITIES,
+    Condition,
+    corruption_set,
 )
+from splitexit.dnn_profiles.data import Dataset
+from splitexit.dnn_profiles.train import condition_accuracies, exit_accuracies, load_model
 
 ENV_ID = "splitexit:SplitExit-v0"
 WORLDS = {
@@ -69,19 +78,51 @@ WORLDS = {
         "reward": "latency-critical",
     },
 }
+# The CIFAR-10 workload: the same worlds with the split ResNet's profile, on the Cortex-M7 board.
+CIFAR = {"profile": "cifar10-multiexit-resnet", "weights": "robust", "device": "mcu"}
+CIFAR_WORLDS = {
+    "v0, mcu": CIFAR,
+    "v0, mcu, uplink / 4": {**CIFAR, "capacity_scale": 1 / 4},
+    "v0, mcu, uplink / 8": {**CIFAR, "capacity_scale": 1 / 8},
+    "v1 draft, mcu": {**V1_DRAFT, **CIFAR},
+    "v1 draft, mcu, mains-powered": {**V1_DRAFT, **CIFAR, "battery_j": None},
+    "v1 draft, mcu, mains, Wi-Fi": {**V1_DRAFT, **CIFAR, "battery_j": None, "radio": "wifi"},
+    "v1 draft, mcu, mains, LTE tail": {
+        **V1_DRAFT,
+        **CIFAR,
+        "battery_j": None,
+        "lte_tail": True,
+    },
+    "v1 draft, mcu, mains, latency-critical": {
+        **V1_DRAFT,
+        **CIFAR,
+        "battery_j": None,
+        "reward": "latency-critical",
+    },
+}
+WORKLOADS = {
+    "fmnist": {"model": "fmnist-multiexit-cnn", "worlds": WORLDS, "quick": ("v0", "v1 draft")},
+    "cifar10": {
+        "model": "cifar10-multiexit-resnet",
+        "worlds": CIFAR_WORLDS,
+        "quick": ("v0, mcu", "v1 draft, mcu"),
+    },
+}
 STATIC = ("branchynet", "best-static", "local-only", "edge-only")  # one fixed action each
 POLICIES = ("random", *STATIC, "channel-oracle", "hindsight-oracle")
 
 
-def linear_accuracy(test: Dataset, train_images: int) -> float | None:
-    """Accuracy on ``test`` of softmax regression on raw pixels; None without the train split.
+def linear_accuracy(model, test: Dataset, train_images: int) -> float | None:
+    """Accuracy on ``test`` of softmax regression on raw pixels (as ``model`` takes them); None
+    without the train split.
 
     The objective is sklearn's ``LogisticRegression`` default (C = 1): the summed cross-entropy
     plus half the squared weights, here divided by the number of images."""
     try:
-        train = load_fashion_mnist("train")
+        train = zoo.get_dataset(model.dataset).load("train")
     except FileNotFoundError:
         return None
+    images_to_input = model.images_to_input
     x = images_to_input(train.images[:train_images]).flatten(1).double()
     y = torch.as_tensor(train.labels[:train_images]).long()
     weight = torch.zeros(x.shape[1], 10, dtype=torch.float64, requires_grad=True)
@@ -115,38 +156,49 @@ def headroom(world: dict, episodes: int) -> dict:
         rows.append(summarise(name, run_episodes(policy, eval_env, seeds), policy.deployable))
     by_name = {r["name"]: r for r in add_oracle_normalized(rows)}
     best = max(STATIC, key=lambda n: by_name[n]["mean_reward"])
-    return {"policies": by_name, "best_static": best}
+    best_r = by_name[best]["mean_reward"]
+    return {
+        "policies": by_name,
+        "best_static": best,
+        "adaptation_gap": by_name["channel-oracle"]["mean_reward"] - best_r,
+        "hindsight_gap": by_name["hindsight-oracle"]["mean_reward"] - best_r,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="fmnist")
     parser.add_argument("--episodes", type=int, default=30, help="held-out episodes per world")
     parser.add_argument("--train-images", type=int, default=60000, help="linear classifier's")
     args = parse_args(parser, rounds=1)
     if args.quick:
         args.episodes, args.train_images = 1, 2000
+    workload = WORKLOADS[args.workload]
+    spec = zoo.get_model(workload["model"])
     torch.manual_seed(0)
     start = time.perf_counter()
-    test = load_fashion_mnist("test")
-    if args.quick:
-        test = test.subset(500)
+    test = zoo.get_dataset(spec.dataset).load("test")
+    if args.quick:  # a spread of classes (the CIFAR-10 split is sorted by class)
+        test = Dataset(test.name, test.images[::20], test.labels[::20])
     with torch.no_grad():
-        exits = {
-            name: exit_accuracies(load_model(path), test)
-            for name, path in (("clean", WEIGHTS_PATH), ("robust", ROBUST_WEIGHTS_PATH))
-        }
+        models = {variant: load_model(path, spec.name) for variant, path in spec.weights.items()}
+        exits = {variant: exit_accuracies(m, test) for variant, m in models.items()}
         conditions = tuple(
-            Condition(f"{c} {s}", c, s)
+            Condition(f"{c} {s}", c, s, corruption_set(spec.dataset).sources.get(c, ""))
             for c in CORRUPTION_IDS
             if c != "none"
             for s in range(1, NUM_SEVERITIES + 1)
         )
-        per_condition = condition_accuracies(load_model(ROBUST_WEIGHTS_PATH), test, conditions)
-    linear = linear_accuracy(test, args.train_images)
-    worlds = {k: WORLDS[k] for k in ("v0", "v1 draft")} if args.quick else WORLDS
+        per_condition = condition_accuracies(models["robust"], test, conditions)
+    linear = linear_accuracy(models["robust"], test, args.train_images)
+    worlds = workload["worlds"]
+    if args.quick:
+        worlds = {k: worlds[k] for k in workload["quick"]}
     measured = {name: headroom(world, args.episodes) for name, world in worlds.items()}
     result = {
         **environment(),
+        "workload": args.workload,
+        "model": spec.name,
         "episodes": args.episodes,
         "test_images": len(test),
         "linear_accuracy": linear,
@@ -156,9 +208,10 @@ def main() -> None:
         "wall_s": time.perf_counter() - start,
     }
 
-    print(f"Fashion-MNIST test ({len(test)} images), accuracy\n")
+    blocks = "/".join(str(b) for b in models["robust"].exit_blocks)
+    print(f"{test.name} ({len(test)} images), accuracy\n")
     rows = [
-        [f"{m} model, exits 1/3/4/5", " / ".join(f"{a:.3f}" for a in acc)]
+        [f"{m} model, exits {blocks}", " / ".join(f"{a:.3f}" for a in acc)]
         for m, acc in exits.items()
     ]
     rows.append(
@@ -176,7 +229,7 @@ def main() -> None:
         for name, acc in per_condition.items()
     ]
     rows.append(["mean (max)", "", f"{gains.mean():+.3f} ({gains.max():+.3f})"])
-    print(markdown_table(["condition", "exits 1/3/4/5", "final - first"], "llr", rows))
+    print(markdown_table(["condition", f"exits {blocks}", "final - first"], "llr", rows))
 
     print(
         f"\nHeld-out traces, {args.episodes} episodes; "
@@ -194,14 +247,15 @@ def main() -> None:
                 f"{reward['channel-oracle']:.4f}",
                 f"{best} {reward[best]:.4f} ({norm[best]:.3f})",
                 f"{reward['hindsight-oracle']:.4f} ({norm['hindsight-oracle']:.3f})",
-                f"{reward['hindsight-oracle'] - reward[best]:.4f}",
+                f"{m['adaptation_gap']:.4f}",
+                f"{m['hindsight_gap']:.4f}",
             ]
         )
     header = [
         "world", "random", "channel oracle", "best fixed action (norm.)",
-        "hindsight oracle (norm.)", "hindsight - best fixed",
+        "hindsight oracle (norm.)", "G = oracle - best fixed", "hindsight - best fixed",
     ]  # fmt: skip
-    print(markdown_table(header, "lrrlll", rows))
+    print(markdown_table(header, "lrrllrr", rows))
     write_json(args.json, result)
 
 

@@ -1,4 +1,4 @@
-"""``python -m splitexit.dnn_profiles train | profile | show``."""
+"""``python -m splitexit.dnn_profiles train | profile | show | list``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import sys
 
 import numpy as np
 
-from splitexit.dnn_profiles.corruptions import CONDITIONS, get_condition
-from splitexit.dnn_profiles.data import load_fashion_mnist
-from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, Profile, profile
+from splitexit.dnn_profiles import zoo
+from splitexit.dnn_profiles.corruptions import corruption_set, get_condition
+from splitexit.dnn_profiles.profile import COMPRESSIONS, DEFAULT_PROFILE_PATH, Profile
+from splitexit.dnn_profiles.profiler import profile
 from splitexit.dnn_profiles.train import (
-    DEFAULT_AUGMENT_CONDITIONS,
+    DEFAULT_MODEL,
     ROBUST_WEIGHTS_PATH,
     WEIGHTS_PATH,
     load_model,
@@ -162,88 +163,169 @@ def print_table(s: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m splitexit.dnn_profiles", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser("train", help="train the multi-exit CNN on Fashion-MNIST")
-    p_train.add_argument("--data-dir", help="folder of the train idx .gz files")
-    p_train.add_argument("--epochs", type=int, default=10)
+    p_train = sub.add_parser("train", help="train a registered multi-exit model")
+    p_train.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        choices=sorted(zoo.MODELS),
+        help="registered model (its recipe in splitexit.dnn_profiles.zoo.MODELS)",
+    )
+    p_train.add_argument(
+        "--data-dir",
+        help="train split: Fashion-MNIST's idx .gz folder, or a CIFAR-10 JPEG tree or "
+        "cifar-10-batches-bin folder (default: $SPLITEXIT_FASHION_MNIST / $SPLITEXIT_CIFAR10)",
+    )
+    p_train.add_argument("--epochs", type=int, default=None, help="default: the model's recipe")
     p_train.add_argument("--seed", type=int, default=0)
     p_train.add_argument(
         "--out",
-        help=f"weights (.safetensors); default {WEIGHTS_PATH.name}, or "
-        f"{ROBUST_WEIGHTS_PATH.name} with --corruption-share",
+        help=f"weights (.safetensors); default the model's shipped file ({WEIGHTS_PATH.name}, "
+        f"or {ROBUST_WEIGHTS_PATH.name} with --corruption-share)",
     )
     p_train.add_argument(
         "--corruption-share",
         type=float,
-        default=0.0,
+        default=None,
         help="corruption augmentation: the share of training images put under a camera "
-        "condition (0 = off, plain training)",
+        "condition (0 = off, plain training; default: the model's recipe)",
     )
     p_train.add_argument(
         "--corruption-conditions",
-        default=",".join(c.name for c in DEFAULT_AUGMENT_CONDITIONS),
-        help="comma-separated condition names (splitexit.dnn_profiles.corruptions.CONDITIONS)",
+        help="comma-separated condition names (default: all of the data set's but clean)",
     )
     p_prof = sub.add_parser("profile", help="profile a trained model on the test split")
-    p_prof.add_argument("--weights", default=str(WEIGHTS_PATH))
-    p_prof.add_argument("--data-dir", help="folder of the test idx .gz files (default: shipped)")
+    p_prof.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        choices=sorted(zoo.MODELS),
+        help="registered model the weights are of",
+    )
+    p_prof.add_argument("--weights", help="weights (.safetensors); default the model's shipped")
+    p_prof.add_argument("--data-dir", help="test split folder (default: the shipped one)")
     p_prof.add_argument("--num-samples", type=int, default=None, help="first N test samples")
     p_prof.add_argument(
         "--conditions",
-        help="record every sample under camera conditions: 'all' (corruptions.CONDITIONS) or "
-        "comma-separated names, the first 'clean' (default: none, a v0 profile)",
+        help="record every sample under camera conditions: 'all' (the data set's conditions) "
+        "or comma-separated names, the first 'clean' (default: none, a v0 profile)",
     )
+    p_prof.add_argument(
+        "--compressions",
+        default=",".join(COMPRESSIONS),
+        help="comma-separated payload formats to record (default: all)",
+    )
+    p_prof.add_argument("--jobs", type=int, default=1, help="worker processes (one thread each)")
     p_prof.add_argument("--out", default=str(DEFAULT_PROFILE_PATH), help="profile (.json)")
     p_show = sub.add_parser("show", help="print a profile as a table")
-    p_show.add_argument("profile", nargs="?", default=str(DEFAULT_PROFILE_PATH))
+    p_show.add_argument(
+        "profile",
+        nargs="?",
+        default=str(DEFAULT_PROFILE_PATH),
+        help="a registered profile's name (see list) or a profile .json",
+    )
     p_show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p_list = sub.add_parser("list", help="list the registered profiles")
+    p_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
 
     if args.command == "train":
-        try:
-            conditions = tuple(get_condition(n) for n in args.corruption_conditions.split(","))
-        except ValueError as err:
-            parser.error(f"--corruption-conditions: {err}")
+        spec = zoo.get_model(args.model)
+        recipe = dict(spec.train_defaults)
+        if args.epochs is not None:
+            recipe["epochs"] = args.epochs
+        if args.corruption_share is not None:
+            recipe["corruption_share"] = args.corruption_share
+        share = recipe.pop("corruption_share", 0.0)
+        conditions = None
+        if args.corruption_conditions:
+            try:
+                conditions = tuple(
+                    get_condition(n, spec.dataset) for n in args.corruption_conditions.split(",")
+                )
+            except ValueError as err:
+                parser.error(f"--corruption-conditions: {err}")
         if args.out is None:
-            args.out = str(ROBUST_WEIGHTS_PATH if args.corruption_share > 0 else WEIGHTS_PATH)
-        train_data = load_fashion_mnist("train", args.data_dir)
+            variant = "robust" if share > 0 else "clean"
+            if variant not in spec.weights:
+                parser.error(f"--out: {args.model} ships no {variant} weights; give a path")
+            args.out = str(spec.weights[variant])
+        dataset = zoo.get_dataset(spec.dataset)
+        try:
+            train_data = dataset.load("train", args.data_dir)
+        except (FileNotFoundError, ValueError) as err:
+            parser.error(f"--data-dir: {err}")
         record = train(
             train_data,
-            load_fashion_mnist("test"),
-            args.epochs,
+            dataset.load("test"),
             seed=args.seed,
             out_path=args.out,
-            corruption_share=args.corruption_share,
+            corruption_share=share,
             corruption_conditions=conditions,
             command=shlex.join(["python", "-m", "splitexit.dnn_profiles", *(argv or sys.argv[1:])]),
+            model=args.model,
+            eval_every=1 if args.model == DEFAULT_MODEL else 5,
+            **recipe,
         )
         print(json.dumps(record, indent=2))
     elif args.command == "profile":
-        data = load_fashion_mnist("test", args.data_dir)
+        spec = zoo.get_model(args.model)
+        weights = args.weights
+        if weights is None:
+            weights = str(next(iter(spec.weights.values())))
+        data = zoo.get_dataset(spec.dataset).load("test", args.data_dir)
         if args.num_samples is not None:
             data = data.subset(args.num_samples)
         conditions = None
         if args.conditions == "all":
-            conditions = CONDITIONS
+            conditions = corruption_set(spec.dataset).conditions
         elif args.conditions:
             try:
-                conditions = tuple(get_condition(n) for n in args.conditions.split(","))
+                conditions = tuple(
+                    get_condition(n, spec.dataset) for n in args.conditions.split(",")
+                )
             except ValueError as err:
                 parser.error(f"--conditions: {err}")
+        compressions = tuple(args.compressions.split(","))
+        if not set(compressions) <= set(COMPRESSIONS):
+            parser.error(f"--compressions: each must be one of {list(COMPRESSIONS)}")
         prof = profile(
-            load_model(args.weights),
+            load_model(weights, args.model),
             data,
-            weights_sha256(args.weights),
+            weights_sha256(weights),
             log=print,
             conditions=conditions,
+            compressions=compressions,
+            jobs=args.jobs,
         )
-        if conditions is not None:
+        if conditions is not None or args.model != DEFAULT_MODEL:
             prof.meta["command"] = shlex.join(
                 ["python", "-m", "splitexit.dnn_profiles", *(argv or sys.argv[1:])]
             )
         prof.save(args.out)
         print(f"wrote {args.out}")
+    elif args.command == "list":
+        rows = [
+            {
+                "name": p.name,
+                "model": p.model,
+                "dataset": zoo.get_model(p.model).dataset,
+                "variant": p.variant,
+                "path": str(p.path),
+                "available": p.path.is_file(),
+            }
+            for p in zoo.PROFILES.values()
+        ]
+        if args.json:
+            json.dump(rows, sys.stdout, indent=2)
+            print()
+        else:
+            for r in rows:
+                flag = "" if r["available"] else "  (not shipped)"
+                print(f"{r['name']:<30} {r['model']:<26} {r['dataset']:<14} {r['variant']}{flag}")
     else:
-        summary = summarise(Profile.load(args.profile))
+        path = args.profile
+        if path in zoo.PROFILES:
+            path = zoo.PROFILES[path].path
+        summary = summarise(Profile.load(path))
         if args.json:
             json.dump(summary, sys.stdout, indent=2)
             print()

@@ -91,6 +91,7 @@ class Condition:
     name: str
     corruption: str
     severity: int
+    source: str = ""  # where its parameters come from ("": Fashion-MNIST's, below)
 
     def describe(self) -> dict:
         """The condition as JSON data, with its source."""
@@ -98,7 +99,8 @@ class Condition:
             "name": self.name,
             "corruption": self.corruption,
             "severity": self.severity,
-            "source": CORRUPTION_SOURCES.get(self.corruption, "the image as captured"),
+            "source": self.source
+            or CORRUPTION_SOURCES.get(self.corruption, "the image as captured"),
         }
 
 
@@ -124,27 +126,141 @@ CONDITIONS: tuple[Condition, ...] = (
 CONDITION_NAMES = tuple(c.name for c in CONDITIONS)
 
 
-def get_condition(condition: Condition | str) -> Condition:
-    """A condition of :data:`CONDITIONS` by name (a :class:`Condition` passes through)."""
+# -- CIFAR-10: RGB 32 x 32 frames, CIFAR-10-C's own parameters ---------------------------------
+# Hendrycks and Dietterich (ICLR 2019), ``ImageNet-C/create_c/make_cifar_c.py``: the parameters
+# its authors set for 32-pixel images (milder than ImageNet-C's, which assume 224 pixels).
+CIFAR_SIDE_PX = 32
+CIFAR_GAUSSIAN_NOISE_STD = (0.04, 0.06, 0.08, 0.09, 0.10)
+CIFAR_SHOT_NOISE_PHOTONS = (500, 250, 100, 75, 50)
+# defocus_blur: (disk radius px, anti-aliasing Gaussian sigma px) on 32-pixel images.
+CIFAR_DEFOCUS = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1.0, 0.2), (1.5, 0.1))
+# contrast: (x - per-channel mean) * c + per-channel mean.
+CIFAR_CONTRAST_FACTOR = (0.75, 0.5, 0.4, 0.3, 0.15)
+# brightness: CIFAR-10-C adds c to HSV value; here it is subtracted (a darker scene).
+CIFAR_BRIGHTNESS_SHIFT = (0.05, 0.1, 0.15, 0.2, 0.3)
+# 3DCC low_light has no image-size parameter: the same tone curve and sensor noise as above.
+
+CIFAR_CORRUPTION_SOURCES = {
+    "gaussian_noise": "CIFAR-10-C gaussian_noise, std (0.04, 0.06, 0.08, 0.09, 0.10)",
+    "shot_noise": "CIFAR-10-C shot_noise, photons (500, 250, 100, 75, 50)",
+    "defocus_blur": "CIFAR-10-C defocus_blur, aliased disk radius (0.3, 0.4, 0.5, 1, 1.5) px "
+    "smoothed by a 3x3 Gaussian of sigma (0.4, 0.5, 0.6, 0.2, 0.1) px, per channel",
+    "contrast": "CIFAR-10-C contrast, factor (0.75, 0.5, 0.4, 0.3, 0.15) about the "
+    "per-channel means",
+    "brightness_down": "CIFAR-10-C brightness, HSV value shift (0.05, 0.1, 0.15, 0.2, 0.3) "
+    "subtracted",
+    "low_light": CORRUPTION_SOURCES["low_light"],
+}
+
+
+def _cifar(name: str, corruption: str, severity: int) -> Condition:
+    return Condition(name, corruption, severity, CIFAR_CORRUPTION_SOURCES[corruption])
+
+
+# The same nine camera conditions by name as Fashion-MNIST's (a v1 world's regimes), at
+# CIFAR-10-C's severities: mild = severity 2, harsh = severity 5 for noise, blur and veil (the
+# benchmark's range, as no clean model existed to choose on); dusk and night as above.
+CIFAR_CONDITIONS: tuple[Condition, ...] = (
+    CLEAN,
+    _cifar("noise_mild", "gaussian_noise", 2),
+    _cifar("noise_harsh", "gaussian_noise", 5),
+    _cifar("blur_mild", "defocus_blur", 2),
+    _cifar("blur_harsh", "defocus_blur", 5),
+    _cifar("fog_mild", "contrast", 2),
+    _cifar("fog_harsh", "contrast", 5),
+    _cifar("dusk", "brightness_down", 3),
+    _cifar("night", "low_light", 4),
+)
+
+
+@dataclass(frozen=True)
+class CorruptionSet:
+    """The corruptions of one data set's frames: their shape and parameters per severity."""
+
+    dataset: str
+    image_shape: tuple[int, ...]  # (H, W) grey or (H, W, 3) RGB
+    gaussian_noise_std: tuple[float, ...]
+    shot_noise_photons: tuple[int, ...]
+    defocus_kernels: tuple  # a function of the severity -> 2-D kernel
+    contrast_factor: tuple[float, ...]
+    brightness_shift: tuple[float, ...]
+    conditions: tuple[Condition, ...]
+    sources: dict  # corruption -> where its parameters come from
+
+    @property
+    def channels(self) -> int:
+        return self.image_shape[2] if len(self.image_shape) == 3 else 1
+
+    @property
+    def pixels(self) -> int:
+        return self.image_shape[0] * self.image_shape[1]
+
+
+@cache
+def cifar_defocus_kernel(radius_px: float, alias_sigma_px: float) -> np.ndarray:
+    """CIFAR-10-C's defocus kernel: the aliased disk ``x^2 + y^2 <= r^2`` on the integer grid,
+    normalised, then smoothed by a 3x3 Gaussian of ``alias_sigma_px`` (cv2.GaussianBlur with
+    ksize 3, whose taps are exp(-d^2 / 2 sigma^2) normalised); zero rows cut away."""
+    half = int(np.floor(radius_px)) + 1
+    grid = np.arange(-half, half + 1)
+    x, y = np.meshgrid(grid, grid)
+    disk = (x**2 + y**2 <= radius_px**2).astype(np.float64)
+    disk /= disk.sum()
+    taps = np.exp(-(np.arange(-1, 2) ** 2) / (2.0 * alias_sigma_px**2))
+    taps /= taps.sum()
+    padded = np.pad(disk, 1)
+    kernel = np.zeros_like(padded)
+    for dy in range(3):
+        for dx in range(3):
+            kernel[1:-1, 1:-1] += (
+                taps[dy] * taps[dx] * padded[dy : dy + len(disk), dx : dx + len(disk)]
+            )
+    keep = np.flatnonzero(kernel.sum(axis=0) > 0)
+    lo, hi = keep.min(), keep.max() + 1
+    lo, hi = min(lo, len(kernel) - hi), max(hi, len(kernel) - lo)  # stay centred
+    kernel = kernel[lo:hi, lo:hi] / kernel.sum()
+    kernel.flags.writeable = False
+    return kernel
+
+
+def corruption_set(dataset: str | CorruptionSet = "fashion-mnist") -> CorruptionSet:
+    """The corruptions of a data set by name (a :class:`CorruptionSet` passes through)."""
+    if isinstance(dataset, CorruptionSet):
+        return dataset
+    try:
+        return CORRUPTION_SETS[dataset]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"no camera conditions for data set {dataset!r}; known: {sorted(CORRUPTION_SETS)}"
+        ) from None
+
+
+def get_condition(
+    condition: Condition | str, dataset: str | CorruptionSet = "fashion-mnist"
+) -> Condition:
+    """A condition of the data set's conditions by name (a :class:`Condition` passes through)."""
     if isinstance(condition, Condition):
         return condition
-    for c in CONDITIONS:
+    conditions = corruption_set(dataset).conditions
+    for c in conditions:
         if c.name == condition:
             return c
-    raise ValueError(f"condition must be one of {list(CONDITION_NAMES)}, got {condition!r}")
+    names = [c.name for c in conditions]
+    raise ValueError(f"condition must be one of {names}, got {condition!r}")
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _as_batch(images: np.ndarray) -> tuple[np.ndarray, bool]:
+def _as_batch(images: np.ndarray, spec: CorruptionSet) -> tuple[np.ndarray, bool]:
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise ValueError(f"images must be uint8, got {images.dtype}")
-    single = images.ndim == 2
+    shape = spec.image_shape
+    single = images.shape == shape
     batch = images[None] if single else images
-    if batch.ndim != 3 or batch.shape[1:] != (IMAGE_SIDE_PX, IMAGE_SIDE_PX):
-        raise ValueError(f"images must be (28, 28) or (N, 28, 28), got {images.shape}")
+    if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape:
+        raise ValueError(f"images must be {shape} or (N, *{shape}), got {images.shape}")
     return batch, single
 
 
@@ -159,10 +275,10 @@ def _generators(salt: Sequence[int], corruption: str, severity: int, indices: np
         yield np.random.default_rng([*salt, code, severity, int(i)])
 
 
-def _standard_normal(gens, n: int) -> np.ndarray:
-    out = np.empty((n, IMAGE_SIDE_PX, IMAGE_SIDE_PX))
+def _standard_normal(gens, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    out = np.empty((n, *shape))
     for k, rng in enumerate(gens):
-        out[k] = rng.standard_normal((IMAGE_SIDE_PX, IMAGE_SIDE_PX))
+        out[k] = rng.standard_normal(shape)
     return out
 
 
@@ -193,17 +309,44 @@ def defocus_kernel(radius_px: float, subsamples: int = 256) -> np.ndarray:
 
 
 def _convolve(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Same-size 2-D correlation of (N, H, W) floats with a small kernel, borders mirrored
-    without repeating the edge (cv2.filter2D's default, BORDER_REFLECT_101). Taps are summed
-    in a fixed order, elementwise: each output pixel is the same whatever N is."""
+    """Same-size 2-D correlation of (N, H, W) or (N, H, W, C) floats with a small kernel, per
+    channel, borders mirrored without repeating the edge (cv2.filter2D's default,
+    BORDER_REFLECT_101). Taps are summed in a fixed order, elementwise: each output pixel is
+    the same whatever N is."""
     h = kernel.shape[0] // 2
-    padded = np.pad(x, ((0, 0), (h, h), (h, h)), mode="reflect")
+    pad = ((0, 0), (h, h), (h, h)) + ((0, 0),) * (x.ndim - 3)
+    padded = np.pad(x, pad, mode="reflect")
     side = x.shape[1]
     out = np.zeros_like(x)
     for dy in range(kernel.shape[0]):
         for dx in range(kernel.shape[1]):
             out += kernel[dy, dx] * padded[:, dy : dy + side, dx : dx + side]
     return out
+
+
+FMNIST_CORRUPTIONS = CorruptionSet(
+    dataset="fashion-mnist",
+    image_shape=(IMAGE_SIDE_PX, IMAGE_SIDE_PX),
+    gaussian_noise_std=GAUSSIAN_NOISE_STD,
+    shot_noise_photons=SHOT_NOISE_PHOTONS,
+    defocus_kernels=tuple((defocus_kernel, (r,)) for r in DEFOCUS_RADIUS_PX),
+    contrast_factor=CONTRAST_FACTOR,
+    brightness_shift=BRIGHTNESS_SHIFT,
+    conditions=CONDITIONS,
+    sources=CORRUPTION_SOURCES,
+)
+CIFAR_CORRUPTIONS = CorruptionSet(
+    dataset="cifar-10",
+    image_shape=(CIFAR_SIDE_PX, CIFAR_SIDE_PX, 3),
+    gaussian_noise_std=CIFAR_GAUSSIAN_NOISE_STD,
+    shot_noise_photons=CIFAR_SHOT_NOISE_PHOTONS,
+    defocus_kernels=tuple((cifar_defocus_kernel, rs) for rs in CIFAR_DEFOCUS),
+    contrast_factor=CIFAR_CONTRAST_FACTOR,
+    brightness_shift=CIFAR_BRIGHTNESS_SHIFT,
+    conditions=CIFAR_CONDITIONS,
+    sources=CIFAR_CORRUPTION_SOURCES,
+)
+CORRUPTION_SETS = {c.dataset: c for c in (FMNIST_CORRUPTIONS, CIFAR_CORRUPTIONS)}
 
 
 # -- the corruptions ----------------------------------------------------------------------------
@@ -215,13 +358,16 @@ def corrupt(
     severity: int,
     sample_indices: int | Sequence[int] | np.ndarray,
     salt: int | Sequence[int] = EVAL_SALT,
+    dataset: str | CorruptionSet = "fashion-mnist",
 ) -> np.ndarray:
     """Apply ``corruption`` at ``severity`` (1..5; 0 or ``"none"`` returns a copy) to uint8
-    images (28, 28) or (N, 28, 28), whose sample indices (into their data set) seed the noise.
-    Returns uint8 of the input's shape."""
+    frames of ``dataset`` (one frame or a batch: (28, 28) / (N, 28, 28) for Fashion-MNIST,
+    (32, 32, 3) / (N, 32, 32, 3) for CIFAR-10), whose sample indices (into their data set)
+    seed the noise. Returns uint8 of the input's shape."""
+    spec = corruption_set(dataset)
     if corruption not in CORRUPTION_IDS:
         raise ValueError(f"corruption must be one of {sorted(CORRUPTION_IDS)}, got {corruption!r}")
-    batch, single = _as_batch(images)
+    batch, single = _as_batch(images, spec)
     n = len(batch)
     indices = np.atleast_1d(np.asarray(sample_indices, dtype=np.int64))
     if indices.shape != (n,):
@@ -237,27 +383,40 @@ def corrupt(
     s = severity - 1
     x = batch / LEVELS  # float64 in [0, 1]
     gens = _generators(salt, corruption, severity, indices)
+    rgb = spec.channels > 1
 
     if corruption == "gaussian_noise":
-        y = x + GAUSSIAN_NOISE_STD[s] * _standard_normal(gens, n)
+        y = x + spec.gaussian_noise_std[s] * _standard_normal(gens, n, spec.image_shape)
     elif corruption == "shot_noise":
-        photons = float(SHOT_NOISE_PHOTONS[s])
+        photons = float(spec.shot_noise_photons[s])
         lam = x * photons
         counts = np.empty_like(lam)
         for k, rng in enumerate(gens):
             counts[k] = rng.poisson(lam[k])
         y = counts / photons
     elif corruption == "defocus_blur":
-        y = _convolve(x, defocus_kernel(DEFOCUS_RADIUS_PX[s]))
+        kernel_fn, args = spec.defocus_kernels[s]
+        y = _convolve(x, kernel_fn(*args))
     elif corruption == "contrast":
-        mean = (_image_sums(batch) / (LEVELS * IMAGE_SIDE_PX * IMAGE_SIDE_PX))[:, None, None]
-        y = (x - mean) * CONTRAST_FACTOR[s] + mean
+        if rgb:  # per-channel means, as CIFAR-10-C (exact integer sums)
+            sums = batch.sum(axis=(1, 2), dtype=np.int64)
+            mean = (sums / (LEVELS * spec.pixels))[:, None, None, :]
+        else:
+            mean = (_image_sums(batch) / (LEVELS * spec.pixels))[:, None, None]
+        y = (x - mean) * spec.contrast_factor[s] + mean
     elif corruption == "brightness_down":
-        y = x - BRIGHTNESS_SHIFT[s]
+        if rgb:  # HSV value V = max channel lowered, hue and saturation kept: rgb * V' / V
+            value = batch.max(axis=-1, keepdims=True) / LEVELS
+            lowered = np.clip(value - spec.brightness_shift[s], 0.0, None)
+            ratio = np.divide(lowered, value, out=np.zeros_like(value), where=value > 0)
+            y = x * ratio
+        else:
+            y = x - spec.brightness_shift[s]
     else:  # low_light
         flat = batch.reshape(n, -1)
-        lo = flat.min(axis=1).astype(np.float64)[:, None, None]
-        span = (flat.max(axis=1).astype(np.float64) - flat.min(axis=1))[:, None, None]
+        shape = (n,) + (1,) * (batch.ndim - 1)
+        lo = flat.min(axis=1).astype(np.float64).reshape(shape)
+        span = (flat.max(axis=1).astype(np.float64) - flat.min(axis=1)).reshape(shape)
         t = np.divide(batch - lo, span, out=np.zeros_like(x), where=span > 0)
         y = t * t * LOW_LIGHT_PEAK[s]  # gamma 2
         lam = y * float(LOW_LIGHT_PHOTONS)
@@ -273,45 +432,61 @@ def apply_condition(
     condition: Condition | str,
     sample_indices: int | Sequence[int] | np.ndarray,
     salt: int | Sequence[int] = EVAL_SALT,
+    dataset: str | CorruptionSet = "fashion-mnist",
 ) -> np.ndarray:
-    """:func:`corrupt` with a :class:`Condition` (or the name of one in :data:`CONDITIONS`)."""
-    c = get_condition(condition)
-    return corrupt(images, c.corruption, c.severity, sample_indices, salt)
+    """:func:`corrupt` with a :class:`Condition` (or the name of one of the data set's)."""
+    c = get_condition(condition, dataset)
+    return corrupt(images, c.corruption, c.severity, sample_indices, salt, dataset)
 
 
 # -- image statistics a device can compute on its frame ----------------------------------------
 
 IMAGE_STATS_NAMES = ("brightness", "contrast", "sharpness")
-_PIXELS = IMAGE_SIDE_PX * IMAGE_SIDE_PX
-_INTERIOR = (IMAGE_SIDE_PX - 2) ** 2
-# Operations per image (adds, subtracts, multiplies, divides, abs, sqrt), integer or float:
-IMAGE_STATS_FLOPS = (
-    _PIXELS  # brightness: sum of pixels (783 adds) and one divide
-    + 2 * _PIXELS
-    + 4  # contrast: square and sum every pixel; n*sumsq - sum^2, sqrt, divide
-    + 7 * _INTERIOR
-    + 1  # sharpness: 4*c - 4 neighbours, abs, sum per interior pixel; divide
-)
 
 
-def image_stats(images: np.ndarray) -> np.ndarray:
-    """(N, 3) float32 statistics of uint8 frames (28, 28) or (N, 28, 28), as fractions of full
-    scale: mean brightness and contrast (pixel standard deviation), in [0, 1], and sharpness
-    (mean absolute 4-neighbour Laplacian over the interior pixels / 255, in [0, 4]). Darkness
-    lowers the first, fog the second, blur the third and noise raises it. Exact integer sums,
-    so one frame and a batch give the same bits. Cost: :data:`IMAGE_STATS_FLOPS` operations
-    per frame."""
-    batch, _ = _as_batch(images)
+def image_stats_flops(dataset: str | CorruptionSet = "fashion-mnist") -> int:
+    """Operations per frame of :func:`image_stats` (adds, subtracts, multiplies, divides, abs,
+    sqrt), integer or float."""
+    spec = corruption_set(dataset)
+    h, w = spec.image_shape[:2]
+    pixels, interior = h * w, (h - 2) * (w - 2)
+    return (
+        (spec.channels - 1) * pixels  # RGB: the grey level R + G + B, 2 adds per pixel
+        + pixels  # brightness: sum of pixels (N - 1 adds) and one divide
+        + 2 * pixels
+        + 4  # contrast: square and sum every pixel; n*sumsq - sum^2, sqrt, divide
+        + 7 * interior
+        + 1  # sharpness: 4*c - 4 neighbours, abs, sum per interior pixel; divide
+    )
+
+
+IMAGE_STATS_FLOPS = image_stats_flops("fashion-mnist")
+
+
+def image_stats(images: np.ndarray, dataset: str | CorruptionSet = "fashion-mnist") -> np.ndarray:
+    """(N, 3) float32 statistics of uint8 frames (one or a batch), as fractions of full scale,
+    on the grey level (RGB: R + G + B, full scale 3 x 255): mean brightness and contrast (pixel
+    standard deviation), in [0, 1], and sharpness (mean absolute 4-neighbour Laplacian over the
+    interior pixels / full scale, in [0, 4]). Darkness lowers the first, fog the second, blur
+    the third and noise raises it. Exact integer sums, so one frame and a batch give the same
+    bits. Cost: :func:`image_stats_flops` operations per frame."""
+    spec = corruption_set(dataset)
+    batch, _ = _as_batch(images, spec)
+    if spec.channels > 1:
+        batch = batch.sum(axis=-1, dtype=np.int32)
     n = len(batch)
+    full_scale = LEVELS * spec.channels
+    h, w = batch.shape[1:]
+    pixels, interior = h * w, (h - 2) * (w - 2)
     flat = batch.reshape(n, -1).astype(np.int64)
     total = flat.sum(axis=1)
     squares = (flat * flat).sum(axis=1)
-    var_num = _PIXELS * squares - total * total  # = PIXELS^2 * variance, exact
+    var_num = pixels * squares - total * total  # = PIXELS^2 * variance, exact
     v = batch.astype(np.int32)
     lap = 4 * v[:, 1:-1, 1:-1] - v[:, :-2, 1:-1] - v[:, 2:, 1:-1] - v[:, 1:-1, :-2] - v[:, 1:-1, 2:]
     lap_sum = np.abs(lap).reshape(n, -1).sum(axis=1, dtype=np.int64)
     out = np.empty((n, len(IMAGE_STATS_NAMES)), np.float32)
-    out[:, 0] = total / (LEVELS * _PIXELS)
-    out[:, 1] = np.sqrt(var_num.astype(np.float64)) / (LEVELS * _PIXELS)
-    out[:, 2] = lap_sum / (LEVELS * _INTERIOR)
+    out[:, 0] = total / (full_scale * pixels)
+    out[:, 1] = np.sqrt(var_num.astype(np.float64)) / (full_scale * pixels)
+    out[:, 2] = lap_sum / (full_scale * interior)
     return out

@@ -11,6 +11,7 @@ input), and block 3 starts with the matching decoder on the server side.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,6 +26,27 @@ RAW_INPUT_BYTES = IMAGE_SIDE * IMAGE_SIDE  # one uint8 grey-scale image as captu
 PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
 BOTTLENECK_CHANNELS = 8
+
+
+class MultiExitModel(Protocol):
+    """What the profiler, live execution and training need of a multi-exit model (a torch
+    module): blocks run in order, exits after some of them, the last block's is the final."""
+
+    name: str  # registered name (splitexit.dnn_profiles.zoo.MODELS)
+    dataset: str  # registered data set it takes frames of
+    exit_blocks: tuple[int, ...]
+    raw_input_bytes: int  # bytes of one uint8 frame as captured (split 0's payload)
+    blocks: nn.ModuleList
+    exits: nn.ModuleDict
+
+    @property
+    def num_blocks(self) -> int: ...
+
+    def exit_logits(self, block: int, features: torch.Tensor) -> torch.Tensor: ...
+
+    def run_blocks(self, x: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, dict]: ...
+
+    def images_to_input(self, images: np.ndarray) -> torch.Tensor: ...
 
 
 def _conv(c_in: int, c_out: int, kernel: int = 3) -> list[nn.Module]:
@@ -43,6 +65,8 @@ class MultiExitCNN(nn.Module):
     distillation, so that the device-side head stays light (about 0.6 MFLOP)."""
 
     name = "fmnist-multiexit-cnn"
+    dataset = "fashion-mnist"
+    raw_input_bytes = RAW_INPUT_BYTES
     exit_blocks: tuple[int, ...] = (1, 3, 4, 5)
 
     def __init__(self) -> None:
@@ -89,6 +113,10 @@ class MultiExitCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits of every exit, in block order (training and profiling)."""
         return list(self.run_blocks(x, 0, self.num_blocks)[1].values())
+
+    @staticmethod
+    def images_to_input(images: np.ndarray) -> torch.Tensor:
+        return images_to_input(images)
 
 
 def images_to_input(images: np.ndarray) -> torch.Tensor:
@@ -168,23 +196,24 @@ class Inference:
 
 @torch.no_grad()
 def split_inference(
-    model: MultiExitCNN,
+    model: MultiExitModel,
     image: np.ndarray,
     split: int,
     threshold: float,
     compression: str = "float32",
 ) -> Inference:
-    """Run one uint8 image (28, 28) split at ``split`` with exit threshold ``threshold`` on the
-    max-softmax confidence. The device stops at the first exit that reaches the threshold;
-    otherwise it sends the payload and the server runs the rest, whose exits apply too."""
+    """Run one uint8 frame of the model's data set split at ``split`` with exit threshold
+    ``threshold`` on the max-softmax confidence. The device stops at the first exit that
+    reaches the threshold; otherwise it sends the payload and the server runs the rest, whose
+    exits apply too."""
     num_blocks = model.num_blocks
     if not 0 <= split <= num_blocks:
         raise ValueError(f"split must be in 0..{num_blocks}, got {split}")
     if split == 0:  # the raw uint8 image goes over the uplink
         payload = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
-        x = images_to_input(np.frombuffer(payload, dtype=np.uint8))
+        x = model.images_to_input(np.frombuffer(payload, dtype=np.uint8))
     else:
-        payload, x = b"", images_to_input(image)
+        payload, x = b"", model.images_to_input(image)
     answer = None
     for b, block in enumerate(model.blocks, start=1):  # (ModuleList indexing is slow)
         if b == split + 1 and split > 0:  # the uplink: serialise, send, deserialise

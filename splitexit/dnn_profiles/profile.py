@@ -1,4 +1,4 @@
-"""The profiler and the profile file format.
+"""The profile file format (torch-free; the profiler is ``splitexit.dnn_profiles.profiler``).
 
 A profile is what the environment knows about a DNN, all of it measured by running the model:
 
@@ -26,43 +26,23 @@ SplitExit-v0's) is the single condition "clean".
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import json
-import platform
-import statistics
-import time
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from splitexit.dnn_profiles.corruptions import (
-    CORRUPTION_IDS,
-    CORRUPTION_SOURCES,
-    EVAL_SALT,
-    IMAGE_STATS_FLOPS,
-    IMAGE_STATS_NAMES,
-    NUM_SEVERITIES,
-    Condition,
-    apply_condition,
-    image_stats,
-)
-from splitexit.dnn_profiles.data import NUM_CLASSES, Dataset
+from splitexit.dnn_profiles.corruptions import CORRUPTION_IDS, NUM_SEVERITIES
+from splitexit.dnn_profiles.data import NUM_CLASSES
 from splitexit.files import atomic_write_bytes
-
-if TYPE_CHECKING:
-    import torch
-
-    from splitexit.dnn_profiles.model import MultiExitCNN
 
 # The payload encodings of a split tensor (``splitexit.dnn_profiles.model.encode_payload``),
 # in the order a profile records them. Defined here, so that reading a profile (what the env
-# does) needs no torch: the profiling functions below import it when they run.
+# does) needs no torch.
 COMPRESSIONS = ("float32", "float16", "int8")
 
 SCHEMA_VERSION = 1  # a profile without a condition axis (SplitExit-v0's)
@@ -508,225 +488,3 @@ def _checked_arrays(arrays: dict, meta: dict, path: Path) -> dict:
                 f"outside [{lo}, {hi}]"
             )
     return {k: arrays[k] for k in expected}
-
-
-# ---------------------------------------------------------------------------------------------
-# The profiler.
-
-
-def _median_latency_s(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def _count_flops(fn) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def measure_blocks(model: MultiExitCNN, image: np.ndarray, repeats: int = 50) -> dict:
-    """FLOPs and host latency at batch 1 of every block and exit head; block output shapes."""
-    import torch
-
-    with torch.no_grad():
-        return _measure_blocks(model, image, repeats)
-
-
-def _measure_blocks(model: MultiExitCNN, image: np.ndarray, repeats: int) -> dict:
-    from splitexit.dnn_profiles.model import images_to_input
-
-    x = images_to_input(image[None])
-    out = {"block_flops": [], "block_latency_s": [], "exit_flops": [], "exit_latency_s": []}
-    shapes = []
-    for b, block in enumerate(model.blocks, start=1):
-        out["block_flops"].append(_count_flops(lambda: block(x)))  # noqa: B023
-        out["block_latency_s"].append(_median_latency_s(lambda: block(x), repeats))  # noqa: B023
-        x = block(x)
-        shapes.append(list(x.shape[1:]))
-        if b in model.exit_blocks:
-            head = model.exits[str(b)]
-            out["exit_flops"].append(_count_flops(lambda: head(x)))  # noqa: B023
-            out["exit_latency_s"].append(_median_latency_s(lambda: head(x), repeats))  # noqa: B023
-    arrays = {
-        k: np.asarray(v, dtype=np.int64 if "flops" in k else np.float64) for k, v in out.items()
-    }
-    return {"arrays": arrays, "block_output_shapes": shapes}
-
-
-def host_description() -> str:
-    import torch
-
-    return (
-        f"{platform.machine()} {platform.processor() or platform.system()}, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-        f"python {platform.python_version()}"
-    )
-
-
-def profile(
-    model: MultiExitCNN,
-    dataset: Dataset,
-    weights_sha256: str = "",
-    latency_repeats: int = 50,
-    log=None,
-    conditions: tuple[Condition, ...] | None = None,
-    noise_salt: int = EVAL_SALT,
-) -> Profile:
-    """Run ``model`` over ``dataset`` once per split and compression, at batch 1.
-
-    With ``conditions`` (such as ``corruptions.CONDITIONS``; the first must be clean), every
-    sample is recorded under every condition, its image corrupted as live mode corrupts it:
-    ``apply_condition(image, condition, i, noise_salt)`` with ``i`` its position in ``dataset``
-    (the test index for the shipped test split or its first N samples). Schema version 2."""
-    import torch
-
-    if conditions is not None:
-        conditions = tuple(conditions)
-        if not conditions or conditions[0].corruption != "none":
-            raise ValueError("conditions must start with the clean one (corruption 'none')")
-        if len({c.name for c in conditions}) != len(conditions):
-            raise ValueError(f"condition names must be distinct: {[c.name for c in conditions]}")
-    with torch.no_grad():
-        return _profile(
-            model, dataset, weights_sha256, latency_repeats, log, conditions, noise_salt
-        )
-
-
-def _profile_samples(
-    model: MultiExitCNN, images: np.ndarray, shapes: list, log, label: str = ""
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """confidence, entropy, prediction (N, S+1, C, E) and payload bytes (S+1, C) of ``images``
-    (N, 28, 28) uint8, each sample run alone through the code live execution uses."""
-    from splitexit.dnn_profiles.model import (
-        RAW_INPUT_BYTES,
-        decode_payload,
-        encode_payload,
-        images_to_input,
-        max_softmax,
-        normalised_entropy,
-    )
-
-    s_max, blocks = model.num_blocks, model.exit_blocks
-    n, c, e = len(images), len(COMPRESSIONS), len(blocks)
-    conf = np.zeros((n, s_max + 1, c, e), np.float32)
-    ent = np.zeros((n, s_max + 1, c, e), np.float32)
-    pred = np.zeros((n, s_max + 1, c, e), np.int8)
-    payload_bytes = np.zeros((s_max + 1, c), np.int64)
-    payload_bytes[0, :] = RAW_INPUT_BYTES
-    start = time.perf_counter()
-
-    def record(i: int, splits: slice, ci: slice | int, block: int, logits: torch.Tensor) -> None:
-        k = blocks.index(block)
-        conf[i, splits, ci, k], pred[i, splits, ci, k] = max_softmax(logits)
-        ent[i, splits, ci, k] = float(normalised_entropy(logits)[0])
-
-    for i in range(n):
-        # The device side: the plain model, all exits, features after every block.
-        x = images_to_input(images[i][None])
-        features, plain_logits = [], {}
-        for b in range(1, s_max + 1):
-            x, logits = model.run_blocks(x, b - 1, b)
-            features.append(x)
-            plain_logits.update(logits)
-        # Every split sees the plain model first. At split 0 the raw uint8 image is sent
-        # whatever the compression, and a float32 payload round-trips exactly: both see the
-        # plain model's exits. The float16 and int8 payloads of splits 1..S-1 run the tail.
-        for blk, lg in plain_logits.items():
-            record(i, slice(None), slice(None), blk, lg)
-        for split in range(1, s_max):
-            for ci, comp in enumerate(COMPRESSIONS):
-                payload = encode_payload(features[split - 1], comp)
-                payload_bytes[split, ci] = len(payload)
-                if comp == "float32":
-                    continue
-                x_in = decode_payload(payload, comp, (1, *shapes[split - 1]))
-                for blk, lg in model.run_blocks(x_in, split, s_max)[1].items():
-                    record(i, slice(split, split + 1), ci, blk, lg)
-        if log and (i + 1) % 1000 == 0:
-            log(f"profiled {label}{i + 1}/{n} samples ({time.perf_counter() - start:.0f} s)")
-    return conf, ent, pred, payload_bytes
-
-
-def _profile(
-    model: MultiExitCNN,
-    dataset: Dataset,
-    weights_sha256: str,
-    latency_repeats: int,
-    log,
-    conditions: tuple[Condition, ...] | None,
-    noise_salt: int,
-) -> Profile:
-    from splitexit.dnn_profiles.model import RAW_INPUT_BYTES
-
-    model.eval()
-    s_max, blocks = model.num_blocks, model.exit_blocks
-    n = len(dataset)
-    measured = measure_blocks(model, dataset.images[0], latency_repeats)
-    shapes = measured["block_output_shapes"]
-    start = time.perf_counter()
-    by_condition = None
-    if conditions is None:
-        conf, ent, pred, payload_bytes = _profile_samples(model, dataset.images, shapes, log)
-    else:
-        index = np.arange(n)
-        runs, stats = [], []
-        for cond in conditions:
-            images = apply_condition(dataset.images, cond, index, noise_salt)
-            runs.append(_profile_samples(model, images, shapes, log, f"{cond.name}: "))
-            stats.append(image_stats(images))
-        payload_bytes = runs[0][3]
-        by_condition = {name: np.stack([r[j] for r in runs]) for j, name in enumerate(_PER_SAMPLE)}
-        by_condition["image_stats"] = np.stack(stats)
-        conf, ent, pred = (by_condition[name][0] for name in _PER_SAMPLE)
-    meta = {
-        "schema_version": SCHEMA_VERSION if conditions is None else CONDITIONS_SCHEMA_VERSION,
-        "model": model.name,
-        "weights_sha256": weights_sha256,
-        "dataset": dataset.name,
-        "num_samples": n,
-        "num_blocks": s_max,
-        "exit_blocks": list(blocks),
-        "compressions": list(COMPRESSIONS),
-        "raw_input_bytes": RAW_INPUT_BYTES,
-        "block_output_shapes": shapes,
-        "host": host_description(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "profile_time_s": round(time.perf_counter() - start, 1),
-        "sources": {
-            "flops": "torch.utils.flop_counter.FlopCounterMode (conv and matmul; BN, ReLU and "
-            "pooling not counted)",
-            "latency": f"median of {latency_repeats} runs at batch 1 on the host above",
-            "int8": "symmetric per-tensor int8 with a float32 scale (Jacob et al., CVPR 2018)",
-            "confidence": "max softmax (SDN, Kaya et al., ICML 2019); normalised entropy "
-            "(BranchyNet, Teerapittayanon et al., ICPR 2016)",
-        },
-    }
-    if conditions is not None:
-        meta["conditions"] = [c.describe() for c in conditions]
-        meta["corruption_noise"] = {
-            "salt": noise_salt,
-            "seed": "np.random.default_rng([salt, corruption id, severity, sample index])",
-            "corruption_ids": {c: i for c, i in CORRUPTION_IDS.items()},
-            "code": "splitexit.dnn_profiles.corruptions.apply_condition",
-        }
-        meta["image_stats_names"] = list(IMAGE_STATS_NAMES)
-        meta["image_stats_flops"] = IMAGE_STATS_FLOPS
-        meta["sources"]["corruptions"] = dict(CORRUPTION_SOURCES)
-    return Profile(
-        meta=meta,
-        payload_bytes=payload_bytes,
-        labels=dataset.labels.astype(np.int64),
-        confidence=conf,
-        entropy=ent,
-        prediction=pred,
-        by_condition=by_condition,
-        **measured["arrays"],
-    )

@@ -13,16 +13,19 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from splitexit.dnn_profiles import zoo
 from splitexit.dnn_profiles.corruptions import (
     CONDITIONS,
     EVAL_SALT,
     Condition,
     apply_condition,
     corrupt,
+    corruption_set,
 )
 from splitexit.dnn_profiles.data import Dataset
-from splitexit.dnn_profiles.model import MultiExitCNN, images_to_input
 from splitexit.files import atomic_write_bytes
+
+DEFAULT_MODEL = "fmnist-multiexit-cnn"
 
 WEIGHTS_PATH = Path(__file__).parent / "data" / "fmnist_multiexit_cnn.safetensors"
 # The model trained with corruption augmentation (the camera conditions of SplitExit-v1).
@@ -34,30 +37,35 @@ AUGMENT_NOISE_SALT = 20202
 DEFAULT_AUGMENT_CONDITIONS = tuple(c for c in CONDITIONS if c.corruption != "none")
 
 
+def augment_conditions(dataset: str) -> tuple[Condition, ...]:
+    """A data set's camera conditions but the clean one (what augmentation draws from)."""
+    return tuple(c for c in corruption_set(dataset).conditions if c.corruption != "none")
+
+
 def weights_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def load_model(path: str | Path = WEIGHTS_PATH) -> MultiExitCNN:
-    """The multi-exit CNN with weights from a safetensors file, in eval mode."""
+def load_model(path: str | Path = WEIGHTS_PATH, model: str = DEFAULT_MODEL) -> nn.Module:
+    """The registered multi-exit ``model`` with weights from a safetensors file, in eval mode."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
-    model = MultiExitCNN()
+    net = zoo.get_model(model).build()
     try:
-        model.load_state_dict(load_file(str(path)))
+        net.load_state_dict(load_file(str(path)))
     except Exception as err:  # safetensors and torch raise several types
-        raise ValueError(f"{path}: not weights of {MultiExitCNN.name} ({err})") from None
-    return model.eval()
+        raise ValueError(f"{path}: not weights of {model} ({err})") from None
+    return net.eval()
 
 
 @torch.no_grad()
-def exit_accuracies(model: MultiExitCNN, data: Dataset, batch_size: int = 1000) -> list[float]:
+def exit_accuracies(model: nn.Module, data: Dataset, batch_size: int = 1000) -> list[float]:
     """Top-1 accuracy of every exit on ``data``."""
     model.eval()
     correct = np.zeros(len(model.exit_blocks))
     for i in range(0, len(data), batch_size):
-        x = images_to_input(data.images[i : i + batch_size])
+        x = model.images_to_input(data.images[i : i + batch_size])
         y = torch.as_tensor(data.labels[i : i + batch_size])
         for e, logits in enumerate(model(x)):
             correct[e] += (logits.argmax(-1) == y).sum().item()
@@ -65,15 +73,17 @@ def exit_accuracies(model: MultiExitCNN, data: Dataset, batch_size: int = 1000) 
 
 
 def condition_accuracies(
-    model: MultiExitCNN, data: Dataset, conditions: tuple[Condition, ...] = CONDITIONS
+    model: nn.Module, data: Dataset, conditions: tuple[Condition, ...] | None = None
 ) -> dict[str, list[float]]:
     """Top-1 accuracy of every exit on ``data`` under every condition (the profile's noise)."""
     index = np.arange(len(data))
+    spec = corruption_set(model.dataset)
     return {
         c.name: exit_accuracies(
-            model, Dataset(data.name, apply_condition(data.images, c, index), data.labels)
+            model,
+            Dataset(data.name, apply_condition(data.images, c, index, dataset=spec), data.labels),
         )
-        for c in conditions
+        for c in (spec.conditions if conditions is None else conditions)
     }
 
 
@@ -84,6 +94,7 @@ def _corrupt_batch(
     share: float,
     conditions: tuple[Condition, ...],
     noise_salt: tuple[int, ...],
+    dataset: str = "fashion-mnist",
 ) -> np.ndarray:
     """A copy of a batch's uint8 images with a ``share`` of them (each independently) under a
     condition drawn uniformly from ``conditions``; the noise is seeded by the sample's index."""
@@ -93,8 +104,25 @@ def _corrupt_batch(
     for k, c in enumerate(conditions):
         sel = picked & (which == k)
         if sel.any():
-            out[sel] = corrupt(out[sel], c.corruption, c.severity, indices[sel], noise_salt)
+            out[sel] = corrupt(
+                out[sel], c.corruption, c.severity, indices[sel], noise_salt, dataset
+            )
     return out
+
+
+def _random_crops(
+    x: torch.Tensor, padding_px: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample random crops of a zero-padded batch (N, C, H, W), as He et al. (CVPR 2016,
+    Sec. 4.2) augment CIFAR-10: offsets (N, 2) drawn from ``gen``."""
+    n, _, h, w = x.shape
+    offsets = torch.randint(0, 2 * padding_px + 1, (n, 2), generator=gen)
+    padded = nn.functional.pad(x, (padding_px,) * 4)
+    rows = offsets[:, :1] + torch.arange(h)  # (N, H)
+    cols = offsets[:, 1:] + torch.arange(w)  # (N, W)
+    batch = torch.arange(n)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous(), offsets
 
 
 def train(
@@ -107,22 +135,40 @@ def train(
     out_path: str | Path = WEIGHTS_PATH,
     log=print,
     corruption_share: float = 0.0,
-    corruption_conditions: tuple[Condition, ...] = DEFAULT_AUGMENT_CONDITIONS,
+    corruption_conditions: tuple[Condition, ...] | None = None,
     command: str | None = None,
+    model: str = DEFAULT_MODEL,
+    optimizer: str = "adamw",
+    crop_padding_px: int = 0,
+    bf16: bool = False,
+    eval_every: int = 1,
 ) -> dict:
-    """Train with AdamW + one-cycle LR, sum of cross-entropies over all exits, horizontal flips.
+    """Train a registered multi-exit ``model`` with one-cycle LR, the sum of cross-entropies
+    over all exits, and horizontal flips.
+
+    ``optimizer``: ``"adamw"`` (weight decay 5e-4; the Fashion-MNIST CNN) or ``"sgd"``
+    (Nesterov momentum 0.9, weight decay 5e-4, as CIFAR ResNets are trained: He et al. 2016).
+    ``lr`` is the one-cycle peak. ``crop_padding_px`` > 0 adds per-sample random crops of the
+    zero-padded image; ``bf16`` runs the forward pass under CPU bfloat16 autocast (weights,
+    optimizer and the saved model stay float32).
 
     With ``corruption_share`` > 0 (corruption augmentation), each training image of a batch is
     replaced, with that probability, by its corrupted version under a condition drawn uniformly
-    from ``corruption_conditions``; draws come from a numpy generator seeded by ``seed`` and the
-    noise from ``[AUGMENT_NOISE_SALT, seed, epoch, ...]``, so the torch random stream (order,
-    flips, dropout) is the one of plain training. At 0 (the default) training is unchanged.
+    from ``corruption_conditions`` (default: the data set's conditions but clean); draws come
+    from a numpy generator seeded by ``seed`` and the noise from ``[AUGMENT_NOISE_SALT, seed,
+    epoch, ...]``, so the torch random stream (order, flips, crops, dropout) is the one of plain
+    training. At 0 (the default) training is unchanged.
 
     Deterministic for a seed on CPU (fixed thread count, deterministic algorithms). Writes the
     weights (safetensors) and a ``.json`` record beside them; returns that record.
     """
+    spec = zoo.get_model(model)
+    if corruption_conditions is None:
+        corruption_conditions = augment_conditions(spec.dataset)
     if not 0.0 <= corruption_share <= 1.0:
         raise ValueError(f"corruption_share must be in [0, 1], got {corruption_share}")
+    if optimizer not in ("adamw", "sgd"):
+        raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
     augment = corruption_share > 0.0
     if augment and not corruption_conditions:
         raise ValueError("corruption augmentation needs at least one condition")
@@ -130,16 +176,22 @@ def train(
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(seed)
-    model = MultiExitCNN()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    net = spec.build()
+    to_input = net.images_to_input
+    if optimizer == "adamw":
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
+    else:
+        opt = torch.optim.SGD(
+            net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4
+        )
     steps_per_epoch = len(train_data) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss()
-    x_all = None if augment else images_to_input(train_data.images)
+    x_all = None if augment else to_input(train_data.images)
     y_all = torch.as_tensor(train_data.labels)
     start = time.perf_counter()
     for epoch in range(epochs):
-        model.train()
+        net.train()
         order = torch.randperm(len(train_data), generator=gen)
         flips = torch.rand(len(train_data), generator=gen) < 0.5
         total = 0.0
@@ -147,7 +199,7 @@ def train(
             idx = order[step * batch_size : (step + 1) * batch_size]
             if augment:
                 idx_np = idx.numpy()
-                x = images_to_input(
+                x = to_input(
                     _corrupt_batch(
                         train_data.images[idx_np],
                         idx_np,
@@ -155,30 +207,34 @@ def train(
                         corruption_share,
                         corruption_conditions,
                         (AUGMENT_NOISE_SALT, seed, epoch),
+                        spec.dataset,
                     )
                 )
             else:
                 x = x_all[idx]
             x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(-1), x)
-            loss = sum(loss_fn(logits, y_all[idx]) for logits in model(x))
+            if crop_padding_px > 0:
+                x, _ = _random_crops(x, crop_padding_px, gen)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = sum(loss_fn(logits.float(), y_all[idx]) for logits in net(x))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total += loss.item()
         msg = f"epoch {epoch + 1}/{epochs} loss {total / steps_per_epoch:.4f}"
-        if test_data is not None:
-            accs = exit_accuracies(model, test_data)
+        if test_data is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+            accs = exit_accuracies(net, test_data)
             msg += " test acc " + " ".join(f"{a:.4f}" for a in accs)
         log(f"{msg} ({time.perf_counter() - start:.0f} s)")
-    model.eval()
+    net.eval()
     out_path = Path(out_path)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
     with tempfile.TemporaryDirectory() as tmp:
-        save_file(state, f"{tmp}/w.safetensors", metadata={"model": MultiExitCNN.name})
+        save_file(state, f"{tmp}/w.safetensors", metadata={"model": model})
         atomic_write_bytes(out_path, Path(f"{tmp}/w.safetensors").read_bytes())
     record = {
-        "model": MultiExitCNN.name,
+        "model": model,
         "weights_sha256": weights_sha256(out_path),
         "train_data": train_data.name,
         "epochs": epochs,
@@ -188,8 +244,12 @@ def train(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "train_time_s": round(time.perf_counter() - start, 1),
-        "test_accuracy_per_exit": exit_accuracies(model, test_data) if test_data else None,
+        "test_accuracy_per_exit": exit_accuracies(net, test_data) if test_data else None,
     }
+    if (optimizer, crop_padding_px, bf16) != ("adamw", 0, False):
+        record["optimizer"] = optimizer
+        record["crop_padding_px"] = crop_padding_px
+        record["bf16_autocast"] = bf16
     if augment:
         record["corruption_augmentation"] = {
             "share": corruption_share,
@@ -200,7 +260,7 @@ def train(
             "corruption id, severity, train index])",
         }
         if test_data is not None:
-            record["test_accuracy_per_exit_by_condition"] = condition_accuracies(model, test_data)
+            record["test_accuracy_per_exit_by_condition"] = condition_accuracies(net, test_data)
             record["test_condition_noise_salt"] = EVAL_SALT
     if command is not None:
         record["command"] = command

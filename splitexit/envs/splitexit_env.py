@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from splitexit.dnn_profiles import zoo
 from splitexit.envs import core
 from splitexit.envs.batch import Batch
 from splitexit.envs.capacity import CapacityTrace
@@ -19,6 +20,7 @@ from splitexit.envs.observation import ObservationLayout
 from splitexit.envs.world import (
     NEVER_EXIT,
     build_world,
+    live_model,
     load_profile,
     make_channel,
     trace_bank,
@@ -353,33 +355,28 @@ class SplitExitEnv(gym.Env):
         """Run the torch model on the request's real image (corrupted as its camera condition
         says); its answer code (``splitexit.envs.core.pack_answer``) and confidence."""
         from splitexit.dnn_profiles.corruptions import apply_condition
-        from splitexit.dnn_profiles.data import load_fashion_mnist
         from splitexit.dnn_profiles.model import split_inference
-        from splitexit.dnn_profiles.train import (
-            ROBUST_WEIGHTS_PATH,
-            WEIGHTS_PATH,
-            load_model,
-            weights_sha256,
-        )
+        from splitexit.dnn_profiles.train import load_model, weights_sha256
 
         if self._model is None:
-            weights = self.config["weights"] or WEIGHTS_PATH
-            weights = ROBUST_WEIGHTS_PATH if weights == "robust" else weights
+            spec, weights = live_model(self.profile, self.config["weights"])
             recorded = self.profile.meta.get("weights_sha256")
             if recorded is not None and weights_sha256(weights) != recorded:
                 raise ValueError(
                     f"config key 'weights' ({weights}) is not the model the profile "
                     f"({self.profile.source}) was made with: live and replay would differ"
                 )
-            self._model = load_model(weights)
-            self._images = load_fashion_mnist("test").images
+            self._model = load_model(weights, spec.name)
+            self._images = zoo.get_dataset(spec.dataset).load("test").images
         split, t, comp = self.decode_action(action)
         frame = int(self.batch.samples[self._step_idx, 0])
         n = self.tables.num_samples
         sample, condition = frame % n, frame // n
         image = self._images[sample]
         if len(self.tables.conditions) > 1:
-            image = apply_condition(image, self.tables.conditions[condition], sample)
+            image = apply_condition(
+                image, self.tables.conditions[condition], sample, dataset=self._model.dataset
+            )
         result = split_inference(
             self._model, image, split, self.thresholds[t], self.compressions[comp]
         )

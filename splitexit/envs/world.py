@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from splitexit.dnn_profiles import zoo
 from splitexit.dnn_profiles.corruptions import IMAGE_STATS_FLOPS
 from splitexit.dnn_profiles.hardware import (
     compute_latency_s,
@@ -43,9 +44,10 @@ from splitexit.envs.traces import SHIPPED_TRACE_KINDS, load_traces, shipped_trac
 NEVER_EXIT = float("inf")  # the top threshold: no early exit, exit heads are not even run
 
 
-# The shipped profiles by name (config "profile"): the clean model's (None, SplitExit-v0) and the
-# corruption-trained model's under every camera condition ("robust", SplitExit-v1).
-SHIPPED_PROFILES = {"robust": ROBUST_PROFILE_PATH}
+# The shipped profiles by name (config "profile"): the clean model's (None, SplitExit-v0), the
+# corruption-trained model's under every camera condition ("robust"), and every profile of the
+# model zoo by its registered name (``splitexit.dnn_profiles.zoo.PROFILES``).
+SHIPPED_PROFILES = {"robust": ROBUST_PROFILE_PATH, **{n: p.path for n, p in zoo.PROFILES.items()}}
 
 
 @lru_cache(maxsize=8)
@@ -54,6 +56,19 @@ def load_profile(path: str | None) -> Profile:
     if path is None:
         return Profile.load(DEFAULT_PROFILE_PATH)
     return Profile.load(SHIPPED_PROFILES.get(path, Path(path)))
+
+
+def live_model(profile: Profile, weights: str | None) -> tuple[zoo.ModelSpec, Path]:
+    """The registered model a profile was made of (its ``meta["model"]``) and the weights file
+    live mode runs: config ``weights`` as a path, or a shipped variant's name (``"robust"``),
+    or None for the model's clean weights (its only ones where it ships one variant)."""
+    try:
+        spec = zoo.get_model(profile.meta["model"])
+    except ValueError as err:
+        raise ValueError(f"{profile.source}: live mode needs a registered model ({err})") from None
+    if weights is None:
+        return spec, spec.weights.get("clean", next(iter(spec.weights.values())))
+    return spec, spec.weights.get(weights, Path(weights))
 
 
 @dataclass(frozen=True)
@@ -282,7 +297,8 @@ def _build_world(key: str) -> core.World:
     context_obs = cfg["observation"] == "context"
     if context_obs and tables.frame_stats.shape[1]:
         # the device computes its frame's statistics before deciding, on every request
-        stats_s = compute_latency_s(float(IMAGE_STATS_FLOPS), get_device_preset(cfg["device"]))
+        flops = profile.meta.get("image_stats_flops", IMAGE_STATS_FLOPS)
+        stats_s = compute_latency_s(float(flops), get_device_preset(cfg["device"]))
         answers["device_time_s"] += stats_s
     answers["server_time_s"] = np.asarray(tables.server_time_s, np.float64).reshape(-1)
     exit_k = tables.exit_index[:, split, comp, thr].astype(np.int64)  # (N, A)

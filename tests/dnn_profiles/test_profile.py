@@ -9,7 +9,8 @@ import torch
 from splitexit.dnn_profiles.__main__ import main as cli
 from splitexit.dnn_profiles.data import load_fashion_mnist
 from splitexit.dnn_profiles.model import COMPRESSIONS, MultiExitCNN, split_inference
-from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, Profile, profile
+from splitexit.dnn_profiles.profile import DEFAULT_PROFILE_PATH, Profile
+from splitexit.dnn_profiles.profiler import profile
 from splitexit.dnn_profiles.train import WEIGHTS_PATH, load_model, weights_sha256
 
 THRESHOLDS = np.array([0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01], np.float32)

@@ -24,8 +24,8 @@ from splitexit.dnn_profiles.profile import (
     DEFAULT_PROFILE_PATH,
     ROBUST_PROFILE_PATH,
     Profile,
-    profile,
 )
+from splitexit.dnn_profiles.profiler import profile
 from splitexit.dnn_profiles.train import (
     ROBUST_WEIGHTS_PATH,
     WEIGHTS_PATH,
