@@ -128,6 +128,12 @@ def world_tables(
 ) -> WorldTables:
     """Tables for a config, cached per process (many envs share them)."""
     profile = load_profile(profile_path)
+    missing = [c for c in compressions if c not in profile.compressions]
+    if missing:
+        raise ValueError(
+            f"config key 'compressions' asks for {missing}, but the profile ({profile.source}) "
+            f"records only {list(profile.compressions)}"
+        )
     comp_idx = [profile.compressions.index(c) for c in compressions]
     grid = np.asarray((*thresholds, NEVER_EXIT), np.float32)
     k, n = profile.num_conditions, profile.num_samples

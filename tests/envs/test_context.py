@@ -231,7 +231,8 @@ def test_exit_confidences_are_those_the_device_learns():
 def test_replay_and_live_agree_on_the_v1_draft():
     """Live mode corrupts the real image as the frame's condition says and runs the robust
     model: the same observations (confidences included), rewards and infos as replay. At the
-    profile's torch thread count (1): other counts move confidences in the 7th digit."""
+    profile's torch thread count (1): other counts, and other CPUs, move confidences in the 7th
+    digit."""
     import torch
 
     import splitexit
@@ -249,10 +250,15 @@ def test_replay_and_live_agree_on_the_v1_draft():
         for _ in range(40):
             a = int(rng.integers(replay.n_actions))
             r1, r2 = replay.step(a), live.step(a)
-            np.testing.assert_array_equal(r1[0], r2[0])
+            # Bit for bit on the CPU that made the profile; on another, torch's convolution
+            # kernels round the last float32 bits of the confidences differently.
+            np.testing.assert_allclose(r1[0], r2[0], rtol=1e-5, atol=1e-6)
             assert r1[1] == r2[1]
             i1, i2 = r1[4], r2[4]
-            np.testing.assert_array_equal(i1.pop("exit_confidences"), i2.pop("exit_confidences"))
+            np.testing.assert_allclose(
+                i1.pop("exit_confidences"), i2.pop("exit_confidences"), rtol=1e-5
+            )
+            assert i1.pop("confidence") == pytest.approx(i2.pop("confidence"), rel=1e-5)
             assert i1 == i2
             conditions.add(i1["condition"])
         assert len(conditions) >= 2  # the camera's regime changed within the rollout
