@@ -130,6 +130,15 @@ MAX_CAPACITY_SCALE = 1_000.0
 MIN_CAPACITY_SCALE = 1e-3
 
 
+# At most this many thresholds: the world's tables grow by ~4.4 MB per threshold on the
+# shipped v0 profile and ~44 MB on a profile with nine camera conditions (1.4 GB at 32), four
+# times the default grid.
+MAX_THRESHOLDS = 32
+# Reward weights up to 1e6: with latencies up to 60 s, a request's energy below 1e3 J and the
+# indicators 0/1, every reward stays within 1e11 in magnitude, finite in float32 and float64.
+MAX_REWARD_WEIGHT = 1e6
+
+
 def _fail(key: str, allowed: str, value: Any) -> ValueError:
     return ValueError(f"config key {key!r} must be {allowed}, got {value!r}")
 
@@ -139,9 +148,19 @@ def _choice(cfg: dict, key: str, options: Sequence[str]) -> None:
         raise _fail(key, f"one of {list(options)}", cfg[key])
 
 
+def _is_finite_number(v: Any) -> bool:
+    """A finite int or float (an int too large for a float is not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def _number(cfg: dict, key: str, lo: float, hi: float = math.inf, lo_open=False) -> None:
     v = cfg[key]
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ok = _is_finite_number(v)
     ok = ok and (v > lo if lo_open else v >= lo) and v <= hi
     if not ok:
         bound = f"> {lo}" if lo_open else f">= {lo}"
@@ -196,10 +215,15 @@ def make_config(config: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[
     thr = cfg["thresholds"]
     if (
         not isinstance(thr, (list, tuple))
-        or not all(isinstance(t, (int, float)) and 0.0 <= t <= 1.0 for t in thr)
+        or len(thr) > MAX_THRESHOLDS
+        or not all(_is_finite_number(t) and 0.0 <= t <= 1.0 for t in thr)
         or list(thr) != sorted(set(thr))
     ):
-        raise _fail("thresholds", "a strictly increasing list of numbers in [0, 1]", thr)
+        raise _fail(
+            "thresholds",
+            f"a strictly increasing list of at most {MAX_THRESHOLDS} numbers in [0, 1]",
+            thr,
+        )
     comps = cfg["compressions"]
     if (
         not isinstance(comps, (list, tuple))
@@ -249,6 +273,6 @@ def reward_weights(reward: str | Mapping[str, float]) -> dict[str, float]:
             "reward", f"a preset name or a dict with exactly the keys {REWARD_KEYS}", reward
         )
     for k, v in reward.items():
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise _fail(f"reward.{k}", "a finite number >= 0", v)
+        if not _is_finite_number(v) or not 0 <= v <= MAX_REWARD_WEIGHT:
+            raise _fail(f"reward.{k}", f"a number in [0, {MAX_REWARD_WEIGHT:g}]", v)
     return {k: float(reward[k]) for k in REWARD_KEYS}

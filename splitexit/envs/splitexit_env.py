@@ -179,6 +179,7 @@ class SplitExitEnv(gym.Env):
         self._model = None  # live mode: the torch model, loaded on first use
         self._images = None
         self._step_idx = -1
+        self._terminated = False
         self._last = None
 
     # -- episode -----------------------------------------------------------------------------
@@ -200,6 +201,7 @@ class SplitExitEnv(gym.Env):
         batch.start(self._row)
         batch.observe()
         self._step_idx = 0
+        self._terminated = False
         self._last = None
         return batch.obs[0].copy(), {}
 
@@ -278,6 +280,10 @@ class SplitExitEnv(gym.Env):
             if self._step_idx < 0:
                 raise RuntimeError("call reset() before step()")
             raise RuntimeError("the episode is over: call reset()")
+        if self._terminated:
+            raise RuntimeError(
+                "the episode is over (terminated: the battery is spent): call reset()"
+            )
         a = self._flat_action(action)
         batch = self.batch
         if self._live_mode:
@@ -296,6 +302,7 @@ class SplitExitEnv(gym.Env):
             info = _info(out, self.compressions)
         reward = out[_REWARD]
         self._last = (info, reward)
+        self._terminated = bool(out[_TERMINATED])
         return obs, reward, out[_TERMINATED], out[_TRUNCATED], info
 
     # -- oracles -----------------------------------------------------------------------------

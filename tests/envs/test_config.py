@@ -138,3 +138,35 @@ def test_any_config_is_refused_at_once_or_runs_in_bounded_time_and_memory(config
     seconds, peak = build_and_step(config)
     assert seconds < BUILD_S, config
     assert peak < PEAK_BYTES, (config, peak)
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"capacity_scale": 10**400}, "'capacity_scale'"),
+        ({"rtt_s": 10**400}, "'rtt_s'"),
+        ({"battery_j": 10**400}, "'battery_j'"),
+        ({"reward": {"accuracy": 10**400, "latency": 1, "energy": 1, "deadline_miss": 1}},
+         "'reward.accuracy'"),
+        ({"reward": {"accuracy": 1e308, "latency": 1, "energy": 1, "deadline_miss": 1}},
+         "'reward.accuracy' must be a number in \\[0, 1e\\+06\\]"),
+        ({"thresholds": [i / 1000 for i in range(1000)]}, "'thresholds' must be .* at most 32"),
+        ({"thresholds": [0.5, 10**400]}, "'thresholds'"),
+    ],
+    ids=["huge capacity_scale", "huge rtt_s", "huge battery_j", "huge reward weight",
+         "reward weight 1e308", "1000 thresholds", "huge threshold"],
+)  # fmt: skip
+def test_huge_numbers_are_refused_naming_the_key(config, key):
+    """Integers beyond float range, weights that would make rewards infinite and threshold grids
+    whose tables would not fit in memory: a ValueError naming the key, not an OverflowError."""
+    with pytest.raises(ValueError, match=key):
+        make_config(config)
+
+
+def test_the_largest_reward_weights_keep_rewards_finite():
+    top = {k: 1e6 for k in ("accuracy", "latency", "energy", "deadline_miss")}
+    env = SplitExitEnv(reward=top, horizon=20)
+    env.reset(seed=0)
+    for a in range(20):
+        _, reward, _, _, info = env.step(a % env.n_actions)
+        assert math.isfinite(reward) and all(math.isfinite(v) for v in info["rewards"].values())

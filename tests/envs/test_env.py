@@ -242,6 +242,10 @@ def test_battery_terminates():
         _, _, terminated, truncated, _ = env.step(0)
         steps += 1
     assert terminated and not truncated and steps < 1000
+    with pytest.raises(RuntimeError, match="the episode is over .terminated"):
+        env.step(0)  # as after truncation: the finished episode does not go on
+    env.reset(seed=1)
+    env.step(0)
 
 
 def test_render_modes():
