@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from splitexit.dnn_profiles import zoo
 from splitexit.dnn_profiles.hardware import DEVICE_PRESETS, LTE_EDGE_RTT_S, SERVER_PRESETS
 from splitexit.dnn_profiles.profile import COMPRESSIONS
 from splitexit.envs.context import CAMERA_DWELL_S
@@ -144,7 +147,7 @@ def _fail(key: str, allowed: str, value: Any) -> ValueError:
 
 
 def _choice(cfg: dict, key: str, options: Sequence[str]) -> None:
-    if cfg[key] not in options:
+    if not isinstance(cfg[key], str) or cfg[key] not in options:
         raise _fail(key, f"one of {list(options)}", cfg[key])
 
 
@@ -156,6 +159,15 @@ def _is_finite_number(v: Any) -> bool:
         return math.isfinite(v)
     except OverflowError:
         return False
+
+
+# Names config keys "profile" and "weights" take besides paths (envs.world.SHIPPED_PROFILES).
+SHIPPED_NAMES = frozenset({"robust", "clean", *zoo.PROFILES})
+
+
+def _is_path(v: Any) -> bool:
+    """A non-empty string or path (the empty string would name the working directory)."""
+    return isinstance(v, (str, os.PathLike)) and str(v) != ""
 
 
 def _number(cfg: dict, key: str, lo: float, hi: float = math.inf, lo_open=False) -> None:
@@ -235,10 +247,18 @@ def make_config(config: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[
     cfg["reward"] = reward_weights(cfg["reward"])
     if cfg["battery_j"] is not None:
         _number(cfg, "battery_j", 0.0, lo_open=True)
-    if cfg["traces"] is None or (isinstance(cfg["traces"], (list, tuple)) and not cfg["traces"]):
-        raise _fail(
-            "traces", "a shipped trace set name or a non-empty list of paths", cfg["traces"]
-        )
+    traces = cfg["traces"]
+    if not (
+        _is_path(traces)
+        or (isinstance(traces, (list, tuple)) and traces and all(_is_path(t) for t in traces))
+    ):
+        raise _fail("traces", "a shipped trace set name or a non-empty list of paths", traces)
+    for key in ("profile", "weights"):
+        v = cfg[key]
+        if v is not None and not _is_path(v):
+            raise _fail(key, "None, a shipped name or the path of a file", v)
+        if v is not None and str(v) not in SHIPPED_NAMES and Path(v).is_dir():
+            raise _fail(key, "None, a shipped name or the path of a file (not a folder)", v)
     _check_bounded(cfg)
     return cfg
 

@@ -170,3 +170,26 @@ def test_the_largest_reward_weights_keep_rewards_finite():
     for a in range(20):
         _, reward, _, _, info = env.step(a % env.n_actions)
         assert math.isfinite(reward) and all(math.isfinite(v) for v in info["rewards"].values())
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"profile": 123}, "'profile'"),
+        ({"profile": ["x"]}, "'profile'"),
+        ({"profile": ""}, "'profile'"),
+        ({"profile": "/tmp"}, "'profile' must be .* \\(not a folder\\)"),
+        ({"weights": 1.5}, "'weights'"),
+        ({"traces": ""}, "'traces'"),
+        ({"traces": [""]}, "'traces'"),
+        ({"traces": 123}, "'traces'"),
+        ({"traces": 1.5}, "'traces'"),
+        ({"mode": np.array(["replay", "live"])}, "'mode'"),
+    ],
+    ids=["int profile", "list profile", "empty profile", "folder profile", "float weights",
+         "empty traces", "empty trace path", "int traces", "float traces", "array mode"],
+)  # fmt: skip
+def test_wrong_kinds_of_value_name_the_key(config, key):
+    """Not a TypeError, "unhashable type" or the working directory read as a trace folder."""
+    with pytest.raises(ValueError, match=key):
+        make_config(config)
