@@ -126,6 +126,13 @@ class SplitExitVectorEnv(VectorEnv):
             if seed is None or isinstance(seed, int):
                 seeds = [None if seed is None else seed + i for i in range(n)]
             else:
+                if not isinstance(seed, (list, tuple)) or not all(
+                    s is None or (isinstance(s, (int, np.integer)) and not isinstance(s, bool))
+                    for s in seed
+                ):
+                    raise ValueError(
+                        f"seed must be None, an int or a list of {n} ints (or None), got {seed!r}"
+                    )
                 seeds = list(seed)
                 if len(seeds) != n:
                     raise ValueError(f"seed must list {n} seeds, got {len(seeds)}")
@@ -157,6 +164,12 @@ class SplitExitVectorEnv(VectorEnv):
             raise ValueError(
                 f"actions must be integers of shape {shape} in {self.action_space}, "
                 f"got {a.dtype} of shape {a.shape}"
+            )
+        if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+            i = int(np.flatnonzero((a > np.iinfo(np.int64).max).reshape(n, -1).any(axis=1))[0])
+            raise ValueError(  # (named before int64 would wrap it to a negative number)
+                f"action {a[i].tolist()!r} of sub-env {i} is not in the action space "
+                f"{self.single_action_space}"
             )
         if not (a.dtype == np.int64 and a.flags.c_contiguous and a.flags.writeable):
             a = np.array(a, dtype=np.int64)  # C-contiguous and writable, as Batch.step needs

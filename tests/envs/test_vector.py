@@ -122,6 +122,9 @@ def test_invalid_actions_name_the_sub_env_and_the_space():
     multi.reset(seed=0)
     with pytest.raises(ValueError, match=r"action \[6, 0, 0\] of sub-env 0"):
         multi.step(np.array([[6, 0, 0], [0, 0, 0]]))
+    top = np.iinfo(np.uint64).max  # named as given, not wrapped to -1 by int64
+    with pytest.raises(ValueError, match=f"action {top} of sub-env 2 is not in the action space"):
+        envs.step(np.array([0, 1, top], dtype=np.uint64))
 
 
 def test_seeds_lists_and_fresh_generators():
@@ -133,6 +136,9 @@ def test_seeds_lists_and_fresh_generators():
     np.testing.assert_array_equal(again[1], single.reset()[0])
     with pytest.raises(ValueError, match="must list 3 seeds"):
         a.reset(seed=[1, 2])
+    for bad in (1.5, "7", [1, 2.5, 3]):
+        with pytest.raises(ValueError, match="seed must be None, an int or a list of 3 ints"):
+            a.reset(seed=bad)
     c, d = SplitExitVectorEnv(2), SplitExitVectorEnv(2)
     assert not np.array_equal(c.reset()[0], d.reset()[0])  # unseeded: fresh entropy
 
