@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,35 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_regular_file(path: str | Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of ``path``, which must be a regular file (symlinks followed) of at most
+    ``max_bytes``: a FIFO, a device (``/dev/zero``) or a folder is refused with a ValueError
+    naming the file, without blocking or reading it; a missing one is a FileNotFoundError."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # (a FIFO would block without it)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: {what} is a folder, not a regular file") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise ValueError(
+            f"{path}: {what} is {kind}, not a regular file"
+            if kind == "a folder"
+            else f"{path}: {what} is not a regular file"
+        )
+    with os.fdopen(fd, "rb") as f:
+        if info.st_size > max_bytes:
+            raise ValueError(f"{path}: {what} has {info.st_size} bytes, at most {max_bytes}")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:  # (it grew while being read)
+        raise ValueError(f"{path}: {what} has more than {max_bytes} bytes")
+    return data
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

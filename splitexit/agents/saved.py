@@ -34,10 +34,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from splitexit.files import atomic_write_bytes, atomic_write_text
+from splitexit.files import atomic_write_bytes, atomic_write_text, read_regular_file
 
 FORMAT = "splitexit-agent-v1"
 DESCRIPTION_FILE = "agent.json"
+# Bounds on what is read of an agent's files (the project's agents: 2-4 KB of JSON, < 1 MB of
+# tensors; a policy network of 1 GB is far beyond any on this task).
+MAX_DESCRIPTION_BYTES = 16 * 2**20
+MAX_TENSORS_BYTES = 2**30
 WEIGHTS_FILE = "agent.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 SIGNATURE_FILE = "splitexit-signature.json"  # of a folder of pickles this machine wrote
@@ -240,11 +244,15 @@ def read_description(path: str | Path) -> dict[str, Any]:
     for its format; a ValueError names the file and what is wrong."""
     path = description_path(path)
     try:
-        description = json.loads(path.read_text())
+        raw = read_regular_file(path, MAX_DESCRIPTION_BYTES, "agent description")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no saved agent ({DESCRIPTION_FILE}) here") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a JSON agent description ({err})") from None
+    try:
+        description = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # (too deep, too long)
+        raise ValueError(
+            f"{path}: not a JSON agent description ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         raise ValueError(f"{path}: not a splitexit agent description (format {FORMAT!r})")
     for key in ("backend", "algo", "num_timesteps", "observation_space", "action_space"):
@@ -262,7 +270,7 @@ def _read_tensors(folder: Path, name: str, description: Mapping[str, Any]) -> di
         raise ValueError(f"{folder / DESCRIPTION_FILE}: lists no {name}")
     path = folder / name
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path, MAX_TENSORS_BYTES, "agent tensors file")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: missing (listed in {DESCRIPTION_FILE})") from None
     if _sha256(data) != entry.get("sha256"):

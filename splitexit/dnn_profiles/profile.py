@@ -38,12 +38,16 @@ import numpy as np
 
 from splitexit.dnn_profiles.corruptions import CORRUPTION_IDS, NUM_SEVERITIES
 from splitexit.dnn_profiles.data import NUM_CLASSES
-from splitexit.files import atomic_write_bytes
+from splitexit.files import atomic_write_bytes, read_regular_file
 
 # The payload encodings of a split tensor (``splitexit.dnn_profiles.model.encode_payload``),
 # in the order a profile records them. Defined here, so that reading a profile (what the env
 # does) needs no torch.
 COMPRESSIONS = ("float32", "float16", "int8")
+
+# Bounds on a profile's files (the shipped ones: 5 KB of JSON, 1.5-10 MB of arrays).
+MAX_JSON_BYTES = 16 * 2**20
+MAX_ARRAYS_BYTES = 2**30
 
 SCHEMA_VERSION = 1  # a profile without a condition axis (SplitExit-v0's)
 CONDITIONS_SCHEMA_VERSION = 2  # with a condition axis
@@ -221,18 +225,15 @@ class Profile:
         ``arrays_sha256`` the JSON records (the bytes hashed are the bytes parsed), then every
         array's dtype, shape and value range against the metadata."""
         json_path = Path(json_path)
+        raw = read_regular_file(json_path, MAX_JSON_BYTES, "profile file")
         try:
-            meta = json.loads(json_path.read_bytes())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{json_path}: profile file not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{json_path}: not valid JSON ({err})") from None
+            meta = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:  # (too deep, too long)
+            raise ValueError(f"{json_path}: not valid JSON ({type(err).__name__}: {err})") from None
         _check_meta(meta, json_path)
-        npz_path = json_path.parent / meta["arrays_file"]
-        try:
-            data = npz_path.read_bytes()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{npz_path}: profile arrays file not found") from None
+        # beside the profile's own file, not beside a symlink to it
+        npz_path = json_path.resolve().parent / meta["arrays_file"]
+        data = read_regular_file(npz_path, MAX_ARRAYS_BYTES, "profile arrays file")
         digest = hashlib.sha256(data).hexdigest()
         if digest != meta["arrays_sha256"]:
             raise ValueError(

@@ -296,3 +296,24 @@ def test_resume_with_other_flags_stops_instead_of_training_over_the_run(
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "--resume: " in err and message in err, err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "deep", "long-number"])
+def test_hostile_agent_descriptions_are_refused_naming_the_file(tmp_path, kind):
+    """An agent.json that is /dev/zero, a FIFO, 100k levels deep or a 5,000-digit number: a
+    one-line ValueError naming it, not a read without end, a block or a RecursionError."""
+    import os
+
+    from splitexit.agents.saved import read_description
+
+    path = tmp_path / "agent.json"
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        path.write_text('{"format": ' + "9" * 5000 + "}")
+    with pytest.raises(ValueError, match="agent.json: "):
+        read_description(tmp_path)

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 import shutil
 
 import numpy as np
@@ -314,3 +315,32 @@ def test_cli_show_json(capsys):
     assert set(split2) == {"float32", "float16", "int8"} and split2["int8"] < 784
     assert cli(["show"]) == 0
     assert "threshold" in capsys.readouterr().out
+
+
+def _hostile(path, kind):
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    elif kind == "long-number":
+        path.write_text('{"schema_version": ' + "9" * 5000 + "}")
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "folder", "deep", "long-number"])
+def test_hostile_profile_files_are_refused_naming_the_file(tmp_path, kind):
+    """Neither read until memory runs out, nor blocked on, nor a bare RecursionError."""
+    path = tmp_path / "p.json"
+    _hostile(path, kind)
+    with pytest.raises(ValueError, match="p.json: "):
+        Profile.load(path)
+
+
+def test_a_symlinked_profile_reads_the_arrays_beside_its_target(tmp_path):
+    link = tmp_path / "elsewhere" / "link.json"
+    link.parent.mkdir()
+    link.symlink_to(DEFAULT_PROFILE_PATH)
+    assert Profile.load(link).num_samples == Profile.load(DEFAULT_PROFILE_PATH).num_samples
