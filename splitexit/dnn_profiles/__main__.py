@@ -193,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         "--corruption-conditions",
         help="comma-separated condition names (default: all of the data set's but clean)",
     )
+    p_train.add_argument("--lr", type=float, help="one-cycle peak (default: the model's recipe)")
+    p_train.add_argument("--pct-start", type=float, default=0.3, help="one-cycle warm-up share")
+    p_train.add_argument(
+        "--init-from", help="start from these weights (a fine-tuning stage after the first)"
+    )
     p_prof = sub.add_parser("profile", help="profile a trained model on the test split")
     p_prof.add_argument(
         "--model",
@@ -234,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             recipe["epochs"] = args.epochs
         if args.corruption_share is not None:
             recipe["corruption_share"] = args.corruption_share
+        if args.lr is not None:
+            recipe["lr"] = args.lr
         share = recipe.pop("corruption_share", 0.0)
         conditions = None
         if args.corruption_conditions:
@@ -263,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             command=shlex.join(["python", "-m", "splitexit.dnn_profiles", *(argv or sys.argv[1:])]),
             model=args.model,
             eval_every=1 if args.model == DEFAULT_MODEL else 5,
+            init_from=args.init_from,
+            pct_start=args.pct_start,
             **recipe,
         )
         print(json.dumps(record, indent=2))

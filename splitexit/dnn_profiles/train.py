@@ -142,6 +142,8 @@ def train(
     crop_padding_px: int = 0,
     bf16: bool = False,
     eval_every: int = 1,
+    init_from: str | Path | None = None,
+    pct_start: float = 0.3,
 ) -> dict:
     """Train a registered multi-exit ``model`` with one-cycle LR, the sum of cross-entropies
     over all exits, and horizontal flips.
@@ -158,6 +160,9 @@ def train(
     from a numpy generator seeded by ``seed`` and the noise from ``[AUGMENT_NOISE_SALT, seed,
     epoch, ...]``, so the torch random stream (order, flips, crops, dropout) is the one of plain
     training. At 0 (the default) training is unchanged.
+
+    ``init_from``: start from these weights (a second, fine-tuning stage; its record keeps the
+    first stage's); ``pct_start``: the share of the one-cycle schedule spent warming up.
 
     Deterministic for a seed on CPU (fixed thread count, deterministic algorithms). Writes the
     weights (safetensors) and a ``.json`` record beside them; returns that record.
@@ -177,6 +182,12 @@ def train(
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(seed)
     net = spec.build()
+    init_record = None
+    if init_from is not None:
+        net = load_model(init_from, model)
+        init_json = Path(init_from).with_suffix(".json")
+        init_record = json.loads(init_json.read_text()) if init_json.is_file() else {}
+        init_record["weights_sha256"] = weights_sha256(init_from)
     to_input = net.images_to_input
     if optimizer == "adamw":
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
@@ -185,7 +196,9 @@ def train(
             net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4
         )
     steps_per_epoch = len(train_data) // batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, lr, total_steps=epochs * steps_per_epoch, pct_start=pct_start
+    )
     loss_fn = nn.CrossEntropyLoss()
     x_all = None if augment else to_input(train_data.images)
     y_all = torch.as_tensor(train_data.labels)
@@ -262,6 +275,9 @@ def train(
         if test_data is not None:
             record["test_accuracy_per_exit_by_condition"] = condition_accuracies(net, test_data)
             record["test_condition_noise_salt"] = EVAL_SALT
+    if init_record is not None:
+        record["pct_start"] = pct_start
+        record["init_from"] = init_record
     if command is not None:
         record["command"] = command
     atomic_write_bytes(out_path.with_suffix(".json"), json.dumps(record, indent=2).encode())

@@ -112,6 +112,11 @@ def camera_mix(conditions: tuple[str, ...]) -> np.ndarray:
     k = len(conditions)
     if k == 1:
         return np.ones(1)
+    if "clean" not in conditions:
+        raise ValueError(
+            f"config key 'camera' is 'markov', but the profile's conditions {list(conditions)} "
+            "have none named 'clean' (the camera's regime spends its clean share there)"
+        )
     mix = np.full(k, (1.0 - CLEAN_SHARE) / (k - 1))
     mix[conditions.index("clean")] = CLEAN_SHARE
     return mix

@@ -264,3 +264,11 @@ def test_replay_and_live_agree_on_the_v1_draft():
         assert len(conditions) >= 2  # the camera's regime changed within the rollout
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_profile_without_a_clean_condition_is_named_in_the_error():
+    from splitexit.envs.context import camera_mix
+
+    with pytest.raises(ValueError, match="config key 'camera'.*none named 'clean'"):
+        camera_mix(("sunny", "noise_mild"))
+    assert camera_mix(("noise_mild", "clean"))[1] == camera_mix(("clean", "noise_mild"))[0]

@@ -1,0 +1,111 @@
+"""The shipped CIFAR-10 workload: the split multi-exit ResNet's profile holds what issue 18 asks
+of it, and replay equals live execution on it (the model run on the real, corrupted frame)."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from splitexit.dnn_profiles import zoo
+from splitexit.dnn_profiles.__main__ import main as cli
+from splitexit.dnn_profiles.cifar10 import RAW_IMAGE_BYTES, load_cifar10
+from splitexit.dnn_profiles.corruptions import CIFAR_CONDITIONS, apply_condition, image_stats
+from splitexit.dnn_profiles.model import split_inference
+from splitexit.dnn_profiles.profile import Profile
+from splitexit.dnn_profiles.train import load_model
+from splitexit.envs import SplitExitEnv
+
+NAME = "cifar10-multiexit-resnet"
+SPEC = zoo.get_profile(NAME)
+CROSS_CPU_RTOL = 1e-5  # as tests/dnn_profiles/test_profile_conditions.py
+THRESHOLDS = np.array([0.0, 0.5, 0.7, 0.9, 0.99, 1.01], np.float32)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    prof = Profile.load(SPEC.path)
+    model = load_model(zoo.get_model(NAME).weights[SPEC.variant], NAME)
+    return prof, model
+
+
+@pytest.fixture
+def profile_threads(shipped):
+    """The profiler's torch thread count (1): other counts move the last bits."""
+    threads = int(re.search(r"(\d+) torch threads", shipped[0].meta["host"]).group(1))
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    yield
+    torch.set_num_threads(saved)
+
+
+def test_the_profile_meets_the_workload_criteria(shipped):
+    prof, _ = shipped
+    assert prof.num_samples == 10_000 and prof.meta["dataset"] == "cifar-10/test"
+    assert prof.conditions == tuple(c.name for c in CIFAR_CONDITIONS)
+    clean = prof.exit_accuracy()
+    assert clean[-1] >= 0.88  # the final exit on the clean test split
+    assert clean[0] <= clean[-1] - 0.15  # the device's exit is much worse than the final one
+    int8 = prof.compressions.index("int8")
+    assert prof.meta["block_output_shapes"][1] == [8, 16, 16]  # the bottleneck
+    assert prof.payload_bytes[2, int8] == 8 * 16 * 16 + 4 < RAW_IMAGE_BYTES
+    assert prof.payload_bytes[0, int8] == RAW_IMAGE_BYTES
+    # under every camera condition the final exit stays ahead of the device's
+    by_condition = prof.exit_accuracy_by_condition()
+    assert (by_condition[:, -1] > by_condition[:, 0]).all()
+
+
+def test_replay_equals_live_execution_on_corrupted_frames(shipped, profile_threads):
+    prof, model = shipped
+    images = load_cifar10("test").images
+    rng = np.random.default_rng(0)
+    samples = rng.choice(prof.num_samples, 6, replace=False)
+    mismatches = []
+    for k, cond in enumerate(CIFAR_CONDITIONS):
+        view = prof.at_condition(k)
+        answers = view.answers(THRESHOLDS)
+        for i in samples:
+            frame = apply_condition(images[i], cond, int(i), dataset="cifar-10")
+            assert image_stats(frame, "cifar-10")[0].tobytes() == prof.image_stats[k, i].tobytes()
+            split = int(rng.integers(prof.num_blocks + 1))
+            ci = int(rng.integers(len(prof.compressions)))
+            for t, threshold in enumerate(THRESHOLDS):
+                live = split_inference(model, frame, split, float(threshold), prof.compressions[ci])
+                e = answers[i, split, ci, t]
+                sent = view.payload_bytes[split, ci] if view.exit_blocks[e] > split else 0
+                replay = (view.exit_blocks[e], int(view.prediction[i, split, ci, e]), int(sent))
+                got = (live.exit_block, live.prediction, len(live.payload))
+                conf = view.confidence[i, split, ci, e]
+                if replay != got or not np.isclose(live.confidence, conf, rtol=CROSS_CPU_RTOL):
+                    mismatches.append((cond.name, int(i), split, ci, t, replay, got))
+    assert mismatches == []
+
+
+def test_env_replay_equals_live_on_the_workload(profile_threads):
+    """The env in live mode resolves model, weights and data set from the profile's names."""
+    import splitexit
+
+    config = {**splitexit.V1_DRAFT, "profile": NAME, "weights": None, "device": "mcu"}
+    config["horizon"] = 30
+    replay, live = SplitExitEnv(config), SplitExitEnv({**config, "mode": "live"})
+    rng = np.random.default_rng(5)
+    np.testing.assert_array_equal(replay.reset(seed=3)[0], live.reset(seed=3)[0])
+    for _ in range(30):
+        a = int(rng.integers(replay.n_actions))
+        r1, r2 = replay.step(a), live.step(a)
+        np.testing.assert_allclose(r1[0], r2[0], rtol=CROSS_CPU_RTOL, atol=1e-6)
+        assert r1[1] == r2[1]
+        i1, i2 = r1[4], r2[4]
+        np.testing.assert_allclose(i1.pop("exit_confidences"), i2.pop("exit_confidences"), 1e-5)
+        assert i1.pop("confidence") == pytest.approx(i2.pop("confidence"), rel=CROSS_CPU_RTOL)
+        assert i1 == i2
+
+
+def test_show_by_name_keeps_the_json_shape(capsys):
+    assert cli(["show", NAME, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert cli(["show", "fmnist-multiexit-cnn-robust", "--json"]) == 0
+    assert set(summary) == set(json.loads(capsys.readouterr().out))
+    assert summary["model"] == NAME and summary["raw_input_bytes"] == RAW_IMAGE_BYTES
+    assert len(summary["conditions"]) == len(CIFAR_CONDITIONS)
