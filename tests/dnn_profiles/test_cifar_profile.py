@@ -21,6 +21,9 @@ NAME = "cifar10-multiexit-resnet"
 SPEC = zoo.get_profile(NAME)
 CROSS_CPU_RTOL = 1e-5  # as tests/dnn_profiles/test_profile_conditions.py
 THRESHOLDS = np.array([0.0, 0.5, 0.7, 0.9, 0.99, 1.01], np.float32)
+pytestmark = pytest.mark.skipif(
+    not SPEC.path.is_file(), reason="the CIFAR-10 profile is not shipped yet (issue 18)"
+)
 
 
 @pytest.fixture(scope="module")
