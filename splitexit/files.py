@@ -51,9 +51,14 @@ def read_regular_file(path: str | Path, max_bytes: int, what: str) -> bytes:
     with os.fdopen(fd, "rb") as f:
         if info.st_size > max_bytes:
             raise ValueError(f"{path}: {what} has {info.st_size} bytes, at most {max_bytes}")
-        data = f.read(max_bytes + 1)
+        data = f.read(min(info.st_size, max_bytes) + 1)  # (not a max_bytes buffer)
     if len(data) > max_bytes:  # (it grew while being read)
         raise ValueError(f"{path}: {what} has more than {max_bytes} bytes")
+    if len(data) > info.st_size:  # it grew: read the rest, within the bound
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ValueError(f"{path}: {what} has more than {max_bytes} bytes")
     return data
 
 
