@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from splitexit.dnn_profiles import zoo
-from splitexit.dnn_profiles.corruptions import corruption_set, get_condition
+from splitexit.dnn_profiles.corruptions import Condition, corruption_set, get_condition
 from splitexit.dnn_profiles.profile import COMPRESSIONS, DEFAULT_PROFILE_PATH, Profile
 from splitexit.dnn_profiles.profiler import profile
 from splitexit.dnn_profiles.train import (
@@ -160,6 +160,18 @@ def print_table(s: dict) -> None:
             print(f"{c['name']:<11}  {c['corruption']:<15}  {c['severity']:3d}  {acc}  {conf}")
 
 
+def _parse_conditions(
+    parser: argparse.ArgumentParser, flag: str, names: str | None, dataset: str
+) -> tuple[Condition, ...] | None:
+    """The data set's conditions named, comma-separated, by ``flag`` (None if not given)."""
+    if not names:
+        return None
+    try:
+        return tuple(get_condition(n, dataset) for n in names.split(","))
+    except ValueError as err:
+        parser.error(f"{flag}: {err}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m splitexit.dnn_profiles", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -242,14 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.lr is not None:
             recipe["lr"] = args.lr
         share = recipe.pop("corruption_share", 0.0)
-        conditions = None
-        if args.corruption_conditions:
-            try:
-                conditions = tuple(
-                    get_condition(n, spec.dataset) for n in args.corruption_conditions.split(",")
-                )
-            except ValueError as err:
-                parser.error(f"--corruption-conditions: {err}")
+        conditions = _parse_conditions(
+            parser, "--corruption-conditions", args.corruption_conditions, spec.dataset
+        )
         if args.out is None:
             variant = "robust" if share > 0 else "clean"
             if variant not in spec.weights:
@@ -283,16 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         data = zoo.get_dataset(spec.dataset).load("test", args.data_dir)
         if args.num_samples is not None:
             data = data.subset(args.num_samples)
-        conditions = None
         if args.conditions == "all":
             conditions = corruption_set(spec.dataset).conditions
-        elif args.conditions:
-            try:
-                conditions = tuple(
-                    get_condition(n, spec.dataset) for n in args.conditions.split(",")
-                )
-            except ValueError as err:
-                parser.error(f"--conditions: {err}")
+        else:
+            conditions = _parse_conditions(parser, "--conditions", args.conditions, spec.dataset)
         compressions = tuple(args.compressions.split(","))
         if not set(compressions) <= set(COMPRESSIONS):
             parser.error(f"--compressions: each must be one of {list(COMPRESSIONS)}")

@@ -106,23 +106,36 @@ class Condition:
 
 CLEAN = Condition("clean", "none", 0)
 
+# (name, corruption) of the eight non-clean conditions; each data set sets their severities.
+CONDITION_KINDS: tuple[tuple[str, str], ...] = (
+    ("noise_mild", "gaussian_noise"),
+    ("noise_harsh", "gaussian_noise"),
+    ("blur_mild", "defocus_blur"),
+    ("blur_harsh", "defocus_blur"),
+    ("fog_mild", "contrast"),
+    ("fog_harsh", "contrast"),
+    ("dusk", "brightness_down"),
+    ("night", "low_light"),
+)
+
+
+def _conditions(
+    severities: tuple[int, ...], sources: dict[str, str] | None = None
+) -> tuple[Condition, ...]:
+    """Clean and CONDITION_KINDS at ``severities``, with ``sources`` (None: Fashion-MNIST's)."""
+    return (CLEAN,) + tuple(
+        Condition(name, corruption, severity, sources[corruption] if sources else "")
+        for (name, corruption), severity in zip(CONDITION_KINDS, severities, strict=True)
+    )
+
+
 # The conditions a v1 world draws from and the robust model is trained on: clean and eight
 # corruptions, a mild and a harsh one per kind (sensor noise, defocus, fog-like veil, light).
 # Chosen on the shipped clean model's first exit (3,000 test images, clean 0.869): the mild
 # ones cost it 7-15 points, the harsh ones 12-46 (defocus stays mild at severity 5 once its
 # radius is scaled to 28 px). Darkness appears twice: a darker scene at "dusk" (brightness
 # down) and 3DCC's low light with its sensor noise at "night".
-CONDITIONS: tuple[Condition, ...] = (
-    CLEAN,
-    Condition("noise_mild", "gaussian_noise", 1),
-    Condition("noise_harsh", "gaussian_noise", 3),
-    Condition("blur_mild", "defocus_blur", 3),
-    Condition("blur_harsh", "defocus_blur", 5),
-    Condition("fog_mild", "contrast", 1),
-    Condition("fog_harsh", "contrast", 3),
-    Condition("dusk", "brightness_down", 3),
-    Condition("night", "low_light", 4),
-)
+CONDITIONS: tuple[Condition, ...] = _conditions((1, 3, 3, 5, 1, 3, 3, 4))
 CONDITION_NAMES = tuple(c.name for c in CONDITIONS)
 
 
@@ -153,23 +166,11 @@ CIFAR_CORRUPTION_SOURCES = {
 }
 
 
-def _cifar(name: str, corruption: str, severity: int) -> Condition:
-    return Condition(name, corruption, severity, CIFAR_CORRUPTION_SOURCES[corruption])
-
-
 # The same nine camera conditions by name as Fashion-MNIST's (a v1 world's regimes), at
 # CIFAR-10-C's severities: mild = severity 2, harsh = severity 5 for noise, blur and veil (the
 # benchmark's range, as no clean model existed to choose on); dusk and night as above.
-CIFAR_CONDITIONS: tuple[Condition, ...] = (
-    CLEAN,
-    _cifar("noise_mild", "gaussian_noise", 2),
-    _cifar("noise_harsh", "gaussian_noise", 5),
-    _cifar("blur_mild", "defocus_blur", 2),
-    _cifar("blur_harsh", "defocus_blur", 5),
-    _cifar("fog_mild", "contrast", 2),
-    _cifar("fog_harsh", "contrast", 5),
-    _cifar("dusk", "brightness_down", 3),
-    _cifar("night", "low_light", 4),
+CIFAR_CONDITIONS: tuple[Condition, ...] = _conditions(
+    (2, 5, 2, 5, 2, 5, 3, 4), CIFAR_CORRUPTION_SOURCES
 )
 
 

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitexit.registry import by_name
+
 # --------------------------------------------------------------------------------------------
 # Source figures, each with its citation where it is defined; the presets below use them.
 
@@ -193,150 +195,142 @@ def _check_figures(name: str, **figures: float) -> None:
         raise ValueError(f"preset {name!r}: effective_flops_per_s must be > 0")
 
 
-DEVICE_PRESETS: dict[str, DevicePreset] = {
-    p.name: p
-    for p in (
-        DevicePreset(
-            name="mcu",
-            description="STM32H7A3 Cortex-M7 @ 280 MHz (NUCLEO-H7A3ZI-Q), X-CUBE-AI 7.3, int8",
-            effective_flops_per_s=RESNET8_FLOPS * MLPERF_TINY_H7A3_IC_INF_PER_S,  # 0.46 GOP/s
-            per_block_overhead_s=0.0,
-            compute_power_w=MLPERF_TINY_H7A3_IC_POWER_W,
-            idle_power_w=MCU_SLEEP_POWER_FRACTION * MLPERF_TINY_H7A3_IC_POWER_W,
-            source=(
-                "MLPerf Tiny v1.0 closed, STMicroelectronics NUCLEO-H7A3ZI-Q, image "
-                "classification (ResNet-8, 25.0 MFLOP by flop_counter): median 18.401 inf/s "
-                "(54.3 ms) -> 25.0e6 * 18.401 = 0.46 G int8 OP/s; per-layer dispatch is a C "
-                "function call in the generated code and is inside that rate, so overhead 0. "
-                "Power: same submission's energy run, 8707 uJ/inf at 18.44 inf/s = 160.6 mW "
-                "(MCU supply only, 3.3 V). Idle: ASSUMPTION, no datasheet figure retrieved: "
-                "30% of run power (Sleep/WFI stops the core clock but keeps buses and "
-                "peripherals clocked) = 48 mW."
-            ),
+DEVICE_PRESETS: dict[str, DevicePreset] = by_name(
+    DevicePreset(
+        name="mcu",
+        description="STM32H7A3 Cortex-M7 @ 280 MHz (NUCLEO-H7A3ZI-Q), X-CUBE-AI 7.3, int8",
+        effective_flops_per_s=RESNET8_FLOPS * MLPERF_TINY_H7A3_IC_INF_PER_S,  # 0.46 GOP/s
+        per_block_overhead_s=0.0,
+        compute_power_w=MLPERF_TINY_H7A3_IC_POWER_W,
+        idle_power_w=MCU_SLEEP_POWER_FRACTION * MLPERF_TINY_H7A3_IC_POWER_W,
+        source=(
+            "MLPerf Tiny v1.0 closed, STMicroelectronics NUCLEO-H7A3ZI-Q, image "
+            "classification (ResNet-8, 25.0 MFLOP by flop_counter): median 18.401 inf/s "
+            "(54.3 ms) -> 25.0e6 * 18.401 = 0.46 G int8 OP/s; per-layer dispatch is a C "
+            "function call in the generated code and is inside that rate, so overhead 0. "
+            "Power: same submission's energy run, 8707 uJ/inf at 18.44 inf/s = 160.6 mW "
+            "(MCU supply only, 3.3 V). Idle: ASSUMPTION, no datasheet figure retrieved: "
+            "30% of run power (Sleep/WFI stops the core clock but keeps buses and "
+            "peripherals clocked) = 48 mW."
         ),
-        DevicePreset(
-            name="mcu-m4",
-            description=(
-                "STM32L4R5 Cortex-M4 @ 120 MHz (NUCLEO-L4R5ZI), microTVM + CMSIS-NN, Zephyr, int8"
-            ),
-            effective_flops_per_s=RESNET8_FLOPS * MLPERF_TINY_L4R5_IC_INF_PER_S,  # 64 MOP/s
-            per_block_overhead_s=0.0,
-            compute_power_w=MLPERF_TINY_L4R5_IC_POWER_W,
-            idle_power_w=MCU_SLEEP_POWER_FRACTION * MLPERF_TINY_L4R5_IC_POWER_W,
-            source=(
-                "MLPerf Tiny v1.0 closed, OctoML NUCLEO-L4R5ZI (STM32L4R5, Cortex-M4 @ 120 "
-                "MHz, microTVM + CMSIS-NN, Zephyr 2.7.3), image classification (ResNet-8, "
-                "25.0 MFLOP by flop_counter): median 2.567 inf/s (389.6 ms) -> 25.0e6 * 2.567 "
-                "= 64.2 M int8 OP/s (7.2x below the Cortex-M7 'mcu' preset); per-layer "
-                "dispatch is a call into the generated C code and is inside that rate, so "
-                "overhead 0. Power: same submission's energy run, 20236 uJ/inf at 2.566 inf/s "
-                "= 51.9 mW (MCU supply only, 1.8 V). Idle: ASSUMPTION as for 'mcu', no "
-                "datasheet figure retrieved: 30% of run power (Sleep/WFI stops the core clock "
-                "but keeps buses and peripherals clocked) = 15.6 mW."
-            ),
+    ),
+    DevicePreset(
+        name="mcu-m4",
+        description=(
+            "STM32L4R5 Cortex-M4 @ 120 MHz (NUCLEO-L4R5ZI), microTVM + CMSIS-NN, Zephyr, int8"
         ),
-        DevicePreset(
-            name="rpi4",
-            description="Raspberry Pi 4 B, 4x Cortex-A72 @ 1.5 GHz, TFLite 2.2 (ruy) FP32",
-            effective_flops_per_s=MOBILENET_V3_SMALL_FLOPS * MLPERF_RPI4_MNV3_SMALL_QPS,
-            per_block_overhead_s=0.0,
-            compute_power_w=RPI4_ALL_CORE_POWER_W,
-            idle_power_w=RPI4_IDLE_POWER_W,
-            source=(
-                "MLPerf Inference v0.7 open, dividiti rpi4-tflite-v2.2.0-ruy, "
-                "mobilenet-v3-small_224_1.0_float single stream: 42.37 QPS (mean 23.6 ms); "
-                "MobileNetV3-Small 56 M MAdds = 112 MFLOP (Howard et al., ICCV 2019) -> "
-                "112e6 * 42.37 = 4.7 GFLOP/s (whole-model rate, TFLite op dispatch included, "
-                "so overhead 0). For comparison ResNet-50 FP32 takes 312 ms with ArmNN 21.05 "
-                "(Krai, MLPerf Inference v1.1 open), i.e. 26 GFLOP/s on large convolutions: "
-                "small models run far below that. Power: RasPi.TV 'How much power does "
-                "Raspberry Pi 4B use?' (Eames, 2019): stress --cpu 4 1280 mA = 6.4 W, idle "
-                "540 mA = 2.7 W at 5 V."
-            ),
+        effective_flops_per_s=RESNET8_FLOPS * MLPERF_TINY_L4R5_IC_INF_PER_S,  # 64 MOP/s
+        per_block_overhead_s=0.0,
+        compute_power_w=MLPERF_TINY_L4R5_IC_POWER_W,
+        idle_power_w=MCU_SLEEP_POWER_FRACTION * MLPERF_TINY_L4R5_IC_POWER_W,
+        source=(
+            "MLPerf Tiny v1.0 closed, OctoML NUCLEO-L4R5ZI (STM32L4R5, Cortex-M4 @ 120 "
+            "MHz, microTVM + CMSIS-NN, Zephyr 2.7.3), image classification (ResNet-8, "
+            "25.0 MFLOP by flop_counter): median 2.567 inf/s (389.6 ms) -> 25.0e6 * 2.567 "
+            "= 64.2 M int8 OP/s (7.2x below the Cortex-M7 'mcu' preset); per-layer "
+            "dispatch is a call into the generated C code and is inside that rate, so "
+            "overhead 0. Power: same submission's energy run, 20236 uJ/inf at 2.566 inf/s "
+            "= 51.9 mW (MCU supply only, 1.8 V). Idle: ASSUMPTION as for 'mcu', no "
+            "datasheet figure retrieved: 30% of run power (Sleep/WFI stops the core clock "
+            "but keeps buses and peripherals clocked) = 15.6 mW."
         ),
-        DevicePreset(
-            name="jetson-nano",
-            description="NVIDIA Jetson Nano (128-core Maxwell @ 921.6 MHz), TensorRT FP32, MaxN",
-            effective_flops_per_s=RESNET18_256_FLOPS / JETSON_NANO_TRT_FP32_RESNET18_S,
-            per_block_overhead_s=KERNELS_PER_BLOCK
-            * JETSON_LAUNCH_SLOWDOWN
-            * CUDA_LAUNCH_OVERHEAD_S,
-            compute_power_w=JETSON_NANO_MAXN_BUDGET_W,
-            idle_power_w=JETSON_NANO_IDLE_POWER_W,
-            source=(
-                "kentaroy47/benchmark-FP32-FP16-INT8-with-TensorRT: Jetson Nano, TensorRT FP32, "
-                "ResNet-18 at 256x256 in 26 ms; 2 * 1.814e9 * (256/224)^2 = 4.74 GFLOP -> "
-                "182 GFLOP/s, 77% of the 236 GFLOP/s FP32 peak (128 cores * 2 * 921.6 MHz; "
-                "NVIDIA lists 472 GFLOPS FP16), an upper-end rate for the small convolutions "
-                "here. Overhead: ASSUMPTION 2 kernels per block (TensorRT conv+BN+ReLU fusion) "
-                "* 10 us per launch, twice the 4-6 us measured on a desktop CPU+GPU "
-                "(susun-blog.com 'pegainfer (3)') because the Nano launches from a "
-                "Cortex-A57 -> 20 us. Power: NVIDIA Jetson Nano L4T guide, nvpmodel MaxN "
-                "budget 10 W (an upper bound for the module under load). Idle: ASSUMPTION "
-                "2.0 W, no citable measurement retrieved (below the 5 W mode budget and "
-                "the Raspberry Pi 4's measured 2.7 W idle)."
-            ),
+    ),
+    DevicePreset(
+        name="rpi4",
+        description="Raspberry Pi 4 B, 4x Cortex-A72 @ 1.5 GHz, TFLite 2.2 (ruy) FP32",
+        effective_flops_per_s=MOBILENET_V3_SMALL_FLOPS * MLPERF_RPI4_MNV3_SMALL_QPS,
+        per_block_overhead_s=0.0,
+        compute_power_w=RPI4_ALL_CORE_POWER_W,
+        idle_power_w=RPI4_IDLE_POWER_W,
+        source=(
+            "MLPerf Inference v0.7 open, dividiti rpi4-tflite-v2.2.0-ruy, "
+            "mobilenet-v3-small_224_1.0_float single stream: 42.37 QPS (mean 23.6 ms); "
+            "MobileNetV3-Small 56 M MAdds = 112 MFLOP (Howard et al., ICCV 2019) -> "
+            "112e6 * 42.37 = 4.7 GFLOP/s (whole-model rate, TFLite op dispatch included, "
+            "so overhead 0). For comparison ResNet-50 FP32 takes 312 ms with ArmNN 21.05 "
+            "(Krai, MLPerf Inference v1.1 open), i.e. 26 GFLOP/s on large convolutions: "
+            "small models run far below that. Power: RasPi.TV 'How much power does "
+            "Raspberry Pi 4B use?' (Eames, 2019): stress --cpu 4 1280 mA = 6.4 W, idle "
+            "540 mA = 2.7 W at 5 V."
         ),
-        DevicePreset(
-            name="phone",
-            description="Apple iPhone 11 Pro (A13), TFLite CPU 2 threads FP32",
-            effective_flops_per_s=(
-                MOBILENET_V1_1_0_224_FLOPS
-                / IPHONE11PRO_TFLITE_CPU2_MNV1_S
-                * TFLITE_ARM_SMALL_MODEL_EFFICIENCY
-            ),
-            per_block_overhead_s=0.0,
-            compute_power_w=PHONE_COMPUTE_POWER_W,
-            idle_power_w=PHONE_IDLE_POWER_W,
-            source=(
-                "freedomtan/glDelegateBenchmark (K.-S. Tan): iPhone 11 Pro, TFLite, "
-                "MobileNet-v1-1.0-224 (569 M mult-adds = 1.138 GFLOP, Howard et al. 2017) on "
-                "2 CPU threads in 18.21 ms -> 62.5 GFLOP/s; scaled by 0.82, the small/large "
-                "model efficiency ratio of TFLite FP32 on Graviton4 in MLPerf Inference v5.0 "
-                "open (GATEOverflow aws_m8g.xlarge: MobileNet-v1-0.25-128 46.1 GFLOP/s vs "
-                "1.0-224 55.9 GFLOP/s) -> 51.5 GFLOP/s; CPU, overhead 0. Power: ASSUMPTION, "
-                "no measurement retrieved: 3.0 W SoC+DRAM with two big cores busy (AnandTech's "
-                "iPhone 11 review, Frumusanu 2019, reports A13 peak per-core SPEC power almost "
-                "1 W above the A12's, i.e. several W); idle 0.3 W awake, screen off, radio "
-                "excluded (order of magnitude of Carroll and Heiser, USENIX ATC 2010)."
-            ),
+    ),
+    DevicePreset(
+        name="jetson-nano",
+        description="NVIDIA Jetson Nano (128-core Maxwell @ 921.6 MHz), TensorRT FP32, MaxN",
+        effective_flops_per_s=RESNET18_256_FLOPS / JETSON_NANO_TRT_FP32_RESNET18_S,
+        per_block_overhead_s=KERNELS_PER_BLOCK * JETSON_LAUNCH_SLOWDOWN * CUDA_LAUNCH_OVERHEAD_S,
+        compute_power_w=JETSON_NANO_MAXN_BUDGET_W,
+        idle_power_w=JETSON_NANO_IDLE_POWER_W,
+        source=(
+            "kentaroy47/benchmark-FP32-FP16-INT8-with-TensorRT: Jetson Nano, TensorRT FP32, "
+            "ResNet-18 at 256x256 in 26 ms; 2 * 1.814e9 * (256/224)^2 = 4.74 GFLOP -> "
+            "182 GFLOP/s, 77% of the 236 GFLOP/s FP32 peak (128 cores * 2 * 921.6 MHz; "
+            "NVIDIA lists 472 GFLOPS FP16), an upper-end rate for the small convolutions "
+            "here. Overhead: ASSUMPTION 2 kernels per block (TensorRT conv+BN+ReLU fusion) "
+            "* 10 us per launch, twice the 4-6 us measured on a desktop CPU+GPU "
+            "(susun-blog.com 'pegainfer (3)') because the Nano launches from a "
+            "Cortex-A57 -> 20 us. Power: NVIDIA Jetson Nano L4T guide, nvpmodel MaxN "
+            "budget 10 W (an upper bound for the module under load). Idle: ASSUMPTION "
+            "2.0 W, no citable measurement retrieved (below the 5 W mode budget and "
+            "the Raspberry Pi 4's measured 2.7 W idle)."
         ),
-    )
-}
+    ),
+    DevicePreset(
+        name="phone",
+        description="Apple iPhone 11 Pro (A13), TFLite CPU 2 threads FP32",
+        effective_flops_per_s=(
+            MOBILENET_V1_1_0_224_FLOPS
+            / IPHONE11PRO_TFLITE_CPU2_MNV1_S
+            * TFLITE_ARM_SMALL_MODEL_EFFICIENCY
+        ),
+        per_block_overhead_s=0.0,
+        compute_power_w=PHONE_COMPUTE_POWER_W,
+        idle_power_w=PHONE_IDLE_POWER_W,
+        source=(
+            "freedomtan/glDelegateBenchmark (K.-S. Tan): iPhone 11 Pro, TFLite, "
+            "MobileNet-v1-1.0-224 (569 M mult-adds = 1.138 GFLOP, Howard et al. 2017) on "
+            "2 CPU threads in 18.21 ms -> 62.5 GFLOP/s; scaled by 0.82, the small/large "
+            "model efficiency ratio of TFLite FP32 on Graviton4 in MLPerf Inference v5.0 "
+            "open (GATEOverflow aws_m8g.xlarge: MobileNet-v1-0.25-128 46.1 GFLOP/s vs "
+            "1.0-224 55.9 GFLOP/s) -> 51.5 GFLOP/s; CPU, overhead 0. Power: ASSUMPTION, "
+            "no measurement retrieved: 3.0 W SoC+DRAM with two big cores busy (AnandTech's "
+            "iPhone 11 review, Frumusanu 2019, reports A13 peak per-core SPEC power almost "
+            "1 W above the A12's, i.e. several W); idle 0.3 W awake, screen off, radio "
+            "excluded (order of magnitude of Carroll and Heiser, USENIX ATC 2010)."
+        ),
+    ),
+)
 
-SERVER_PRESETS: dict[str, ServerPreset] = {
-    p.name: p
-    for p in (
-        ServerPreset(
-            name="edge-cpu",
-            description="Edge VM, 4 vCPU AWS Graviton4 (m8g.xlarge, Neoverse V2), TFLite FP32",
-            effective_flops_per_s=MOBILENET_V1_0_25_128_FLOPS / GRAVITON4_MNV1_025_128_S,
-            per_block_overhead_s=0.0,
-            source=(
-                "MLPerf Inference v5.0 open, GATEOverflow (cTuning CM) "
-                "aws_m8g.xlarge-ctuning_cpp_tflite: MobileNet-v1-0.25-128 FP32 single stream "
-                "p90 latency 0.608 ms; 14 M mult-adds = 28 MFLOP (Howard et al. 2017) -> "
-                "28e6 / 0.608e-3 = 46.1 GFLOP/s, a model of the same size class as this "
-                "project's (whole-model rate, so overhead 0)."
-            ),
+SERVER_PRESETS: dict[str, ServerPreset] = by_name(
+    ServerPreset(
+        name="edge-cpu",
+        description="Edge VM, 4 vCPU AWS Graviton4 (m8g.xlarge, Neoverse V2), TFLite FP32",
+        effective_flops_per_s=MOBILENET_V1_0_25_128_FLOPS / GRAVITON4_MNV1_025_128_S,
+        per_block_overhead_s=0.0,
+        source=(
+            "MLPerf Inference v5.0 open, GATEOverflow (cTuning CM) "
+            "aws_m8g.xlarge-ctuning_cpp_tflite: MobileNet-v1-0.25-128 FP32 single stream "
+            "p90 latency 0.608 ms; 14 M mult-adds = 28 MFLOP (Howard et al. 2017) -> "
+            "28e6 / 0.608e-3 = 46.1 GFLOP/s, a model of the same size class as this "
+            "project's (whole-model rate, so overhead 0)."
         ),
-        ServerPreset(
-            name="edge-gpu",
-            description="NVIDIA T4 (70 W) edge inference GPU, TensorRT FP32",
-            effective_flops_per_s=T4_SMALL_CNN_EFFICIENCY * T4_FP32_PEAK_FLOPS,
-            per_block_overhead_s=KERNELS_PER_BLOCK * CUDA_LAUNCH_OVERHEAD_S,
-            source=(
-                "DERIVED: NVIDIA T4 datasheet 8.1 TFLOPS FP32 peak; ASSUMED 10% efficiency at "
-                "batch 1 on 28x28-and-smaller feature maps (a 14x14x64 output has 12.5 k "
-                "elements for 2560 CUDA cores, so most of the GPU idles; no small-model "
-                "measurement retrieved) -> 0.81 TFLOP/s. Overhead: 2 kernels per block "
-                "(TensorRT conv+BN+ReLU fusion, ASSUMPTION) * 5 us per CUDA launch (4-6 us "
-                "measured, susun-blog.com 'pegainfer (3): From Launch Overhead to CUDA "
-                "Graph') = 10 us."
-            ),
+    ),
+    ServerPreset(
+        name="edge-gpu",
+        description="NVIDIA T4 (70 W) edge inference GPU, TensorRT FP32",
+        effective_flops_per_s=T4_SMALL_CNN_EFFICIENCY * T4_FP32_PEAK_FLOPS,
+        per_block_overhead_s=KERNELS_PER_BLOCK * CUDA_LAUNCH_OVERHEAD_S,
+        source=(
+            "DERIVED: NVIDIA T4 datasheet 8.1 TFLOPS FP32 peak; ASSUMED 10% efficiency at "
+            "batch 1 on 28x28-and-smaller feature maps (a 14x14x64 output has 12.5 k "
+            "elements for 2560 CUDA cores, so most of the GPU idles; no small-model "
+            "measurement retrieved) -> 0.81 TFLOP/s. Overhead: 2 kernels per block "
+            "(TensorRT conv+BN+ReLU fusion, ASSUMPTION) * 5 us per CUDA launch (4-6 us "
+            "measured, susun-blog.com 'pegainfer (3): From Launch Overhead to CUDA "
+            "Graph') = 10 us."
         ),
-    )
-}
+    ),
+)
 
 
 def compute_latency_s(

@@ -49,6 +49,36 @@ class MultiExitModel(Protocol):
     def images_to_input(self, images: np.ndarray) -> torch.Tensor: ...
 
 
+class MultiExitNet(nn.Module):
+    """The execution every registered model shares: a subclass sets ``blocks`` (run in order)
+    and ``exits`` (keyed by the block they follow, as a string) and the class attributes of
+    :class:`MultiExitModel`."""
+
+    exit_blocks: tuple[int, ...]
+    blocks: nn.ModuleList
+    exits: nn.ModuleDict
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    def exit_logits(self, block: int, features: torch.Tensor) -> torch.Tensor:
+        return self.exits[str(block)](features)
+
+    def run_blocks(self, x: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, dict]:
+        """Run blocks start+1..stop on ``x``; return the features and the exits' logits."""
+        logits = {}
+        for b, block in enumerate(self.blocks[start:stop], start=start + 1):
+            x = block(x)
+            if b in self.exit_blocks:
+                logits[b] = self.exit_logits(b, x)
+        return x, logits
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of every exit, in block order (training and profiling)."""
+        return list(self.run_blocks(x, 0, self.num_blocks)[1].values())
+
+
 def _conv(c_in: int, c_out: int, kernel: int = 3) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out)]
 
@@ -58,7 +88,7 @@ class _Normalise(nn.Module):
         return (x - PIXEL_MEAN) / PIXEL_STD
 
 
-class MultiExitCNN(nn.Module):
+class MultiExitCNN(MultiExitNet):
     """Five blocks, exits after blocks 1, 3, 4 and 5 (the final classifier).
 
     Block 2 is the bottleneck encoder, right after the first block as in head network
@@ -93,26 +123,6 @@ class MultiExitCNN(nn.Module):
                 "5": nn.Sequential(nn.Dropout(0.2), nn.Linear(128, NUM_CLASSES)),
             }
         )
-
-    @property
-    def num_blocks(self) -> int:
-        return len(self.blocks)
-
-    def exit_logits(self, block: int, features: torch.Tensor) -> torch.Tensor:
-        return self.exits[str(block)](features)
-
-    def run_blocks(self, x: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, dict]:
-        """Run blocks start+1..stop on ``x``; return the features and the exits' logits."""
-        logits = {}
-        for b, block in enumerate(self.blocks[start:stop], start=start + 1):
-            x = block(x)
-            if b in self.exit_blocks:
-                logits[b] = self.exit_logits(b, x)
-        return x, logits
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Logits of every exit, in block order (training and profiling)."""
-        return list(self.run_blocks(x, 0, self.num_blocks)[1].values())
 
     @staticmethod
     def images_to_input(images: np.ndarray) -> torch.Tensor:

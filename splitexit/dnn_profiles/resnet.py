@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from splitexit.dnn_profiles.cifar10 import IMAGE_SHAPE, NUM_CLASSES, RAW_IMAGE_BYTES
+from splitexit.dnn_profiles.model import MultiExitNet
 
 # CIFAR-10 train-split per-channel mean and standard deviation of x / 255 (the JPEG images,
 # measured here; the original pixels give 0.4914 / 0.4822 / 0.4465 and 0.2470 / 0.2435 /
@@ -67,7 +68,7 @@ class _Normalise(nn.Module):
         return (x - self.mean) / self.std
 
 
-class CifarMultiExitResNet(nn.Module):
+class CifarMultiExitResNet(MultiExitNet):
     """Four blocks, exits after blocks 1, 3 and 4 (the final classifier)."""
 
     name = "cifar10-multiexit-resnet"
@@ -99,26 +100,6 @@ class CifarMultiExitResNet(nn.Module):
                 "4": nn.Linear(t, NUM_CLASSES),
             }
         )
-
-    @property
-    def num_blocks(self) -> int:
-        return len(self.blocks)
-
-    def exit_logits(self, block: int, features: torch.Tensor) -> torch.Tensor:
-        return self.exits[str(block)](features)
-
-    def run_blocks(self, x: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, dict]:
-        """Run blocks start+1..stop on ``x``; return the features and the exits' logits."""
-        logits = {}
-        for b, block in enumerate(self.blocks[start:stop], start=start + 1):
-            x = block(x)
-            if b in self.exit_blocks:
-                logits[b] = self.exit_logits(b, x)
-        return x, logits
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Logits of every exit, in block order (training and profiling)."""
-        return list(self.run_blocks(x, 0, self.num_blocks)[1].values())
 
     @staticmethod
     def images_to_input(images: np.ndarray) -> torch.Tensor:

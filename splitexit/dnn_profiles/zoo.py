@@ -12,6 +12,8 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from splitexit.registry import by_name
+
 DATA_DIR = Path(__file__).parent / "data"
 
 
@@ -70,85 +72,76 @@ class ProfileSpec:
     path: Path
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    d.name: d
-    for d in (
-        DatasetSpec(
-            name="fashion-mnist",
-            image_shape=(28, 28),
-            num_classes=10,
-            channel_mean=(0.2860,),
-            channel_std=(0.3530,),
-            loader="splitexit.dnn_profiles.data:load_fashion_mnist",
-            citation="H. Xiao, K. Rasul, R. Vollgraf, Fashion-MNIST, arXiv 1708.07747, 2017",
-        ),
-        DatasetSpec(
-            name="cifar-10",
-            image_shape=(32, 32, 3),
-            num_classes=10,
-            channel_mean=(0.4913, 0.4821, 0.4465),
-            channel_std=(0.2452, 0.2428, 0.2606),
-            loader="splitexit.dnn_profiles.cifar10:load_cifar10",
-            citation="A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images, "
-            "tech. report, University of Toronto, 2009",
-        ),
-    )
-}
+DATASETS: dict[str, DatasetSpec] = by_name(
+    DatasetSpec(
+        name="fashion-mnist",
+        image_shape=(28, 28),
+        num_classes=10,
+        channel_mean=(0.2860,),
+        channel_std=(0.3530,),
+        loader="splitexit.dnn_profiles.data:load_fashion_mnist",
+        citation="H. Xiao, K. Rasul, R. Vollgraf, Fashion-MNIST, arXiv 1708.07747, 2017",
+    ),
+    DatasetSpec(
+        name="cifar-10",
+        image_shape=(32, 32, 3),
+        num_classes=10,
+        channel_mean=(0.4913, 0.4821, 0.4465),
+        channel_std=(0.2452, 0.2428, 0.2606),
+        loader="splitexit.dnn_profiles.cifar10:load_cifar10",
+        citation="A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images, "
+        "tech. report, University of Toronto, 2009",
+    ),
+)
 
-MODELS: dict[str, ModelSpec] = {
-    m.name: m
-    for m in (
-        ModelSpec(
-            name="fmnist-multiexit-cnn",
-            dataset="fashion-mnist",
-            builder="splitexit.dnn_profiles.model:MultiExitCNN",
-            weights={
-                "clean": DATA_DIR / "fmnist_multiexit_cnn.safetensors",
-                "robust": DATA_DIR / "fmnist_multiexit_cnn_robust.safetensors",
-            },
-            train_defaults={"epochs": 10, "batch_size": 128, "lr": 3e-3, "optimizer": "adamw"},
-        ),
-        ModelSpec(
-            name="cifar10-multiexit-resnet",
-            dataset="cifar-10",
-            builder="splitexit.dnn_profiles.resnet:CifarMultiExitResNet",
-            weights={"robust": DATA_DIR / "cifar10_multiexit_resnet.safetensors"},
-            train_defaults={
-                "epochs": 45,
-                "batch_size": 128,
-                "lr": 0.1,
-                "optimizer": "sgd",
-                "crop_padding_px": 4,
-                "bf16": True,
-                "corruption_share": 0.5,
-            },
-        ),
-    )
-}
+MODELS: dict[str, ModelSpec] = by_name(
+    ModelSpec(
+        name="fmnist-multiexit-cnn",
+        dataset="fashion-mnist",
+        builder="splitexit.dnn_profiles.model:MultiExitCNN",
+        weights={
+            "clean": DATA_DIR / "fmnist_multiexit_cnn.safetensors",
+            "robust": DATA_DIR / "fmnist_multiexit_cnn_robust.safetensors",
+        },
+        train_defaults={"epochs": 10, "batch_size": 128, "lr": 3e-3, "optimizer": "adamw"},
+    ),
+    ModelSpec(
+        name="cifar10-multiexit-resnet",
+        dataset="cifar-10",
+        builder="splitexit.dnn_profiles.resnet:CifarMultiExitResNet",
+        weights={"robust": DATA_DIR / "cifar10_multiexit_resnet.safetensors"},
+        train_defaults={
+            "epochs": 45,
+            "batch_size": 128,
+            "lr": 0.1,
+            "optimizer": "sgd",
+            "crop_padding_px": 4,
+            "bf16": True,
+            "corruption_share": 0.5,
+        },
+    ),
+)
 
-PROFILES: dict[str, ProfileSpec] = {
-    p.name: p
-    for p in (
-        ProfileSpec(
-            "fmnist-multiexit-cnn",
-            "fmnist-multiexit-cnn",
-            "clean",
-            DATA_DIR / "fmnist_multiexit_cnn.profile.json",
-        ),
-        ProfileSpec(
-            "fmnist-multiexit-cnn-robust",
-            "fmnist-multiexit-cnn",
-            "robust",
-            DATA_DIR / "fmnist_multiexit_cnn_robust.profile.json",
-        ),
-        ProfileSpec(
-            "cifar10-multiexit-resnet",
-            "cifar10-multiexit-resnet",
-            "robust",
-            DATA_DIR / "cifar10_multiexit_resnet.profile.json",
-        ),
-    )
-}
+PROFILES: dict[str, ProfileSpec] = by_name(
+    ProfileSpec(
+        "fmnist-multiexit-cnn",
+        "fmnist-multiexit-cnn",
+        "clean",
+        DATA_DIR / "fmnist_multiexit_cnn.profile.json",
+    ),
+    ProfileSpec(
+        "fmnist-multiexit-cnn-robust",
+        "fmnist-multiexit-cnn",
+        "robust",
+        DATA_DIR / "fmnist_multiexit_cnn_robust.profile.json",
+    ),
+    ProfileSpec(
+        "cifar10-multiexit-resnet",
+        "cifar10-multiexit-resnet",
+        "robust",
+        DATA_DIR / "cifar10_multiexit_resnet.profile.json",
+    ),
+)
 
 
 def _get(registry: dict, kind: str, name):

@@ -2,24 +2,21 @@
 of it, and replay equals live execution on it (the model run on the real, corrupted frame)."""
 
 import json
-import re
 
 import numpy as np
 import pytest
-import torch
 
 from splitexit.dnn_profiles import zoo
 from splitexit.dnn_profiles.__main__ import main as cli
 from splitexit.dnn_profiles.cifar10 import RAW_IMAGE_BYTES, load_cifar10
-from splitexit.dnn_profiles.corruptions import CIFAR_CONDITIONS, apply_condition, image_stats
-from splitexit.dnn_profiles.model import split_inference
+from splitexit.dnn_profiles.corruptions import CIFAR_CONDITIONS
 from splitexit.dnn_profiles.profile import Profile
 from splitexit.dnn_profiles.train import load_model
 from splitexit.envs import SplitExitEnv
+from tests.dnn_profiles.parity import CROSS_CPU_RTOL, profiler_threads, replay_live_mismatches
 
 NAME = "cifar10-multiexit-resnet"
 SPEC = zoo.get_profile(NAME)
-CROSS_CPU_RTOL = 1e-5  # as tests/dnn_profiles/test_profile_conditions.py
 THRESHOLDS = np.array([0.0, 0.5, 0.7, 0.9, 0.99, 1.01], np.float32)
 pytestmark = pytest.mark.skipif(
     not SPEC.path.is_file(), reason="the CIFAR-10 profile is not shipped yet (issue 18)"
@@ -35,12 +32,9 @@ def shipped():
 
 @pytest.fixture
 def profile_threads(shipped):
-    """The profiler's torch thread count (1): other counts move the last bits."""
-    threads = int(re.search(r"(\d+) torch threads", shipped[0].meta["host"]).group(1))
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    yield
-    torch.set_num_threads(saved)
+    """The profiler's torch thread count: other counts move the last bits."""
+    with profiler_threads(shipped[0]):
+        yield
 
 
 def test_the_profile_meets_the_workload_criteria(shipped):
@@ -62,27 +56,7 @@ def test_the_profile_meets_the_workload_criteria(shipped):
 def test_replay_equals_live_execution_on_corrupted_frames(shipped, profile_threads):
     prof, model = shipped
     images = load_cifar10("test").images
-    rng = np.random.default_rng(0)
-    samples = rng.choice(prof.num_samples, 6, replace=False)
-    mismatches = []
-    for k, cond in enumerate(CIFAR_CONDITIONS):
-        view = prof.at_condition(k)
-        answers = view.answers(THRESHOLDS)
-        for i in samples:
-            frame = apply_condition(images[i], cond, int(i), dataset="cifar-10")
-            assert image_stats(frame, "cifar-10")[0].tobytes() == prof.image_stats[k, i].tobytes()
-            split = int(rng.integers(prof.num_blocks + 1))
-            ci = int(rng.integers(len(prof.compressions)))
-            for t, threshold in enumerate(THRESHOLDS):
-                live = split_inference(model, frame, split, float(threshold), prof.compressions[ci])
-                e = answers[i, split, ci, t]
-                sent = view.payload_bytes[split, ci] if view.exit_blocks[e] > split else 0
-                replay = (view.exit_blocks[e], int(view.prediction[i, split, ci, e]), int(sent))
-                got = (live.exit_block, live.prediction, len(live.payload))
-                conf = view.confidence[i, split, ci, e]
-                if replay != got or not np.isclose(live.confidence, conf, rtol=CROSS_CPU_RTOL):
-                    mismatches.append((cond.name, int(i), split, ci, t, replay, got))
-    assert mismatches == []
+    assert replay_live_mismatches(prof, model, images, CIFAR_CONDITIONS, THRESHOLDS, 6) == []
 
 
 def test_env_replay_equals_live_on_the_workload(profile_threads):

@@ -3,7 +3,6 @@ the robust model's profile held to live execution on corrupted images."""
 
 import hashlib
 import json
-import re
 
 import numpy as np
 import pytest
@@ -15,11 +14,9 @@ from splitexit.dnn_profiles.corruptions import (
     CONDITIONS,
     IMAGE_STATS_NAMES,
     Condition,
-    apply_condition,
-    image_stats,
 )
 from splitexit.dnn_profiles.data import load_fashion_mnist
-from splitexit.dnn_profiles.model import COMPRESSIONS, MultiExitCNN, split_inference
+from splitexit.dnn_profiles.model import MultiExitCNN
 from splitexit.dnn_profiles.profile import (
     DEFAULT_PROFILE_PATH,
     ROBUST_PROFILE_PATH,
@@ -32,6 +29,7 @@ from splitexit.dnn_profiles.train import (
     load_model,
     weights_sha256,
 )
+from tests.dnn_profiles.parity import profiler_threads, replay_live_mismatches
 
 THRESHOLDS = np.array([0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01], np.float32)
 
@@ -240,50 +238,10 @@ def test_robust_profile_agrees_with_live_execution_on_corrupted_images(robust):
     bytes for 12 samples under every condition, at a random split and compression and every
     threshold of a grid, and the same image statistics."""
     prof, model = robust
-    # Bit-equal confidences need the profiler's torch thread count: 1 and 2 threads differ in
-    # the last bits of some convolutions (predictions and exits agree either way).
-    threads = int(re.search(r"(\d+) torch threads", prof.meta["host"]).group(1))
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        _check_parity(prof, model)
-    finally:
-        torch.set_num_threads(saved_threads)
-
-
-# How far a confidence computed on another CPU may be from the profile's (float32 rounding of
-# torch's CPU-specific convolution kernels); answers, exits and bytes must agree exactly.
-CROSS_CPU_RTOL = 1e-5
-
-
-def _check_parity(prof: Profile, model: MultiExitCNN) -> None:
-    images = load_fashion_mnist("test").images
-    rng = np.random.default_rng(0)
-    samples = rng.choice(prof.num_samples, 12, replace=False)
-    mismatches = []
-    for k, cond in enumerate(CONDITIONS):
-        view = prof.at_condition(k)
-        answers = view.answers(THRESHOLDS)
-        for i in samples:
-            frame = apply_condition(images[i], cond, int(i))
-            assert image_stats(frame)[0].tobytes() == prof.image_stats[k, i].tobytes()
-            split = int(rng.integers(prof.num_blocks + 1))
-            ci = int(rng.integers(len(COMPRESSIONS)))
-            for t, threshold in enumerate(THRESHOLDS):
-                live = split_inference(model, frame, split, float(threshold), COMPRESSIONS[ci])
-                e = answers[i, split, ci, t]
-                sent = view.payload_bytes[split, ci] if view.exit_blocks[e] > split else 0
-                replay = (view.exit_blocks[e], int(view.prediction[i, split, ci, e]), int(sent))
-                got = (live.exit_block, live.prediction, len(live.payload))
-                # (live execution may leave the final exit's confidence uncomputed: None).
-                # Bit for bit on the CPU that made the profile; another CPU's convolution
-                # kernels round the last float32 bits differently (seen: 6e-7 relative).
-                conf = view.confidence[i, split, ci, e]
-                same_conf = live.confidence is None or np.isclose(
-                    np.float32(live.confidence), conf, rtol=CROSS_CPU_RTOL, atol=0.0
-                )
-                if replay != got or not same_conf:
-                    mismatches.append((cond.name, int(i), split, ci, t, replay, got))
+    with profiler_threads(prof):
+        mismatches = replay_live_mismatches(
+            prof, model, load_fashion_mnist("test").images, CONDITIONS, THRESHOLDS, 12
+        )
     assert mismatches == []
 
 
