@@ -42,23 +42,18 @@ def read_regular_file(path: str | Path, max_bytes: int, what: str) -> bytes:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise ValueError(
-            f"{path}: {what} is {kind}, not a regular file"
-            if kind == "a folder"
-            else f"{path}: {what} is not a regular file"
+        kind = (
+            "a folder, not a regular file" if stat.S_ISDIR(info.st_mode) else "not a regular file"
         )
+        raise ValueError(f"{path}: {what} is {kind}")
     with os.fdopen(fd, "rb") as f:
         if info.st_size > max_bytes:
             raise ValueError(f"{path}: {what} has {info.st_size} bytes, at most {max_bytes}")
-        data = f.read(min(info.st_size, max_bytes) + 1)  # (not a max_bytes buffer)
-    if len(data) > max_bytes:  # (it grew while being read)
+        data = f.read(info.st_size + 1)  # (its size, not a buffer of the bound)
+        if len(data) > info.st_size:  # it grew since: read on, to one byte past the bound
+            data += f.read(max_bytes + 1 - len(data))
+    if len(data) > max_bytes:
         raise ValueError(f"{path}: {what} has more than {max_bytes} bytes")
-    if len(data) > info.st_size:  # it grew: read the rest, within the bound
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise ValueError(f"{path}: {what} has more than {max_bytes} bytes")
     return data
 
 
