@@ -258,15 +258,33 @@ def saved_descriptions(run: RunSpec) -> list[tuple[Path, dict]]:
     return found
 
 
+# The flag that sets each recorded setting a resumed run must share with the run it continues.
+RESUME_FLAGS = {
+    "backend": "--backend",
+    "algo": "--algo",
+    "env_id": "--env",
+    "train_traces": "--train-traces",
+    "hyperparameters": "--conf-file",
+}
+
+
+def _as_json(mapping) -> dict:
+    """``mapping`` as its JSON description records it (tuples as lists, the rest as str)."""
+    return json.loads(json.dumps(dict(mapping), default=str))
+
+
 def check_resumable(run: RunSpec, env) -> None:
     """A usage error if ``--resume`` would continue a run made with other settings (another
-    backend, algorithm, env, env config or spaces): it would train afresh over that run's agent
-    and checkpoints instead of continuing them."""
+    backend, algorithm, env, env config, training traces, hyperparameters or spaces): it would
+    train afresh over that run's agent and checkpoints, or on other data, instead of continuing
+    them."""
     want = {
         "backend": run.backend,
         "algo": run.algo,
         "env_id": run.env_id,
-        "env_config": json.loads(json.dumps(dict(run.env_config), default=str)),
+        "env_config": _as_json(run.env_config),
+        "train_traces": run.train_traces,
+        "hyperparameters": _as_json(run.hyperparams),
         "observation_space": saved.space_to_json(env.observation_space),
         "action_space": saved.space_to_json(env.action_space),
     }
@@ -283,9 +301,7 @@ def check_resumable(run: RunSpec, env) -> None:
     for path, description in saved_descriptions(run):
         for key, value in want.items():
             if key in description and description[key] != value:
-                flag = {"backend": "--backend", "algo": "--algo", "env_id": "--env"}.get(
-                    key, "--env-kwargs"
-                )
+                flag = RESUME_FLAGS.get(key, "--env-kwargs")
                 usage_error(
                     f"--resume: {path} was made with another {key.replace('_', ' ')} "
                     f"({description[key]!r}, here {value!r}): resume it with its own flags "

@@ -22,7 +22,7 @@ import pytest
 from safetensors.torch import load_file
 
 from splitexit.agents import evaluate, saved
-from splitexit.agents.run import load_policy
+from splitexit.agents.run import HYPERPARAMS_DIR, load_policy
 from splitexit.envs import SplitExitEnv
 from splitexit.files import LOCK_FILE, TMP_SUFFIX
 
@@ -278,11 +278,18 @@ def test_signatures_tell_this_machines_folders(tmp_path, monkeypatch):
     [
         (("--algo", "dqn"), "another algo ('ppo', here 'dqn')"),
         (("--env-kwargs", "horizon:50", "throughput_history:3"), "another env config"),
+        (("--train-traces", "mahimahi-up"), "another train traces ('mahimahi-up-train'"),
+        (("--conf-file", "{wider}"), "another hyperparameters"),  # net_arch [64, 64] -> [96]
     ],
 )
 def test_resume_with_other_flags_stops_instead_of_training_over_the_run(
     train_agent, tmp_path, capsys, flags, message
 ):
+    wider = tmp_path / "wider.yml"
+    wider.write_text(
+        (HYPERPARAMS_DIR / "ppo.yml").read_text().replace("net_arch: [64, 64]", "net_arch: [96]")
+    )
+    flags = tuple(str(wider) if f == "{wider}" else f for f in flags)
     args = ["--total-timesteps", "512", "--eval-freq", "256", "--output", str(tmp_path)]
     args += ["--name", "run", *train_agent.TINY]
     assert train_agent.main(*args) == 0
