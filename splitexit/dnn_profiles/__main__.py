@@ -210,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     p_train.add_argument(
         "--init-from", help="start from these weights (a fine-tuning stage after the first)"
     )
+    p_train.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast of the forward pass (default: the model's recipe; fast only on "
+        "CPUs with bf16 instructions, AVX512-BF16 or AMX: emulated, 13x slower, on AVX2)",
+    )
     p_prof = sub.add_parser("profile", help="profile a trained model on the test split")
     p_prof.add_argument(
         "--model",
@@ -253,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             recipe["corruption_share"] = args.corruption_share
         if args.lr is not None:
             recipe["lr"] = args.lr
+        if args.bf16 is not None:
+            recipe["bf16"] = args.bf16
         share = recipe.pop("corruption_share", 0.0)
         conditions = _parse_conditions(
             parser, "--corruption-conditions", args.corruption_conditions, spec.dataset

@@ -83,3 +83,23 @@ def test_show_by_name_equals_show_by_path(capsys):
     assert cli(["show", str(spec.path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == by_name
     assert by_name["model"] == "fmnist-multiexit-cnn"
+
+
+@pytest.mark.parametrize(
+    ("flags", "bf16", "lr"), [((), True, 0.1), (("--no-bf16", "--lr", "0.02"), False, 0.02)]
+)
+def test_train_cli_runs_the_models_recipe_with_the_flags_over_it(
+    tmp_path, monkeypatch, flags, bf16, lr
+):
+    from splitexit.dnn_profiles import __main__ as main_module
+    from tests.dnn_profiles.test_cifar10 import make_tree
+
+    make_tree(tmp_path, "train", per_class=1)
+    calls = []
+    monkeypatch.setattr(main_module, "train", lambda *a, **kw: calls.append(kw) or {})
+    out = str(tmp_path / "w.safetensors")
+    args = ["train", "--model", "cifar10-multiexit-resnet", "--data-dir", str(tmp_path)]
+    assert cli([*args, "--out", out, *flags]) == 0
+    recipe = zoo.get_model("cifar10-multiexit-resnet").train_defaults
+    assert calls[0]["bf16"] is bf16 and calls[0]["lr"] == lr
+    assert calls[0]["epochs"] == recipe["epochs"] and calls[0]["out_path"] == out
