@@ -83,7 +83,10 @@ LOCK_FILE = ".lock"
 
 
 class RunLocked(RuntimeError):
-    """The folder is locked by a live process."""
+    """The folder is locked by a live process (or its lock is not a file a run wrote)."""
+
+
+MAX_LOCK_BYTES = 4096  # "<pid> <start time>\n" is about 30
 
 
 def _process_start(pid: int) -> str:
@@ -141,9 +144,12 @@ class FolderLock:
         """The owner in the lock file ("" while its creator has not written it yet), or None
         when there is no lock file."""
         try:
-            return self.path.read_text()
+            data = read_regular_file(self.path, MAX_LOCK_BYTES, "run lock")
+            return data.decode("utf-8", "replace")
         except FileNotFoundError:
             return None
+        except ValueError as err:  # a folder, a FIFO, a huge file: not a lock of this package's
+            raise RunLocked(f"{err}; it is not a lock a run wrote: remove it") from None
 
     def acquire(self) -> FolderLock:
         for _ in range(20):

@@ -331,6 +331,19 @@ def test_a_run_takes_over_the_lock_of_a_killed_run(train_agent, tmp_path):
     assert not (run / LOCK_FILE).exists()  # released at the end
 
 
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_lock_that_is_no_file_is_a_usage_error(train_agent, tmp_path, capsys, kind):
+    """A run folder whose .lock is a folder or a FIFO: a one-line error naming it, not an
+    IsADirectoryError or a read that blocks."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).mkdir() if kind == "folder" else os.mkfifo(run / LOCK_FILE)
+    args = ["--output", str(tmp_path), "--name", "run", *train_agent.TINY, "--resume"]
+    err = one_line_usage_error(capsys, lambda: train_agent.main(*args))
+    assert f"{run / LOCK_FILE}: run lock is" in err and "remove it" in err
+    assert os.listdir(run) == [LOCK_FILE]
+
+
 def test_folder_lock(tmp_path):
     lock = FolderLock(tmp_path).acquire()
     assert (tmp_path / LOCK_FILE).read_text().split()[0] == str(os.getpid())
