@@ -79,7 +79,7 @@ def load_policy(
     from splitexit.agents import saved
 
     path = Path(path)
-    if path.suffix == ".zip":
+    if path.suffix == ".zip" and not path.is_dir():  # (a run folder may be named x.zip)
         return backend_module("sb3").load_policy(path, env, algo, trust_pickle)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")

@@ -225,7 +225,7 @@ def load_policy(
     ``agent.json``); or, with ``trust_pickle``, an SB3 ``model.zip`` of ``algo`` (which SB3
     unpickles: only for files from a source you trust)."""
     path = Path(path)
-    if path.suffix == ".zip":
+    if path.suffix == ".zip" and not path.is_dir():  # (a run folder may be named x.zip)
         if not trust_pickle:
             raise saved.PickleRefused(
                 f"{path}: an SB3 zip holds pickled objects, and loading it can run any code; "

@@ -305,6 +305,21 @@ def test_resume_with_other_flags_stops_instead_of_training_over_the_run(
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_a_run_folder_named_like_a_zip_loads_as_agent_files(tmp_path):
+    from stable_baselines3 import DQN
+
+    from splitexit.agents import sb3
+    from splitexit.agents.run import RunSpec
+
+    folder = tmp_path / "run.zip"
+    env = SplitExitEnv(horizon=20)
+    model = DQN("MlpPolicy", env, buffer_size=100, device="cpu", policy_kwargs={"net_arch": [8]})
+    sb3.save(model, RunSpec("sb3", "dqn", "splitexit:SplitExit-v0", {}, 0, 1, 64, {}, folder))
+    obs = np.stack([env.reset(seed=s)[0] for s in range(3)])
+    policy = load_policy(folder, env)  # not refused as a pickle
+    assert (policy.predict(obs)[0] == model.predict(obs, deterministic=True)[0]).all()
+
+
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo", "deep", "long-number"])
 def test_hostile_agent_descriptions_are_refused_naming_the_file(tmp_path, kind):
     """An agent.json that is /dev/zero, a FIFO, 100k levels deep or a 5,000-digit number: a
