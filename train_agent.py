@@ -28,8 +28,10 @@ them evenly over its ``--num-env-runners``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
 import json
+import math
 import shlex
 import shutil
 import sys
@@ -56,6 +58,9 @@ from splitexit.agents.run import (
 )
 from splitexit.agents.sb3 import ALGOS, algo_class
 from splitexit.files import LOCK_FILE, FolderLock, RunLocked, atomic_write_text, remove_temporaries
+
+# The run's counts a hyperparameter file may set (RL Zoo keys), with their defaults.
+YAML_COUNTS = {"n_timesteps": 1_000_000, "n_envs": 1}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +174,10 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
     ):
         if value is not None and value < low:
             p.error(f"{flag} must be >= {low}, got {value}")
+    if args.seed >= 2**32:
+        p.error(f"--seed must be < 2**32 (a numpy seed of SB3 and RLlib), got {args.seed}")
+    if args.backend == "rllib" and importlib.util.find_spec("ray") is None:
+        p.error("--backend rllib needs Ray, which is not installed: pip install -e '.[rllib]'")
     prefix = "" if args.backend == "sb3" else f"{args.backend}-"  # of the run and the YAML
     env_name = args.env.split(":")[-1].replace("/", "-")  # a namespaced id: ns/Name-v0
     name = args.name if args.name is not None else f"{prefix}{args.algo}-{env_name}-seed{args.seed}"
@@ -185,10 +194,13 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
         hyper = load_hyperparams(prefix + args.algo, args.env, source)
     except (FileNotFoundError, ValueError, SyntaxError) as err:
         p.error(f"--conf-file: {err}")
-    total = args.total_timesteps or int(hyper.pop("n_timesteps", 1_000_000))
-    hyper.pop("n_timesteps", None)
-    n_envs = args.n_envs or int(hyper.pop("n_envs", 1))
-    hyper.pop("n_envs", None)
+    counts = {key: hyper.pop(key, default) for key, default in YAML_COUNTS.items()}
+    for key, value in counts.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and value == int(value)):
+            p.error(f"--conf-file: {key} of {source} must be a whole number, got {value!r}")
+    total = args.total_timesteps or int(counts["n_timesteps"])
+    n_envs = args.n_envs or int(counts["n_envs"])
     if n_envs < 1:
         p.error(f"--n-envs must be >= 1, got {n_envs} (n_envs of {source})")
     if total < 1:

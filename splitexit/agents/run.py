@@ -28,7 +28,10 @@ from typing import Any, NoReturn
 import gymnasium as gym
 import yaml
 
+from splitexit.files import read_regular_file
+
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
+MAX_HYPERPARAMS_BYTES = 1 << 20  # the shipped files are about 1 kB
 BACKENDS = ("sb3", "rllib")
 SB3_ALGOS = ("ppo", "dqn", "maskable_ppo")  # the algorithms of the SB3 backend
 
@@ -142,12 +145,14 @@ def hyperparams_path(algo: str, conf_file: str | Path | None = None) -> Path:
 def load_hyperparams(algo: str, env_id: str, conf_file: str | Path | None = None) -> dict:
     """Hyperparameters of ``env_id`` from a YAML file keyed by env id, over its ``default:``."""
     path = hyperparams_path(algo, conf_file)
+    text = read_regular_file(path, MAX_HYPERPARAMS_BYTES, "hyperparameter file")
     try:
-        table = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: hyperparameter file not found") from None
+        table = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ValueError(f"{path}: not valid YAML, {where}{problem}") from None
     if not isinstance(table, dict):
         raise ValueError(f"{path}: expected a mapping of env ids to hyperparameters")
     short_id = env_id.split(":")[-1]

@@ -234,6 +234,42 @@ def one_line_usage_error(capsys, call) -> str:
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "default:\n  n_steps: [1,\n",
+            "not valid YAML, line 3, column 1: expected the node content",
+        ),
+        ("default: {n_envs: abc}\n", "n_envs of {conf} must be a whole number, got 'abc'"),
+        ("default: {n_timesteps: lots}\n", "n_timesteps of {conf} must be a whole number"),
+        ("default: {n_timesteps: .inf}\n", "n_timesteps of {conf} must be a whole number"),
+        ("default: {n_envs: 2.5}\n", "n_envs of {conf} must be a whole number, got 2.5"),
+        (None, "{conf}: hyperparameter file is a folder, not a regular file"),
+    ],
+)
+def test_bad_hyperparameter_files_stop_before_any_work(
+    train_agent, tmp_path, capsys, text, message
+):
+    conf = tmp_path / "conf.yml"
+    conf.mkdir() if text is None else conf.write_text(text)
+    argv = ["--total-timesteps", "64", "--output", str(tmp_path / "out"), "--conf-file", str(conf)]
+    err = one_line_usage_error(capsys, lambda: train_agent.main(*argv))
+    assert "--conf-file: " in err and message.format(conf=conf) in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_rllib_without_ray_is_a_usage_error(train_agent, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a)
+    )
+    err = one_line_usage_error(capsys, lambda: train_agent.parse_run("--backend", "rllib"))
+    assert "--backend rllib needs Ray" in err and "pip install" in err
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (("--n-envs", "0"), "--n-envs must be >= 1, got 0"),
@@ -242,6 +278,7 @@ def one_line_usage_error(capsys, call) -> str:
         (("--eval-episodes", "0"), "--eval-episodes must be >= 1, got 0"),
         (("--eval-freq", "-1"), "--eval-freq must be >= 0"),
         (("--seed", "-1"), "--seed must be >= 0"),
+        (("--seed", "4294967296"), "--seed must be < 2**32"),
         (("--env-kwargs", "traces:'mahimahi-up'"), "--train-traces for training, --eval-traces"),
         (("--env-kwargs", "horizon"), "--env-kwargs item 'horizon' must look like key:value"),
         (("--env-kwargs", "horizon:0"), "--env-kwargs: "),
