@@ -29,6 +29,17 @@ MAHIMAHI_SLOT_S = 0.01
 # beyond the shipped traces (a few minutes each).
 MAX_TRACE_S = 86_400.0
 
+# Bounds on Pensieve rows. The fastest radio in sight: IMT-2020 (5G) asks for a 20 Gbit/s
+# downlink peak (ITU-R M.2410-0, 2017, Sec. 4.1); a rate 50 times that is a unit error. A
+# nonzero rate below 1 bit/s, or a time step under 1 ms (the traces' steps are about 1 s, and
+# mahimahi's resolution is 1 ms), cannot be a measurement either.
+MAX_RATE_MBPS = 1e6  # 1 Tbit/s
+MIN_RATE_MBPS = 1e-6  # 1 bit/s (0 is an outage, allowed)
+MIN_TIME_STEP_S = 1e-3
+# Slots of all the traces one env holds (about 24 bytes each, capacity and cumulative bits
+# with the copies made): two day-long mahimahi traces at 10 ms; the shipped ones hold 0.3 M.
+MAX_TOTAL_SLOTS = 20_000_000
+
 PathArg = str | PathLike
 
 
@@ -46,8 +57,9 @@ def _read_text(path: Path) -> str:
 
 def _parse_mahimahi(text: str, path: Path, slot_s: float) -> CapacityTrace:
     lines = text.splitlines()
+    huge = 2**62  # (clipped here, so that int64 holds it; named below)
     try:
-        ts_ms = np.array([int(s) for s in lines if s.strip()], dtype=np.int64)
+        ts_ms = np.array([min(int(s), huge) for s in lines if s.strip()], dtype=np.int64)
     except ValueError:
         for lineno, s in enumerate(lines, 1):
             if not s.strip():
@@ -57,6 +69,13 @@ def _parse_mahimahi(text: str, path: Path, slot_s: float) -> CapacityTrace:
             except ValueError:
                 raise ValueError(f"{path}:{lineno}: not an integer: {s.strip()!r}") from None
         raise  # unreachable: some line failed above
+    late = np.flatnonzero(ts_ms == huge)
+    if late.size:
+        lineno = [i for i, s in enumerate(lines, 1) if s.strip()][late[0]]
+        raise ValueError(
+            f"{path}:{lineno}: timestamp {lines[lineno - 1].strip()[:40]} ms is beyond the "
+            f"longest trace allowed ({MAX_TRACE_S:g} s)"
+        )
     bad = np.flatnonzero(ts_ms < 0)
     kind = "negative timestamp"
     if bad.size == 0:
@@ -96,6 +115,11 @@ def _parse_pensieve(text: str, path: Path) -> CapacityTrace:
             raise ValueError(f"{path}:{lineno}: not finite: {s.strip()!r}")
         if v < 0:
             raise ValueError(f"{path}:{lineno}: negative throughput {v!r}")
+        if v > MAX_RATE_MBPS or 0 < v < MIN_RATE_MBPS:
+            raise ValueError(
+                f"{path}:{lineno}: throughput {v!r} Mbit/s is outside 0 or "
+                f"[{MIN_RATE_MBPS:g}, {MAX_RATE_MBPS:g}] (1 bit/s to 1 Tbit/s)"
+            )
         if times_s and t < times_s[-1]:
             raise ValueError(f"{path}:{lineno}: timestamps decrease ({t!r} after {times_s[-1]!r})")
         times_s.append(t)
@@ -103,8 +127,10 @@ def _parse_pensieve(text: str, path: Path) -> CapacityTrace:
     if len(times_s) < 2:
         raise ValueError(f"{path}: need at least 2 rows to infer the time step")
     slot_s = float(np.median(np.diff(times_s)))
-    if slot_s <= 0:
-        raise ValueError(f"{path}: median time step is {slot_s!r} s, must be > 0")
+    if not slot_s >= MIN_TIME_STEP_S:
+        raise ValueError(
+            f"{path}: median time step is {slot_s!r} s, must be at least {MIN_TIME_STEP_S:g} s"
+        )
     # One slot per row: the rows of a Pensieve trace are (nearly) evenly spaced measurements.
     return CapacityTrace(slot_s, np.asarray(mbps) * 1e6, path.name)
 
@@ -171,7 +197,16 @@ def load_traces(
             files.append(p)
     if not files:
         raise ValueError("no trace paths given")
-    return [load_trace(f, slot_s) for f in files]
+    traces, slots = [], 0
+    for f in files:
+        traces.append(load_trace(f, slot_s))
+        slots += traces[-1].capacity_bps.size
+        if slots > MAX_TOTAL_SLOTS:
+            raise ValueError(
+                f"{f}: the traces up to this one hold {slots} slots of {slot_s:g} s; at most "
+                f"{MAX_TOTAL_SLOTS} in all (two day-long traces)"
+            )
+    return traces
 
 
 SHIPPED_TRACE_KINDS = ("mahimahi-up", "mahimahi-up-train", "mahimahi-up-eval", "pensieve")

@@ -159,6 +159,9 @@ def test_load_pensieve(tmp_path):
         ("0 1\n1 -2\n", 2, "negative throughput"),
         ("0 1\n2 1\n1 1\n", 3, "timestamps decrease"),
         ("0 1\n1 nan\n", 2, "not finite"),
+        ("0 1\n1 1e-300\n", 2, "throughput 1e-300 Mbit/s is outside 0 or"),  # issue 19, 18
+        ("0 1\n1 2e303\n", 2, "throughput 2e\\+303 Mbit/s is outside"),  # issue 19, 27
+        ("0\n" + "9" * 30 + "\n", 2, "ms is beyond the longest trace allowed"),  # over int64
     ],
 )
 def test_malformed_trace_names_path_and_line(tmp_path, text, line, what):
@@ -180,6 +183,24 @@ def test_missing_empty_and_short_files(tmp_path):
     (tmp_path / "one").write_text("0 1.0\n")
     with pytest.raises(ValueError, match="at least 2 rows"):
         load_trace(tmp_path / "one")
+
+
+def test_a_pensieve_time_step_under_a_millisecond_is_refused(tmp_path):
+    (tmp_path / "tiny.log").write_text("0 1\n1e-300 1\n2e-300 1\n")
+    with pytest.raises(ValueError, match="tiny.log: median time step is 1e-300 s, must be at"):
+        load_trace(tmp_path / "tiny.log")
+
+
+def test_the_traces_of_a_folder_are_bounded_in_all(tmp_path, monkeypatch):
+    """Each trace within a day, but a folder of many: refused at the one past the bound."""
+    from splitexit.envs import traces
+
+    monkeypatch.setattr(traces, "MAX_TOTAL_SLOTS", 250)
+    for name in ("a.up", "b.up", "c.up"):
+        (tmp_path / name).write_text("0\n1000\n")  # 1 s: 100 slots of 10 ms
+    assert len(load_traces([tmp_path / "a.up", tmp_path / "b.up"])) == 2
+    with pytest.raises(ValueError, match="c.up: the traces up to this one hold 300 slots"):
+        load_traces(tmp_path)
 
 
 def test_a_trace_spanning_more_than_a_day_is_refused_before_allocating(tmp_path):
