@@ -177,6 +177,8 @@ class SplitExitEnv(gym.Env):
         self._row = self.batch.all_rows
         self._live_mode = cfg["mode"] == "live"
         self._model = None  # live mode: the torch model, loaded on first use
+        if self._live_mode:  # (its weights checked now, not at the first step)
+            self._live_spec, self._live_weights = live_model(self.profile, cfg["weights"])
         self._images = None
         self._step_idx = -1
         self._terminated = False
@@ -363,18 +365,11 @@ class SplitExitEnv(gym.Env):
         says); its answer code (``splitexit.envs.core.pack_answer``) and confidence."""
         from splitexit.dnn_profiles.corruptions import apply_condition
         from splitexit.dnn_profiles.model import split_inference
-        from splitexit.dnn_profiles.train import load_model, weights_sha256
+        from splitexit.dnn_profiles.train import load_model
 
         if self._model is None:
-            spec, weights = live_model(self.profile, self.config["weights"])
-            recorded = self.profile.meta.get("weights_sha256")
-            if recorded is not None and weights_sha256(weights) != recorded:
-                raise ValueError(
-                    f"config key 'weights' ({weights}) is not the model the profile "
-                    f"({self.profile.source}) was made with: live and replay would differ"
-                )
-            self._model = load_model(weights, spec.name)
-            self._images = zoo.get_dataset(spec.dataset).load("test").images
+            self._model = load_model(self._live_weights, self._live_spec.name)
+            self._images = zoo.get_dataset(self._live_spec.dataset).load("test").images
         split, t, comp = self.decode_action(action)
         frame = int(self.batch.samples[self._step_idx, 0])
         n = self.tables.num_samples

@@ -10,6 +10,7 @@ load and outages, and the config's constants, as the arrays of the compiled core
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from splitexit.envs.server import (
     TraceLoad,
 )
 from splitexit.envs.traces import SHIPPED_TRACE_KINDS, load_traces, shipped_trace_paths
+from splitexit.files import read_regular_file
 
 NEVER_EXIT = float("inf")  # the top threshold: no early exit, exit heads are not even run
 
@@ -58,17 +60,34 @@ def load_profile(path: str | None) -> Profile:
     return Profile.load(SHIPPED_PROFILES.get(path, Path(path)))
 
 
+# The largest weights file live mode reads (the shipped ones: 1.1 and 2.4 MB).
+MAX_WEIGHTS_BYTES = 256 << 20
+
+
 def live_model(profile: Profile, weights: str | None) -> tuple[zoo.ModelSpec, Path]:
     """The registered model a profile was made of (its ``meta["model"]``) and the weights file
     live mode runs: config ``weights`` as a path, or a shipped variant's name (``"robust"``),
-    or None for the model's clean weights (its only ones where it ships one variant)."""
+    or None for the model's clean weights (its only ones where it ships one variant). The file
+    must be the one the profile recorded (its sha256), or live and replay would differ."""
     try:
         spec = zoo.get_model(profile.meta["model"])
     except ValueError as err:
         raise ValueError(f"{profile.source}: live mode needs a registered model ({err})") from None
     if weights is None:
-        return spec, spec.weights.get("clean", next(iter(spec.weights.values())))
-    return spec, spec.weights.get(weights, Path(weights))
+        path = spec.weights.get("clean", next(iter(spec.weights.values())))
+    else:
+        path = spec.weights.get(weights, Path(weights))
+    try:
+        data = read_regular_file(path, MAX_WEIGHTS_BYTES, "weights file")
+    except (OSError, ValueError) as err:
+        raise ValueError(f"config key 'weights' ({weights!r}): {err}") from None
+    recorded = profile.meta.get("weights_sha256")
+    if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:
+        raise ValueError(
+            f"config key 'weights' ({weights!r}: {path}) is not the model the profile "
+            f"({profile.source}) was made with: live and replay would differ"
+        )
+    return spec, Path(path)
 
 
 @dataclass(frozen=True)

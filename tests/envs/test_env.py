@@ -151,6 +151,22 @@ def test_replay_and_live_agree_over_a_rollout():
         assert [r1[4][k] for k in keys] == [r2[4][k] for k in keys]
 
 
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ("no-such.safetensors", "no-such.safetensors: weights file not found"),
+        ("123", r"config key 'weights' \('123'\): 123: weights file not found"),
+        ("robust", "is not the model the profile .* was made with"),  # the clean profile's
+        ("/etc/passwd", "is not the model the profile"),
+        ("/dev/zero", "weights file is not a regular file"),
+    ],
+)
+def test_live_weights_are_checked_when_the_env_is_built(weights, message):
+    """Not at the first step (issue 19, item 22): a run would start, then fail."""
+    with pytest.raises(ValueError, match=message):
+        SplitExitEnv(horizon=5, mode="live", weights=weights)
+
+
 def test_hindsight_values_equal_the_rewards_that_step_gives():
     env = SplitExitEnv(horizon=60, outage="intermittent", outage_mean_up_s=3.0)
     env.reset(seed=2)
