@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
@@ -17,6 +16,7 @@ from splitexit.envs.config import make_config
 from splitexit.envs.context import camera_mix, context_chains
 from splitexit.envs.energy import radio_model
 from splitexit.envs.observation import ObservationLayout
+from splitexit.envs.traces import MAX_RATE_MBPS
 from splitexit.envs.world import (
     NEVER_EXIT,
     build_world,
@@ -51,6 +51,13 @@ _context_info = _info_function(core.INFO_KEYS + core.CONTEXT_INFO_KEYS)
 _REWARD, _TERMINATED, _TRUNCATED = (
     core.OUTPUT.names.index(key) for key in ("reward", "terminated", "truncated")
 )
+
+
+# Bounds on the oracle API's arguments. Times: the bits delivered are float64 sums, exact to
+# well under a bit per second of mean up to 1e9 s (31 years; 1e25 s gave a negative mean).
+# Capacities: 1 Tbit/s, the bound on trace rates (envs.traces.MAX_RATE_MBPS).
+MAX_ORACLE_TIME_S = 1e9
+MAX_ORACLE_CAPACITY_BPS = MAX_RATE_MBPS * 1e6
 
 
 class SplitExitEnv(gym.Env):
@@ -218,9 +225,10 @@ class SplitExitEnv(gym.Env):
     def mean_capacity_bps(self, t0_s: float, t1_s: float) -> float:
         """The uplink's capacity averaged over episode times ``[t0_s, t1_s]`` (bit/s): what the
         device would measure by saturating the link (the capacity at ``t0_s`` if empty)."""
-        if not 0.0 <= t0_s <= t1_s < math.inf:
+        if not 0.0 <= t0_s <= t1_s <= MAX_ORACLE_TIME_S:
             raise ValueError(
-                f"need finite times 0 <= t0_s <= t1_s, got t0_s={t0_s!r}, t1_s={t1_s!r}"
+                f"need times 0 <= t0_s <= t1_s <= {MAX_ORACLE_TIME_S:g} s, got t0_s={t0_s!r}, "
+                f"t1_s={t1_s!r}"
             )
         if self._step_idx < 0:
             raise RuntimeError("call reset() before mean_capacity_bps()")
@@ -322,6 +330,10 @@ class SplitExitEnv(gym.Env):
         if not 0 <= self._step_idx < self.horizon:
             raise RuntimeError("expected_rewards() needs a request: call reset() first")
         uplink = None
+        if capacity_bps is not None and not 0.0 <= capacity_bps <= MAX_ORACLE_CAPACITY_BPS:
+            raise ValueError(
+                f"capacity_bps must be in [0, {MAX_ORACLE_CAPACITY_BPS:g}], got {capacity_bps!r}"
+            )
         if capacity_bps is not None:  # (one 1000 s slot, looping: constant)
             uplink = trace_bank([CapacityTrace(1e3, np.array([float(capacity_bps)]))])
         t = self.tables

@@ -386,3 +386,22 @@ def test_compute_times_follow_the_blocks_and_heads_on_each_side():
     )
     # all on the device, no early exit: every block and the final head
     assert env.tables.device_time_s[5][final][False] == pytest.approx(sum(block_s) + head_s[-1])
+
+
+@pytest.mark.parametrize("capacity_bps", [1e308, -1.0, float("nan")])
+def test_the_oracle_api_refuses_capacities_out_of_range(capacity_bps):
+    """Issue 19, item 25: not a ZeroDivisionError in the compiled core."""
+    env = SplitExitEnv(horizon=5)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="capacity_bps must be in \\[0, 1e\\+12\\]"):
+        env.expected_rewards(capacity_bps=capacity_bps)
+    assert np.isfinite(env.expected_rewards(capacity_bps=1e12)).all()
+
+
+def test_the_oracle_api_refuses_times_past_its_precision():
+    """Issue 19, item 25: mean_capacity_bps(0, 1e25) was negative."""
+    env = SplitExitEnv(horizon=5)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="t1_s <= 1e\\+09 s"):
+        env.mean_capacity_bps(0.0, 1e25)
+    assert env.mean_capacity_bps(0.0, 1e9) >= 0
