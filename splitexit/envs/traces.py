@@ -69,21 +69,14 @@ def _parse_mahimahi(text: str, path: Path, slot_s: float) -> CapacityTrace:
             except ValueError:
                 raise ValueError(f"{path}:{lineno}: not an integer: {s.strip()!r}") from None
         raise  # unreachable: some line failed above
-    late = np.flatnonzero(ts_ms == huge)
-    if late.size:
-        lineno = [i for i, s in enumerate(lines, 1) if s.strip()][late[0]]
-        raise ValueError(
-            f"{path}:{lineno}: timestamp {lines[lineno - 1].strip()[:40]} ms is beyond the "
-            f"longest trace allowed ({MAX_TRACE_S:g} s)"
-        )
-    bad = np.flatnonzero(ts_ms < 0)
-    kind = "negative timestamp"
-    if bad.size == 0:
-        bad = np.flatnonzero(np.diff(ts_ms) < 0) + 1
-        kind = "timestamps decrease"
-    if bad.size:
-        lineno = [i for i, s in enumerate(lines, 1) if s.strip()][bad[0]]
-        raise ValueError(f"{path}:{lineno}: {kind} ({lines[lineno - 1].strip()})")
+    for bad, kind in (
+        (ts_ms == huge, f"timestamp in ms is beyond the longest trace allowed ({MAX_TRACE_S:g} s)"),
+        (ts_ms < 0, "negative timestamp"),
+        (np.concatenate(([False], np.diff(ts_ms) < 0)), "timestamps decrease"),
+    ):
+        if bad.any():
+            lineno = [i for i, s in enumerate(lines, 1) if s.strip()][int(np.argmax(bad))]
+            raise ValueError(f"{path}:{lineno}: {kind} ({lines[lineno - 1].strip()[:40]})")
     # Mahimahi loops with period = last timestamp (its base time advances by it), so a delivery
     # at the last timestamp coincides with the first millisecond of the next loop.
     period_ms = max(int(ts_ms[-1]), 1)
