@@ -317,15 +317,26 @@ def _resume(model, run: RunSpec) -> bool:
 
 
 class Checkpoint(BaseCallback):
-    """Save :func:`save_checkpoint` every ``every`` calls (``every * n_envs`` env steps)."""
+    """Save :func:`save_checkpoint` each time the step count passes a multiple of
+    ``every_steps``, at the start of a rollout: after the update that learned from the previous
+    one (SB3 calls no callback between a rollout and its update), so ``agent_<N>_steps`` holds
+    every update of its ``N`` steps and a resumed run ends with as many updates as an
+    uninterrupted one."""
 
-    def __init__(self, every: int, run: RunSpec) -> None:
+    def __init__(self, every_steps: int, run: RunSpec) -> None:
         super().__init__()
-        self.every, self.run = every, run
+        self.every_steps, self.run = every_steps, run
+
+    def _on_training_start(self) -> None:
+        self._saved_at = self.model.num_timesteps // self.every_steps  # a resumed run's count
+
+    def _on_rollout_start(self) -> None:
+        at = self.model.num_timesteps // self.every_steps
+        if at > self._saved_at:
+            save_checkpoint(self.model, self.run)
+            self._saved_at = at
 
     def _on_step(self) -> bool:
-        if self.n_calls % self.every == 0:
-            save_checkpoint(self.model, self.run)
         return True
 
 
@@ -360,8 +371,8 @@ def train(run: RunSpec):
     resumed = _resume(model, run) if run.resume else False
     callbacks = []
     if run.eval_freq_steps > 0:
+        callbacks.append(Checkpoint(run.eval_freq_steps, run))
         every = max(run.eval_freq_steps // run.n_envs, 1)
-        callbacks.append(Checkpoint(every, run))
         eval_env = gym.make(run.env_id, config=run.env_kwargs(run.eval_traces))
         callbacks.append(
             EvalCallback(eval_env, n_eval_episodes=5, eval_freq=every, verbose=0, warn=False)

@@ -98,6 +98,26 @@ def test_resume_skips_a_checkpoint_cut_short(train_agent, tmp_path, capsys, eval
     assert evaluate_json("--baseline", "best-static", *common).items() <= row.items()
 
 
+@pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # 2 tiny envs
+def test_a_checkpoint_holds_every_update_of_its_steps(train_agent, tmp_path):
+    """Issue 19, item 3: checkpoints are written after the update of their last rollout, so a
+    run resumed from its last checkpoint ends with as many updates as an uninterrupted one."""
+    args = ["--eval-freq", "256", "--output", str(tmp_path), "--name", "run", *train_agent.TINY]
+    assert train_agent.main("--total-timesteps", "768", *args) == 0
+    run = tmp_path / "run"
+    n_epochs = 5  # of the shipped ppo.yml; a rollout is 128 steps x 2 envs
+    clean = json.loads((run / "agent.json").read_text())
+    assert clean["n_updates"] == 3 * n_epochs
+    assert checkpoint_steps(run / "checkpoints") == [256, 512]
+    last = json.loads((run / "checkpoints" / "agent_512_steps" / "agent.json").read_text())
+    assert last["n_updates"] == 2 * n_epochs
+    for name in ("agent.json", "agent.safetensors", "report.md"):  # killed after it
+        (run / name).unlink()
+    assert train_agent.main("--total-timesteps", "768", *args, "--resume") == 0
+    resumed = json.loads((run / "agent.json").read_text())
+    assert (resumed["num_timesteps"], resumed["n_updates"]) == (768, clean["n_updates"])
+
+
 def test_evaluation_is_reproducible_for_a_seed():
     env = SplitExitEnv(horizon=40)
     policy = make_policy("neurosurgeon", env)
