@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import inspect
 import json
 import math
 import shlex
@@ -43,7 +42,7 @@ import gymnasium as gym
 import torch
 
 import splitexit
-from splitexit.agents import saved
+from splitexit.agents import saved, sb3
 from splitexit.agents.evaluate import EVAL_SEED_BASE, evaluate_against_baselines
 from splitexit.agents.report import REPORT_FILE, write_report, write_results
 from splitexit.agents.run import (
@@ -52,11 +51,12 @@ from splitexit.agents.run import (
     RunSpec,
     backend_module,
     check_env,
+    check_native_vector_env,
     env_config_flag,
     hyperparams_path,
     load_hyperparams,
 )
-from splitexit.agents.sb3 import ALGOS, algo_class
+from splitexit.agents.sb3 import ALGOS
 from splitexit.files import LOCK_FILE, FolderLock, RunLocked, atomic_write_text, remove_temporaries
 
 # The run's counts a hyperparameter file may set (RL Zoo keys), with their defaults.
@@ -205,14 +205,6 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
         p.error(f"--n-envs must be >= 1, got {n_envs} (n_envs of {source})")
     if total < 1:
         p.error(f"--total-timesteps must be >= 1, got {total} (n_timesteps of {source})")
-    if args.backend == "sb3":
-        allowed = set(inspect.signature(algo_class(args.algo)).parameters) - {"env"}
-        unknown = sorted(set(hyper) - allowed)
-        if unknown:
-            p.error(
-                f"--conf-file: hyperparameter {unknown[0]!r} of {source} is not an argument "
-                f"of {algo_class(args.algo).__name__}"
-            )
     if args.backend == "rllib":
         from splitexit.agents.rllib import check_hyperparams
 
@@ -252,8 +244,19 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
         trust_pickle=args.trust_pickle,
     )
     check_env(p, "--env-kwargs", run.env_id, dict(run.env_config))
-    check_env(p, "--train-traces", run.env_id, run.env_kwargs(run.train_traces))
+    train_env = check_env(p, "--train-traces", run.env_id, run.env_kwargs(run.train_traces))
     check_env(p, "--eval-traces", run.env_id, run.env_kwargs(run.eval_traces))
+    if run.vec_env == "native":
+        check_native_vector_env(p, run.env_id, run.env_kwargs(run.train_traces))
+    if run.backend == "sb3":  # the hyperparameters' values too: SB3 builds the algorithm once
+        try:
+            sb3.check_action_space(run.algo, train_env)
+        except ValueError as err:
+            p.error(f"--algo {run.algo}: {err}")
+        try:
+            sb3.check_hyperparams(run.algo, hyper, train_env, n_envs, str(source))
+        except ValueError as err:
+            p.error(f"--conf-file: {err}")
     return args, run
 
 

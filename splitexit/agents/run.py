@@ -137,6 +137,17 @@ def check_env(parser: argparse.ArgumentParser, flag: str, env_id: str, config: d
         parser.error(f"{flag}: {err}")
 
 
+def check_native_vector_env(parser: argparse.ArgumentParser, env_id: str, config: dict) -> None:
+    """A usage error naming ``--vec-env native`` if ``env_id`` with ``config`` has no native
+    vector env (live mode, the fading channel)."""
+    try:
+        gym.make_vec(
+            env_id, num_envs=1, vectorization_mode="vector_entry_point", config=config
+        ).close()
+    except (gym.error.Error, ValueError) as err:
+        parser.error(f"--vec-env native: {err}")
+
+
 def hyperparams_path(algo: str, conf_file: str | Path | None = None) -> Path:
     """``conf_file``, else the shipped ``hyperparams/<algo>.yml`` (``rllib-ppo`` for RLlib)."""
     return Path(conf_file) if conf_file else HYPERPARAMS_DIR / f"{algo}.yml"

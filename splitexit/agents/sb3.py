@@ -9,8 +9,11 @@ SB3's ``model.zip``, for SB3's own tools (read only with ``trust_pickle``).
 
 from __future__ import annotations
 
+import inspect
 import io
+import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +136,99 @@ def make_native_vec_env(env_id: str, n_envs: int, seed: int, config: dict) -> Ve
     env = NativeVecEnv(venv)
     env.seed(seed)
     return VecMonitor(env)
+
+
+class SpacesVecEnv(VecEnv):
+    """``n_envs`` envs of these spaces that are never stepped: enough for an SB3 algorithm to
+    build its networks and buffers, and so check its hyperparameters, without an env."""
+
+    def __init__(self, observation_space, action_space, n_envs: int) -> None:
+        super().__init__(n_envs, observation_space, action_space)
+
+    def _never(self, *args, **kwargs):
+        raise RuntimeError("SpacesVecEnv only carries spaces: it cannot be stepped")
+
+    reset = step_async = step_wait = set_attr = env_method = _never
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        if attr_name != "render_mode":
+            self._never()
+        return [None] * self.num_envs
+
+    def close(self) -> None:
+        pass
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False] * self.num_envs
+
+
+def check_action_space(algo: str, env) -> None:
+    """A ``ValueError`` if ``algo`` cannot act in ``env``'s action space (DQN: ``Discrete``
+    only), as the algorithm itself says when built with its defaults."""
+    cls = algo_class(algo)
+    try:
+        cls("MlpPolicy", SpacesVecEnv(env.observation_space, env.action_space, 1), device="cpu")
+    except AssertionError as err:
+        raise ValueError(
+            f"{cls.__name__} cannot act in this env's action space {env.action_space} "
+            f"(config key 'action_type' {env.config['action_type']!r}): {err}"
+        ) from None
+
+
+def _check_type(cls, key: str, value, source: str) -> None:
+    """A ``ValueError`` if ``value`` is not of the plain type (int, float, bool) that ``cls``
+    annotates its argument ``key`` with (SB3 checks few values itself: a float ``n_epochs`` would
+    fail only in training)."""
+    kind = inspect.signature(cls).parameters[key].annotation
+    if kind not in (int, float, bool):
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: number and math.isfinite(value),
+        bool: isinstance(value, bool),
+    }[kind]
+    if not ok:
+        name = {int: "an integer", float: "a finite number", bool: "true or false"}[kind]
+        raise ValueError(
+            f"hyperparameter {key!r} of {source} must be {name} for {cls.__name__}, "
+            f"got {value!r}{_number_hint(value)}"
+        )
+
+
+def _number_hint(value) -> str:
+    """A hint if ``value`` is a string YAML took for one but which reads as a number."""
+    try:
+        float(value if isinstance(value, str) else "x")
+    except ValueError:
+        return ""
+    return " (YAML reads a number like 3e-4 as a string: write 3.0e-4)"
+
+
+def check_hyperparams(algo: str, hyperparams: dict, env, n_envs: int, source: str) -> None:
+    """A ``ValueError`` naming ``source`` if ``algo`` refuses ``hyperparams`` (values of a wrong
+    type or range, an unknown policy) for ``n_envs`` envs with ``env``'s spaces: the algorithm is
+    built once, on a :class:`SpacesVecEnv`, before any work."""
+    cls = algo_class(algo)
+    unknown = sorted(set(hyperparams) - (set(inspect.signature(cls).parameters) - {"env"}))
+    if unknown:
+        raise ValueError(
+            f"hyperparameter {unknown[0]!r} of {source} is not an argument of {cls.__name__}"
+        )
+    for key, value in hyperparams.items():
+        _check_type(cls, key, value, source)
+    spaces = SpacesVecEnv(env.observation_space, env.action_space, n_envs)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SB3's advice on sizes is for the real run
+            cls(env=spaces, device="cpu", verbose=0, **hyperparams)
+    except Exception as err:  # noqa: BLE001  (SB3 checks with asserts, TypeErrors, ...)
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else "an assertion failed"
+        raise ValueError(
+            f"the hyperparameters of {source} are refused by {cls.__name__} "
+            f"({type(err).__name__}: {detail}); values: "
+            + ", ".join(f"{k}={v!r}{_number_hint(v)}" for k, v in hyperparams.items())
+        ) from None
 
 
 class SB3Policy:

@@ -273,15 +273,29 @@ class SplitExitEnv(gym.Env):
         return np.array([split, threshold_idx, compression_idx], dtype=np.int64)
 
     def action_masks(self) -> np.ndarray:
-        """Valid flat actions (sb3-contrib MaskablePPO): split 0 (raw image) and split S (nothing
+        """Valid actions (sb3-contrib MaskablePPO): split 0 (raw image) and split S (nothing
         sent) ignore the compression, so only their first compression is valid; while the last
-        heartbeat from the server is missing, only all-on-device actions are valid."""
+        heartbeat from the server is missing, only all-on-device actions are valid. One entry
+        per flat action (``Discrete``), or per value of each action dimension
+        (``MultiDiscrete``: ``S + 1 + T + C`` entries, see :meth:`masks_of_space`)."""
         mask = np.ones((self.num_splits, self.n_t, self.n_c), dtype=bool)
         mask[0, :, 1:] = mask[-1, :, 1:] = False
         i = self._step_idx
         if 0 <= i <= self.horizon and not self.batch.server_reachable(i, 0):
             mask[:-1] = False
-        return mask.reshape(-1)
+        return self.masks_of_space(mask)
+
+    def masks_of_space(self, mask: np.ndarray) -> np.ndarray:
+        """Masks of shape ``(..., S + 1, T, C)`` over (split, threshold, compression) as this
+        env's action space takes them: flat; or, for ``MultiDiscrete``, each dimension's values
+        concatenated, a value valid where some valid action has it (the compression a split of
+        0 or S ignores is then allowed: it acts as the first one)."""
+        if self._discrete:
+            return mask.reshape(*mask.shape[:-3], -1)
+        return np.concatenate(
+            [mask.any(axis=tuple(a for a in (-3, -2, -1) if a != k)) for k in (-3, -2, -1)],
+            axis=-1,
+        )
 
     # -- steps -------------------------------------------------------------------------------
 

@@ -242,10 +242,10 @@ class SplitExitVectorEnv(VectorEnv):
     # -- what policies and baselines use -----------------------------------------------------
 
     def action_masks(self) -> np.ndarray:
-        """``SplitExitEnv.action_masks`` of every sub-env, shape ``(num_envs, n_actions)``."""
+        """``SplitExitEnv.action_masks`` of every sub-env, one row each."""
         env = self.env
         masks = np.ones((self.num_envs, env.num_splits, env.n_t, env.n_c), dtype=bool)
         masks[:, 0, :, 1:] = masks[:, -1, :, 1:] = False
         i = np.minimum(self.batch.devices["step"], env.horizon)
         masks[~self.batch.server_reachable(i, self.batch.all_rows), :-1] = False
-        return masks.reshape(self.num_envs, -1)
+        return env.masks_of_space(masks)

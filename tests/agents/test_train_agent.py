@@ -265,6 +265,19 @@ def one_line_usage_error(capsys, call) -> str:
         ("default: {n_timesteps: .inf}\n", "n_timesteps of {conf} must be a whole number"),
         ("default: {n_envs: 2.5}\n", "n_envs of {conf} must be a whole number, got 2.5"),
         (None, "{conf}: hyperparameter file is a folder, not a regular file"),
+        # issue 19, item 30: the values too, as the algorithm checks them, before any work
+        (
+            "default: {policy: MlpPolicy, n_steps: 0}\n",
+            "refused by PPO (AssertionError: `n_steps * n_envs`",
+        ),
+        (
+            "default: {policy: MlpPolicy, learning_rate: fast}\n",
+            "learning rate schedule must be a float",
+        ),
+        ("default: {learning_rate: 3e-4}\n", "YAML reads a number like 3e-4 as a string"),
+        ("default: {policy: NoSuchPolicy}\n", "(ValueError: Policy NoSuchPolicy unknown)"),
+        ("default: {n_epochs: 2.5}\n", "'n_epochs' of {conf} must be an integer for PPO"),
+        ("default: {gamma: .nan}\n", "'gamma' of {conf} must be a finite number for PPO"),
     ],
 )
 def test_bad_hyperparameter_files_stop_before_any_work(
@@ -310,6 +323,17 @@ def test_rllib_without_ray_is_a_usage_error(train_agent, capsys, monkeypatch):
         (("--name", "a/b"), "--name must be a plain folder name"),
         (("--name", ".."), "--name must be a plain folder name"),
         (("--name", ""), "--name must be a plain folder name"),
+        # issue 19, item 15
+        (("--vec-env", "native", "--env", "SplitExitLive-v0"), "--vec-env native: Cannot"),
+        (("--vec-env", "native", "--env", "SplitExitFading-v0"), "--vec-env native: Cannot"),
+        (
+            ("--vec-env", "native", "--env-kwargs", "channel:'fading'"),
+            "--vec-env native: config key 'channel' must be 'trace' or 'markov'",
+        ),
+        (
+            ("--algo", "dqn", "--env-kwargs", "action_type:'multidiscrete'"),
+            "--algo dqn: DQN cannot act in this env's action space MultiDiscrete",
+        ),
     ],
 )
 def test_bad_flags_stop_before_any_work(train_agent, tmp_path, capsys, args, message):

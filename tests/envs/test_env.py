@@ -226,6 +226,37 @@ def test_action_masks_with_compressions_and_outage():
     assert mask[-1].any() and not mask[:-1].any()
 
 
+@pytest.mark.parametrize("outage", ["none", "permanent"])
+def test_multidiscrete_masks_are_one_per_value_of_each_dimension(outage):
+    """Issue 19, item 17: MaskablePPO takes MultiDiscrete masks as sum(nvec) entries."""
+    config = {"compressions": ["float32", "int8"], "outage": outage, "outage_mean_up_s": 1e-9}
+    flat = SplitExitEnv(config)
+    multi = SplitExitEnv(config, action_type="multidiscrete")
+    flat.reset(seed=0)
+    multi.reset(seed=0)
+    masks = multi.action_masks()
+    assert masks.shape == (int(multi.action_space.nvec.sum()),) and masks.dtype == bool
+    joint = flat.action_masks().reshape(flat.num_splits, flat.n_t, flat.n_c)
+    splits, thresholds, compressions = np.split(masks, np.cumsum(multi.action_space.nvec)[:-1])
+    np.testing.assert_array_equal(splits, joint.any(axis=(1, 2)))
+    np.testing.assert_array_equal(thresholds, joint.any(axis=(0, 2)))
+    np.testing.assert_array_equal(compressions, joint.any(axis=(0, 1)))
+    if outage == "permanent":  # only all-on-device, with the compression it ignores as first
+        assert splits.tolist() == [False] * (multi.num_splits - 1) + [True]
+        assert compressions.tolist() == [True, False]
+
+
+@pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")
+def test_maskable_ppo_trains_on_the_multidiscrete_actions():
+    from sb3_contrib import MaskablePPO
+
+    env = SplitExitEnv(horizon=20, action_type="multidiscrete")
+    model = MaskablePPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0)
+    model.learn(64)
+    action, _ = model.predict(env.reset(seed=1)[0], action_masks=env.action_masks())
+    assert env.action_space.contains(action)
+
+
 def test_outages_time_out_offloads_and_the_episode_goes_on():
     env = SplitExitEnv(outage="permanent", outage_mean_up_s=1e-9, horizon=20)
     env.reset(seed=0)

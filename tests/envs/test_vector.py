@@ -143,6 +143,17 @@ def test_seeds_lists_and_fresh_generators():
     assert not np.array_equal(c.reset()[0], d.reset()[0])  # unseeded: fresh entropy
 
 
+def test_multidiscrete_action_masks_match_the_single_envs():
+    config = {"outage": "permanent", "outage_mean_up_s": 1e-9, "action_type": "multidiscrete"}
+    vec = SplitExitVectorEnv(2, config=config)
+    single = SplitExitEnv(config)
+    vec.reset(seed=3)
+    single.reset(seed=3)
+    masks = vec.action_masks()
+    assert masks.shape == (2, int(single.action_space.nvec.sum()))
+    np.testing.assert_array_equal(masks[0], single.action_masks())
+
+
 def test_action_masks_match_the_single_envs():
     config = {"outage": "intermittent", "outage_mean_up_s": 2.0, "outage_mean_down_s": 2.0}
     vec = SplitExitVectorEnv(4, config=config, compressions=["int8", "float16"])
