@@ -57,7 +57,14 @@ from splitexit.agents.run import (
     load_hyperparams,
 )
 from splitexit.agents.sb3 import ALGOS
-from splitexit.files import LOCK_FILE, FolderLock, RunLocked, atomic_write_text, remove_temporaries
+from splitexit.files import (
+    LOCK_FILE,
+    FolderLock,
+    RunLocked,
+    atomic_write_text,
+    remove_temporaries,
+    symlinks_in,
+)
 
 # The run's counts a hyperparameter file may set (RL Zoo keys), with their defaults.
 YAML_COUNTS = {"n_timesteps": 1_000_000, "n_envs": 1}
@@ -189,6 +196,13 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
     run_dir = output / name
     if run_dir.exists() and not run_dir.is_dir():
         p.error(f"--name {name!r}: {run_dir} is a file, not a folder")
+    links = symlinks_in(run_dir)
+    if links:
+        p.error(
+            f"--name {name!r}: {links[0]} is a symbolic link ({len(links)} in the run folder): "
+            "a run writes and deletes in its own folder only; copy the run, or replace the "
+            "links by what they point to"
+        )
     source = hyperparams_path(prefix + args.algo, args.conf_file)  # rllib-ppo.yml for RLlib
     try:
         hyper = load_hyperparams(prefix + args.algo, args.env, source)

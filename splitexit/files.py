@@ -68,7 +68,9 @@ def remove_temporaries(folder: str | Path) -> list[Path]:
     Call it only while holding the folder's lock. Returns what it removed."""
     folder = Path(folder)
     removed = []
-    for p in folder.glob(".*") if folder.is_dir() else []:
+    for p in folder.glob(".*") if folder.is_dir() and not folder.is_symlink() else []:
+        if p.is_symlink():
+            continue  # never followed to delete: not a temporary a write of this package made
         if p.is_file() and p.name.endswith(TMP_SUFFIX):
             p.unlink(missing_ok=True)
         elif p.is_dir() and p.name.startswith(".tmp-"):
@@ -77,6 +79,18 @@ def remove_temporaries(folder: str | Path) -> list[Path]:
             continue
         removed.append(p)
     return removed
+
+
+def symlinks_in(folder: str | Path) -> list[Path]:
+    """``[folder]`` if it is a symbolic link, else the links anywhere under it (none followed):
+    a run folder holding one would send writes and deletions to the link's target."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        return [folder]
+    found = []
+    for root, dirs, files in os.walk(folder):  # (a linked folder is listed, not entered)
+        found += [Path(root, name) for name in dirs + files if Path(root, name).is_symlink()]
+    return sorted(found)
 
 
 LOCK_FILE = ".lock"

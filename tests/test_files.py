@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from splitexit.files import read_regular_file
+from splitexit.files import TMP_SUFFIX, read_regular_file, remove_temporaries, symlinks_in
 
 
 def test_a_regular_file_within_the_bound_is_read_whole(tmp_path):
@@ -58,3 +58,22 @@ def test_a_file_that_grew_since_its_size_was_read_is_read_to_the_bound(
     else:
         with pytest.raises(ValueError, match="profile has more than 40 bytes"):
             read_regular_file(path, max_bytes, "profile")
+
+
+def test_symlinks_are_found_and_never_followed_to_delete(tmp_path):
+    """Issue 19, item 1."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / f".x{TMP_SUFFIX}").write_text("not ours")
+    (outside / ".tmp-agent_1_steps-1").mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").symlink_to(outside)
+    (run / f".y{TMP_SUFFIX}").symlink_to(outside / f".x{TMP_SUFFIX}")
+    (run / f".z{TMP_SUFFIX}").write_text("ours")
+    assert symlinks_in(run) == [run / f".y{TMP_SUFFIX}", run / "checkpoints"]
+    assert symlinks_in(run / "checkpoints") == [run / "checkpoints"]
+    assert remove_temporaries(run) == [run / f".z{TMP_SUFFIX}"]
+    assert remove_temporaries(run / "checkpoints") == []
+    assert sorted(p.name for p in outside.iterdir()) == [".tmp-agent_1_steps-1", f".x{TMP_SUFFIX}"]
+    assert symlinks_in(tmp_path / "absent") == []

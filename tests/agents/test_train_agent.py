@@ -344,6 +344,25 @@ def test_bad_flags_stop_before_any_work(train_agent, tmp_path, capsys, args, mes
     assert not (tmp_path / "out").exists()  # no run folder, nor --output
 
 
+@pytest.mark.parametrize("link", ["run", "checkpoints"])
+def test_symlinked_run_folders_are_refused(train_agent, tmp_path, capsys, link):
+    """Issue 19, item 1: neither the run folder nor anything in it may be a link."""
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / ".precious.tmp").write_text("x")
+    out = tmp_path / "out"
+    out.mkdir()
+    if link == "run":
+        (out / "run").symlink_to(target)
+    else:
+        (out / "run").mkdir()
+        (out / "run" / "checkpoints").symlink_to(target)
+    argv = [*train_agent.TINY, "--output", str(out), "--name", "run", "--resume"]
+    err = one_line_usage_error(capsys, lambda: train_agent.main(*argv))
+    assert "is a symbolic link" in err and "--name 'run'" in err
+    assert [p.name for p in target.iterdir()] == [".precious.tmp"]
+
+
 def test_unknown_sb3_hyperparameter_is_a_usage_error(train_agent, tmp_path, capsys):
     conf = tmp_path / "bad.yml"
     conf.write_text("default:\n  policy: MlpPolicy\n  n_stepz: 64\n")
