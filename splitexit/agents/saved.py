@@ -5,7 +5,8 @@ A saved agent is a folder (a run folder, or one checkpoint) holding::
     agent.safetensors      the policy's weights (tensors only: loading runs no code)
     optimizer.safetensors  checkpoints only: the optimizer's state, to resume training
     agent.json             what the weights are: backend, algorithm, spaces, network,
-                           hyperparameters, env id and config, steps, and every file's sha256
+                           hyperparameters, env id and config, steps, every file's sha256,
+                           and the sha256 of its own content (``description_sha256``)
 
 ``agent.json`` is written last, so a folder with a readable ``agent.json`` whose hashes match
 holds a complete agent; a kill before it leaves no agent (resume then starts from the
@@ -36,7 +37,8 @@ import numpy as np
 
 from splitexit.files import atomic_write_bytes, atomic_write_text, read_regular_file
 
-FORMAT = "splitexit-agent-v1"
+FORMAT = "splitexit-agent-v2"  # v1 had no description_sha256
+DIGEST_KEY = "description_sha256"  # of agent.json's own content: a change to it is detected
 DESCRIPTION_FILE = "agent.json"
 # Bounds on what is read of an agent's files (the project's agents: 2-4 KB of JSON, < 1 MB of
 # tensors; a policy network of 1 GB is far beyond any on this task).
@@ -180,6 +182,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def description_digest(description: Mapping[str, Any]) -> str:
+    """The sha256 of ``description``'s canonical JSON, its own ``description_sha256`` aside."""
+    body = {k: v for k, v in description.items() if k != DIGEST_KEY}
+    return _sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
 def describe(
     run: Any, observation_space: gym.Space, action_space: gym.Space, **fields: Any
 ) -> dict:
@@ -224,7 +232,8 @@ def write_agent(
         data = safetensors_bytes(tensors, metadata={"format": FORMAT})
         atomic_write_bytes(folder / OPTIMIZER_FILE, data)
         files[OPTIMIZER_FILE] = {"sha256": _sha256(data), "layout": layout}
-    text = json.dumps({"format": FORMAT, **to_json(dict(description)), "files": files}, indent=2)
+    content = {"format": FORMAT, **to_json(dict(description)), "files": files}
+    text = json.dumps({**content, DIGEST_KEY: description_digest(content)}, indent=2)
     atomic_write_text(folder / DESCRIPTION_FILE, text + "\n")
     return folder / DESCRIPTION_FILE
 
@@ -254,7 +263,17 @@ def read_description(path: str | Path) -> dict[str, Any]:
             f"{path}: not a JSON agent description ({type(err).__name__}: {err})"
         ) from None
     if not isinstance(description, dict) or description.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a splitexit agent description (format {FORMAT!r})")
+        found = description.get("format") if isinstance(description, dict) else None
+        older = (
+            " (written by an older splitexit: train it again)"
+            if found == "splitexit-agent-v1"
+            else ""
+        )
+        raise ValueError(f"{path}: not a splitexit agent description (format {FORMAT!r}){older}")
+    if description.get(DIGEST_KEY) != description_digest(description):
+        raise ValueError(
+            f"{path}: its {DIGEST_KEY} does not match its content (changed since it was written)"
+        )
     for key in ("backend", "algo", "num_timesteps", "observation_space", "action_space"):
         if key not in description:
             raise ValueError(f"{path}: the description lacks {key!r}")

@@ -249,10 +249,16 @@ def test_agent_files_reject_changes_and_other_spaces(tmp_path):
     with pytest.raises(ValueError, match="sha256 differs"):
         load_policy(tmp_path, env)
     (tmp_path / "agent.safetensors").write_bytes(weights)
-    # Classes are named, and only those of torch and SB3 resolve.
+    # A changed description is detected (issue 19, item 5: the steps the report gives) ...
     text = (tmp_path / "agent.json").read_text()
+    (tmp_path / "agent.json").write_text(text.replace('"num_timesteps": 0', '"num_timesteps": 9'))
+    with pytest.raises(ValueError, match="description_sha256 does not match its content"):
+        load_policy(tmp_path, env)
+    # ... and one changed with its digest made anew names classes of torch and SB3 only.
     assert '"__class__": "torch.nn.modules.activation.ReLU"' in text
-    (tmp_path / "agent.json").write_text(text.replace("torch.nn.modules.activation", "os"))
+    forged = json.loads(text.replace("torch.nn.modules.activation", "os"))
+    forged[saved.DIGEST_KEY] = saved.description_digest(forged)
+    (tmp_path / "agent.json").write_text(json.dumps(forged))
     with pytest.raises(ValueError, match="is not from torch.nn"):
         load_policy(tmp_path, env)
 

@@ -74,21 +74,30 @@ def test_killed_ppo_run_resumes_from_its_checkpoint(train_agent, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # 2 tiny envs
-@pytest.mark.parametrize("cut", ["agent.json", "agent.safetensors", "optimizer.safetensors"])
+@pytest.mark.parametrize(
+    "cut", ["agent.json", "agent.safetensors", "optimizer.safetensors", "changed agent.json"]
+)
 def test_resume_skips_a_checkpoint_cut_short(train_agent, tmp_path, capsys, evaluate_json, cut):
     args = ["--eval-freq", "256", "--output", str(tmp_path), "--name", "run", *train_agent.TINY]
     assert train_agent.main("--total-timesteps", "768", *args) == 0
     run = tmp_path / "run"
     for name in ("agent.json", "agent.safetensors", "report.md"):  # as if killed in training
         (run / name).unlink()
-    newest = run / "checkpoints" / f"agent_{checkpoint_steps(run / 'checkpoints')[-1]}_steps"
-    data = (newest / cut).read_bytes()
-    (newest / cut).write_bytes(data[: len(data) // 2])  # a checkpoint cut short
+    *_, previous, last = checkpoint_steps(run / "checkpoints")
+    newest = run / "checkpoints" / f"agent_{last}_steps"
+    if cut == "changed agent.json":  # issue 19, item 5: what it says of itself is checked
+        text = (newest / "agent.json").read_text()
+        (newest / "agent.json").write_text(
+            text.replace(f'"num_timesteps": {last}', '"num_timesteps": 1000000')
+        )
+    else:
+        data = (newest / cut).read_bytes()
+        (newest / cut).write_bytes(data[: len(data) // 2])  # a checkpoint cut short
     capsys.readouterr()
     assert train_agent.main("--total-timesteps", "1024", *args, "--resume") == 0
     out = capsys.readouterr().out
     assert f"skipping the unreadable checkpoint {newest}" in out
-    assert "resuming from" in out and "agent_512_steps" in out
+    assert f"resuming from {run / 'checkpoints' / f'agent_{previous}_steps'} " in out
     assert num_timesteps(run) >= 1024
     summary = train_agent.check_report(run, "agent.json", "ppo")
     # The evaluation CLI gives the same rows: the saved agent, and a baseline tuned alike.
