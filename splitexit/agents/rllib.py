@@ -253,6 +253,10 @@ def load_model(path: str | Path, env: SplitExitEnv) -> RLlibModel:
     activation = str(description["activation"])
     if activation not in ACTIVATIONS:
         raise ValueError(f"{path}: activation {activation!r} is none of {list(ACTIVATIONS)}")
+    try:
+        saved.check_net_arch_fits(list(net_arch), env.observation_space, weights)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     module = build_module(env, net_arch, activation)
     module.load_state_dict(weights, strict=True)
     return RLlibModel(module, int(description["num_timesteps"]), net_arch, activation)

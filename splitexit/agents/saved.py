@@ -44,6 +44,7 @@ DESCRIPTION_FILE = "agent.json"
 # tensors; a policy network of 1 GB is far beyond any on this task).
 MAX_DESCRIPTION_BYTES = 16 * 2**20
 MAX_TENSORS_BYTES = 2**30
+MAX_DESCRIPTION_DEPTH = 32  # nesting of agent.json's JSON (the project's: 6 levels)
 WEIGHTS_FILE = "agent.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 SIGNATURE_FILE = "splitexit-signature.json"  # of a folder of pickles this machine wrote
@@ -262,6 +263,10 @@ def read_description(path: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"{path}: not a JSON agent description ({type(err).__name__}: {err})"
         ) from None
+    if _depth(description) > MAX_DESCRIPTION_DEPTH:
+        raise ValueError(
+            f"{path}: nested deeper than {MAX_DESCRIPTION_DEPTH} levels, not an agent description"
+        )
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         found = description.get("format") if isinstance(description, dict) else None
         older = (
@@ -278,6 +283,17 @@ def read_description(path: str | Path) -> dict[str, Any]:
         if key not in description:
             raise ValueError(f"{path}: the description lacks {key!r}")
     return description
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack += [(v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
 
 
 def _read_tensors(folder: Path, name: str, description: Mapping[str, Any]) -> dict[str, Any]:
@@ -309,6 +325,33 @@ def read_optimizer(path: str | Path, description: Mapping[str, Any]) -> Any:
     folder = description_path(path).parent
     tensors = _read_tensors(folder, OPTIMIZER_FILE, description)
     return unflatten_state(description["files"][OPTIMIZER_FILE]["layout"], tensors)
+
+
+def check_net_arch_fits(
+    net_arch: Any, observation_space: gym.Space, weights: Mapping[str, Any]
+) -> None:
+    """A ``ValueError`` if ``net_arch`` (layer widths; SB3's may be a dict of them) needs more
+    parameters than ``weights`` hold, checked before the network is built (a description of a
+    few bytes could otherwise ask for gigabytes): a layer of width ``w`` after one of ``n`` has
+    at least ``n * w + w``."""
+    net_arch = net_arch or []
+    branches = list(net_arch.values()) if isinstance(net_arch, dict) else [net_arch]
+    held = sum(int(t.numel()) for t in weights.values())
+    needed = 0
+    for branch in branches:
+        if not isinstance(branch, list | tuple):
+            raise ValueError(f"net_arch {net_arch!r}: a list of layer widths, or a dict of them")
+        before = gym.spaces.flatdim(observation_space)
+        for width in branch:
+            if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+                raise ValueError(f"net_arch {net_arch!r}: layer widths are integers >= 1")
+            needed += before * width + width
+            before = width
+            if needed > held:
+                raise ValueError(
+                    f"its net_arch {net_arch!r} needs at least {needed:,} parameters, and its "
+                    f"weights hold {held:,}: they do not fit"
+                )
 
 
 def check_spaces(description: Mapping[str, Any], env: gym.Env, where: str | Path) -> None:

@@ -295,6 +295,8 @@ def build_policy(description: dict[str, Any], weights: dict[str, Any] | None = N
     if policy_cls is None:
         raise ValueError(f"{description['algo']} has no policy {description['policy']!r}")
     ctor = saved.from_json(description["policy_constructor"])
+    if weights is not None:
+        saved.check_net_arch_fits(ctor.get("net_arch"), ctor["observation_space"], weights)
     policy = policy_cls(**ctor, lr_schedule=lambda _: 0.0)
     if weights is not None:
         policy.load_state_dict(weights, strict=True)
@@ -310,7 +312,10 @@ def load_model(path: str | Path, env: SplitExitEnv | None = None) -> SavedAgent:
         raise ValueError(f"{path}: an agent of the {description['backend']} backend, not sb3")
     if env is not None:
         saved.check_spaces(description, env, path)
-    policy = build_policy(description, weights)
+    try:
+        policy = build_policy(description, weights)
+    except ValueError as err:
+        raise ValueError(f"{saved.description_path(path)}: {err}") from None
     return SavedAgent(policy, int(description["num_timesteps"]), description)
 
 

@@ -263,6 +263,30 @@ def test_agent_files_reject_changes_and_other_spaces(tmp_path):
         load_policy(tmp_path, env)
 
 
+def test_a_network_larger_than_its_weights_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """Issue 19, item 13: a few bytes of agent.json could ask for a network of gigabytes."""
+    import torch
+    from stable_baselines3 import DQN
+
+    from splitexit.agents import sb3
+    from splitexit.agents.run import RunSpec
+
+    env = SplitExitEnv(horizon=20)
+    model = DQN("MlpPolicy", env, buffer_size=100, device="cpu", policy_kwargs={"net_arch": [8]})
+    sb3.save(model, RunSpec("sb3", "dqn", "splitexit:SplitExit-v0", {}, 0, 1, 64, {}, tmp_path))
+    forged = json.loads((tmp_path / "agent.json").read_text())
+    forged["policy_constructor"]["net_arch"] = [8000, 8000]
+    forged[saved.DIGEST_KEY] = saved.description_digest(forged)
+    (tmp_path / "agent.json").write_text(json.dumps(forged))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a layer was built")
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", refuse)
+    with pytest.raises(ValueError, match=r"agent.json: its net_arch \[8000, 8000\] needs at least"):
+        load_policy(tmp_path, env)
+
+
 def test_signatures_tell_this_machines_folders(tmp_path, monkeypatch):
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -326,7 +350,7 @@ def test_a_run_folder_named_like_a_zip_loads_as_agent_files(tmp_path):
     assert (policy.predict(obs)[0] == model.predict(obs, deterministic=True)[0]).all()
 
 
-@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "deep", "long-number"])
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "deep", "deep-but-loads", "long-number"])
 def test_hostile_agent_descriptions_are_refused_naming_the_file(tmp_path, kind):
     """An agent.json that is /dev/zero, a FIFO, 100k levels deep or a 5,000-digit number: a
     one-line ValueError naming it, not a read without end, a block or a RecursionError."""
@@ -341,6 +365,8 @@ def test_hostile_agent_descriptions_are_refused_naming_the_file(tmp_path, kind):
         os.mkfifo(path)
     elif kind == "deep":
         path.write_text("[" * 100_000 + "]" * 100_000)
+    elif kind == "deep-but-loads":  # json reads it; walking it (from_json) would not end well
+        path.write_text('{"format": "splitexit-agent-v2", "x": ' + "[" * 600 + "]" * 600 + "}")
     else:
         path.write_text('{"format": ' + "9" * 5000 + "}")
     with pytest.raises(ValueError, match="agent.json: "):

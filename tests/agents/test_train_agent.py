@@ -75,7 +75,8 @@ def test_killed_ppo_run_resumes_from_its_checkpoint(train_agent, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # 2 tiny envs
 @pytest.mark.parametrize(
-    "cut", ["agent.json", "agent.safetensors", "optimizer.safetensors", "changed agent.json"]
+    "cut",
+    ["agent.json", "agent.safetensors", "optimizer.safetensors", "changed agent.json", "deep"],
 )
 def test_resume_skips_a_checkpoint_cut_short(train_agent, tmp_path, capsys, evaluate_json, cut):
     args = ["--eval-freq", "256", "--output", str(tmp_path), "--name", "run", *train_agent.TINY]
@@ -90,6 +91,8 @@ def test_resume_skips_a_checkpoint_cut_short(train_agent, tmp_path, capsys, eval
         (newest / "agent.json").write_text(
             text.replace(f'"num_timesteps": {last}', '"num_timesteps": 1000000')
         )
+    elif cut == "deep":  # issue 19, item 20: no RecursionError
+        (newest / "agent.json").write_text("[" * 100_000 + "]" * 100_000)
     else:
         data = (newest / cut).read_bytes()
         (newest / cut).write_bytes(data[: len(data) // 2])  # a checkpoint cut short
