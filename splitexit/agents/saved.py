@@ -314,10 +314,18 @@ def _read_tensors(folder: Path, name: str, description: Mapping[str, Any]) -> di
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The description and the weights of the agent at ``path``, hashes checked."""
+    """The description and the weights of the agent at ``path``, hashes checked and weights
+    finite."""
     path = description_path(path)
     description = read_description(path)
-    return description, _read_tensors(path.parent, WEIGHTS_FILE, description)
+    weights = _read_tensors(path.parent, WEIGHTS_FILE, description)
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise ValueError(
+                f"{path.parent / WEIGHTS_FILE}: tensor {name!r} holds NaN or infinite values "
+                "(the training diverged): this agent cannot act"
+            )
+    return description, weights
 
 
 def read_optimizer(path: str | Path, description: Mapping[str, Any]) -> Any:

@@ -515,6 +515,22 @@ def test_evaluate_cli_errors_are_one_line(capsys, untrained_ppo, args, message):
     assert message in one_line_usage_error(capsys, lambda: evaluate.main(argv))
 
 
+def test_evaluating_a_diverged_agent_is_a_one_line_error(capsys, tmp_path):
+    """Issue 19, item 23: NaN weights, as a diverged run leaves them."""
+    import torch
+    from stable_baselines3 import PPO
+
+    from splitexit.agents import sb3
+    from splitexit.agents.run import RunSpec
+
+    model = PPO("MlpPolicy", SplitExitEnv(horizon=20), n_steps=64, batch_size=64, device="cpu")
+    with torch.no_grad():
+        model.policy.action_net.weight.fill_(float("nan"))
+    sb3.save(model, RunSpec("sb3", "ppo", "splitexit:SplitExit-v0", {}, 0, 1, 64, {}, tmp_path))
+    err = one_line_usage_error(capsys, lambda: evaluate.main(["--model", str(tmp_path)]))
+    assert "tensor 'action_net.weight' holds NaN or infinite values" in err
+
+
 def test_unknown_rllib_hyperparameter_is_a_usage_error(train_agent, tmp_path, capsys):
     pytest.importorskip("ray")
     conf = tmp_path / "bad.yml"
