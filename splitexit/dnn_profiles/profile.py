@@ -410,6 +410,19 @@ def _expected_shapes(meta: dict) -> dict:
 _NPY_HEADER_MAX = 4096
 
 
+def _npy_header(npz, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a ``.npy`` member of ``npz`` declares, read without its data."""
+    with npz.zip.open(f"{name}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"array {name!r}: .npy format version {version} is not supported")
+        read = np.lib.format.read_array_header_1_0
+        if version == (2, 0):
+            read = np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    return shape, dtype
+
+
 def _read_npz(data: bytes, meta: dict, path: Path) -> dict:
     """The arrays of a profile's .npz (``allow_pickle=False``); members are size-checked against
     the metadata's shapes before they are decompressed, so memory stays bounded."""
@@ -426,6 +439,13 @@ def _read_npz(data: bytes, meta: dict, path: Path) -> dict:
                     raise ValueError(
                         f"{path}: array {name!r} is {sizes[name]} bytes uncompressed, more than "
                         f"an array of shape {shape} can take ({limit} bytes)"
+                    )
+                declared, dtype = _npy_header(npz, name)
+                declared_bytes = int(np.prod(declared, dtype=object)) * dtype.itemsize
+                if dtype.hasobject or declared_bytes > limit:
+                    raise ValueError(  # checked before numpy allocates what the header says
+                        f"{path}: array {name!r} is declared {dtype}{declared}, more than an "
+                        f"array of shape {shape} can take ({limit} bytes)"
                     )
                 arrays[name] = npz[name]
     except ValueError as err:

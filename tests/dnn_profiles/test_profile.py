@@ -1,7 +1,9 @@
 import hashlib
+import io
 import json
 import os
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -273,6 +275,30 @@ def test_oversized_member_rejected_before_decompression(tmp_path):
     """A member bigger than the metadata's shapes allow is refused from its declared size."""
     bad = _copy_shipped(tmp_path, array_change=lambda a: a.update(labels=np.zeros(10**6, np.int64)))
     with pytest.raises(ValueError, match=r"copy\.npz: array 'labels' is \d+ bytes uncompressed"):
+        Profile.load(bad)
+
+
+def test_a_member_declaring_a_huge_shape_is_refused_before_allocation(tmp_path):
+    """Issue 19, item 19: the .npy header's shape drives numpy's allocation (745 GiB here)."""
+
+    def huge_labels(npz_bytes: bytes) -> bytes:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<i8", "fortran_order": False, "shape": (10**11,)}
+        )
+        out = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(npz_bytes)) as src, zipfile.ZipFile(out, "w") as dst:
+            for item in src.infolist():
+                data = src.read(item)
+                dst.writestr(
+                    item.filename, header.getvalue() if item.filename == "labels.npy" else data
+                )
+        return out.getvalue()
+
+    bad = _copy_shipped(tmp_path, npz_bytes=huge_labels)
+    with pytest.raises(
+        ValueError, match=r"copy\.npz: array 'labels' is declared int64\(100000000000,\)"
+    ):
         Profile.load(bad)
 
 
