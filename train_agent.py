@@ -31,6 +31,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import shlex
 import shutil
 import sys
@@ -66,6 +67,9 @@ from splitexit.files import (
     symlinks_in,
 )
 
+# Linux's limits on a file name and a path (NAME_MAX, PATH_MAX, limits.h), and room for the
+# longest path a run writes under its folder (a hidden temporary in a checkpoint folder).
+NAME_MAX_BYTES, PATH_MAX_BYTES, RUN_PATHS_BYTES = 255, 4096, 128
 # The run's counts a hyperparameter file may set (RL Zoo keys), with their defaults.
 YAML_COUNTS = {"n_timesteps": 1_000_000, "n_envs": 1}
 
@@ -190,7 +194,15 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
     name = args.name if args.name is not None else f"{prefix}{args.algo}-{env_name}-seed{args.seed}"
     if not plain_name(name):
         p.error(f"--name must be a plain folder name (no '/', not '.' or '..'), got {name!r}")
+    if len(os.fsencode(name)) > NAME_MAX_BYTES:
+        p.error(f"--name is {len(os.fsencode(name))} bytes long, at most {NAME_MAX_BYTES}")
     output = Path(args.output)
+    longest = len(os.fsencode(os.path.abspath(output / name))) + RUN_PATHS_BYTES
+    if longest > PATH_MAX_BYTES:
+        p.error(
+            f"--output and --name make paths of up to {longest} bytes in the run folder, "
+            f"more than a path may have ({PATH_MAX_BYTES}): choose a shorter --output or --name"
+        )
     if output.exists() and not output.is_dir():
         p.error(f"--output {args.output!r} is a file, not a folder")
     run_dir = output / name
@@ -362,17 +374,22 @@ def main(argv: list[str] | None = None) -> int:
     args, run = parse_run(argv)
     torch.set_num_threads(1)  # small MLPs: threads cost more than they give
     check_fresh(run)
-    run.run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        run.run_dir.mkdir()
-        created = True  # by this run: removed if the run fails before saving anything
-    except FileExistsError:
-        created = False
+        run.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            run.run_dir.mkdir()
+            created = True  # by this run: removed if the run fails before saving anything
+        except FileExistsError:
+            created = False
+    except OSError as err:  # a read-only file system, a file on the way, no permission
+        usage_error(f"--output {args.output!r}: cannot make the run folder ({err.strerror})")
     lock = FolderLock(run.run_dir)
     try:
         lock.acquire()
     except RunLocked as err:
         usage_error(f"--name {run.run_dir.name!r}: {err}")
+    except OSError as err:  # a run folder this user may not write
+        usage_error(f"--output {args.output!r}: cannot write in {run.run_dir} ({err.strerror})")
     started = False
     try:
         check_fresh(run)  # again: a run of this name may have ended meanwhile

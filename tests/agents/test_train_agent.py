@@ -335,6 +335,9 @@ def test_rllib_without_ray_is_a_usage_error(train_agent, capsys, monkeypatch):
         (("--name", "a/b"), "--name must be a plain folder name"),
         (("--name", ".."), "--name must be a plain folder name"),
         (("--name", ""), "--name must be a plain folder name"),
+        # issue 19, item 16
+        (("--name", "a" * 300), "--name is 300 bytes long, at most 255"),
+        (("--output", "b" * 5000), "more than a path may have (4096)"),
         # issue 19, item 15
         (("--vec-env", "native", "--env", "SplitExitLive-v0"), "--vec-env native: Cannot"),
         (("--vec-env", "native", "--env", "SplitExitFading-v0"), "--vec-env native: Cannot"),
@@ -373,6 +376,28 @@ def test_symlinked_run_folders_are_refused(train_agent, tmp_path, capsys, link):
     err = one_line_usage_error(capsys, lambda: train_agent.main(*argv))
     assert "is a symbolic link" in err and "--name 'run'" in err
     assert [p.name for p in target.iterdir()] == [".precious.tmp"]
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only"])
+def test_an_output_that_cannot_be_made_is_a_usage_error(
+    train_agent, tmp_path, capsys, monkeypatch, where
+):
+    """Issue 19, item 16."""
+    import errno
+
+    (tmp_path / "file").write_text("")
+    output = tmp_path / "file" / "runs"
+    if where == "read-only":
+        output = tmp_path / "runs"
+
+        def read_only(self, *args, **kwargs):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+        monkeypatch.setattr(Path, "mkdir", read_only)
+    argv = [*train_agent.TINY, "--output", str(output)]
+    err = one_line_usage_error(capsys, lambda: train_agent.main(*argv))
+    reason = "Not a directory" if where == "under a file" else "Read-only file system"
+    assert f"--output '{output}': cannot make the run folder ({reason})" in err
 
 
 def test_unknown_sb3_hyperparameter_is_a_usage_error(train_agent, tmp_path, capsys):
