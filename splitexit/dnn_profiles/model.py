@@ -10,6 +10,8 @@ input), and block 3 starts with the matching decoder on the server side.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +28,22 @@ RAW_INPUT_BYTES = IMAGE_SIDE * IMAGE_SIDE  # one uint8 grey-scale image as captu
 PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
 BOTTLENECK_CHANNELS = 8
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch at ``n`` CPU threads inside the block, then at the count before: a profile's
+    numbers are reproduced bit for bit (on the CPU that made it) at the thread count it was
+    made at (``Profile.torch_threads``), whatever the process uses elsewhere. The count is
+    process-wide: torch work in other Python threads meanwhile runs at ``n`` too."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
 
 
 class MultiExitModel(Protocol):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -109,6 +110,14 @@ class Profile:
     @property
     def num_samples(self) -> int:
         return len(self.labels)
+
+    @property
+    def torch_threads(self) -> int:
+        """The torch thread count the profiler ran its samples at (from ``host``; 1 where it
+        does not say): torch's CPU kernels round the last float32 bits per thread count, so
+        live execution runs at it (:func:`splitexit.dnn_profiles.model.torch_threads`)."""
+        found = re.search(r"(\d+) torch threads", str(self.meta.get("host", "")))
+        return int(found.group(1)) if found else 1
 
     @property
     def correct(self) -> np.ndarray:

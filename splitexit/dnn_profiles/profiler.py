@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
     from splitexit.dnn_profiles.model import MultiExitModel
 
+WORKER_THREADS = 1  # torch threads of each profiling process with jobs > 1
+
 
 def _median_latency_s(fn, repeats: int) -> float:
     fn()  # warm-up
@@ -85,12 +87,14 @@ def _measure_blocks(model: MultiExitModel, image: np.ndarray, repeats: int) -> d
     return {"arrays": arrays, "block_output_shapes": shapes}
 
 
-def host_description() -> str:
+def host_description(threads: int | None = None) -> str:
+    """The CPU, the torch thread count the samples ran at (``threads``, default the current
+    one), and the versions."""
     import torch
 
     return (
         f"{platform.machine()} {platform.processor() or platform.system()}, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"{threads or torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"python {platform.python_version()}"
     )
 
@@ -205,7 +209,7 @@ def _worker_profile_samples(args: tuple) -> tuple:
 
     from splitexit.dnn_profiles import zoo
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(WORKER_THREADS)
     model_name, state, images, shapes, compressions = args
     model = zoo.get_model(model_name).build()
     model.load_state_dict(state)
@@ -280,7 +284,7 @@ def _profile(
         "compressions": list(compressions),
         "raw_input_bytes": model.raw_input_bytes,
         "block_output_shapes": shapes,
-        "host": host_description(),
+        "host": host_description(WORKER_THREADS if jobs > 1 else None),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "profile_time_s": round(time.perf_counter() - start, 1),
         "sources": {

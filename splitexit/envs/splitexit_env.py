@@ -390,7 +390,7 @@ class SplitExitEnv(gym.Env):
         """Run the torch model on the request's real image (corrupted as its camera condition
         says); its answer code (``splitexit.envs.core.pack_answer``) and confidence."""
         from splitexit.dnn_profiles.corruptions import apply_condition
-        from splitexit.dnn_profiles.model import split_inference
+        from splitexit.dnn_profiles.model import split_inference, torch_threads
         from splitexit.dnn_profiles.train import load_model
 
         if self._model is None:
@@ -405,9 +405,10 @@ class SplitExitEnv(gym.Env):
             image = apply_condition(
                 image, self.tables.conditions[condition], sample, dataset=self._model.dataset
             )
-        result = split_inference(
-            self._model, image, split, self.thresholds[t], self.compressions[comp]
-        )
+        with torch_threads(self.profile.torch_threads):  # as the profile's numbers were made
+            result = split_inference(
+                self._model, image, split, self.thresholds[t], self.compressions[comp]
+            )
         exit_k = self.tables.exit_blocks.index(result.exit_block)
         heads = t < self.n_t - 1
         correct = result.prediction == int(self.profile.labels[sample])

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from splitexit.dnn_profiles.corruptions import Condition, apply_condition, image_stats
-from splitexit.dnn_profiles.model import MultiExitModel, split_inference
+from splitexit.dnn_profiles.model import MultiExitModel, split_inference, torch_threads
 from splitexit.dnn_profiles.profile import Profile
 
 # How far a confidence computed on another CPU may be from the profile's (float32 rounding of
@@ -19,16 +16,10 @@ from splitexit.dnn_profiles.profile import Profile
 CROSS_CPU_RTOL = 1e-5
 
 
-@contextmanager
-def profiler_threads(prof: Profile) -> Iterator[None]:
-    """Run torch at the profiler's thread count (in the profile's ``host``): 1 and 2 threads
+def profiler_threads(prof: Profile):
+    """Run torch at the profiler's thread count (``Profile.torch_threads``): 1 and 2 threads
     differ in the last bits of some convolutions."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(int(re.search(r"(\d+) torch threads", prof.meta["host"]).group(1)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
+    return torch_threads(prof.torch_threads)
 
 
 def replay_live_mismatches(
