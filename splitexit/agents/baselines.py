@@ -766,7 +766,7 @@ class SplitEES(SplitEE):
     from the confidences seen. Here the shallower arms of a played (split ``s``, threshold
     ``t``, compression ``c``) are the lower thresholds ``t' < t`` at the same ``s`` and ``c``:
     the exits they would consult all ran, so their path is known. This needs
-    ``info["exit_confidences"]`` (the max-softmax confidence of every exit that ran, NaN for the
+    ``info["exit_confidences"]`` (the max-softmax confidence of every exit that ran, -1 for the
     others); SplitExit-v0 has none, and then this is SplitEE. For a request that ran the exit
     heads (``t`` below the top) and did not time out, answered by exit ``k``, each ``t'`` is
     credited with:
@@ -813,7 +813,7 @@ class SplitEES(SplitEE):
             return []
         k = self.exit_blocks.index(int(info["exit_block"]))
         ran = np.asarray(conf, dtype=np.float32)[: k + 1]
-        if np.isnan(ran).any() or (ran[:k] >= self.thresholds32[threshold_idx]).any():
+        if (ran < 0).any() or (ran[:k] >= self.thresholds32[threshold_idx]).any():
             return []  # the confidences do not explain the played path
         out = []
         for t in range(threshold_idx):

@@ -60,6 +60,11 @@ MAX_ORACLE_TIME_S = 1e9
 MAX_ORACLE_CAPACITY_BPS = MAX_RATE_MBPS * 1e6
 
 
+# info["exit_confidences"] of an exit whose answer did not reach the device: not NaN, so that
+# equal steps give equal infos (Gymnasium's check_env compares them).
+UNKNOWN_CONFIDENCE = -1.0
+
+
 class SplitExitEnv(gym.Env):
     """
     ## Description
@@ -359,10 +364,11 @@ class SplitExitEnv(gym.Env):
         return self.batch.expected_rewards(0, exit_prob, exit_correct_prob, hindsight, uplink)
 
     def exit_confidences(self, out: np.ndarray) -> np.ndarray:
-        """``(n, E)`` max-softmax confidence of each exit whose answer reached the device, NaN
-        for the others, for the output records ``out`` of a step: the exits the device passed
-        (their heads on) and, if the answer came back, the server's up to the answering one
-        (the server returns the confidences of the exits it ran)."""
+        """``(n, E)`` max-softmax confidence of each exit whose answer reached the device,
+        ``UNKNOWN_CONFIDENCE`` (-1: a confidence is in [0, 1]) for the others, for the output
+        records ``out`` of a step: the exits the device passed (their heads on) and, if the
+        answer came back, the server's up to the answering one (the server returns the
+        confidences of the exits it ran)."""
         t = self.tables
         n_e = len(t.exit_blocks)
         frame = out["condition"] * t.num_samples + out["sample_index"]
@@ -375,7 +381,7 @@ class SplitExitEnv(gym.Env):
         started = ~(out["timed_out"] & (out["energy_j"] == 0.0))  # not dropped or never begun
         on_device = blocks <= out["split"][:, None]
         known = ran & started[:, None] & (on_device | ~out["timed_out"][:, None])
-        return np.where(known, conf, np.nan)
+        return np.where(known, conf, UNKNOWN_CONFIDENCE)
 
     @property
     def condition(self) -> int:

@@ -64,14 +64,14 @@ class TwoContextEnv(gym.Env):
 
 class ExitConfidences(gym.Wrapper):
     """SplitExitEnv with ``info["exit_confidences"]`` as SplitExit-v1 will give it: the
-    confidence of every exit that ran for the request (from the profile), NaN for the others."""
+    confidence of every exit that ran for the request (from the profile), -1 for the others."""
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         e = self.env.unwrapped
         s, t, c = e.decode_action(action)
         profile = e.profile
-        conf = np.full(len(e.tables.exit_blocks), np.nan, np.float32)
+        conf = np.full(len(e.tables.exit_blocks), -1.0, np.float32)
         if not info["timed_out"]:
             k = e.tables.exit_blocks.index(info["exit_block"])
             row = profile.confidence[
