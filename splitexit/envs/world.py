@@ -333,6 +333,12 @@ def _build_world(key: str) -> core.World:
     answer_code = core.pack_answer(answer, correct.astype(np.int64)).astype(np.int16)
     conf = np.take_along_axis(tables.confidence[:, split, comp, :], exit_k[..., None], 2)[..., 0]
     frame_stats = tables.frame_stats
+    names = tuple(profile.meta.get("image_stats_names", ()))
+    if context_obs and names and names != FRAME_STATS:
+        raise ValueError(
+            f"config key 'observation' is 'context', which observes the frame statistics "
+            f"{list(FRAME_STATS)}, but the profile {cfg['profile']!r} records {list(names)}"
+        )
     if frame_stats.shape[1] != len(FRAME_STATS):  # a profile without them: zeros
         frame_stats = np.zeros((frame_stats.shape[0], len(FRAME_STATS)), np.float32)
 

@@ -309,6 +309,25 @@ def test_replay_and_live_agree_on_the_v1_draft():
     assert len(conditions) >= 2  # the camera's regime changed within the rollout
 
 
+def test_a_profile_with_other_frame_statistics_is_refused_for_the_context(tmp_path):
+    """Also seen in issue 19: such a profile was observed as zeros, silently."""
+    import dataclasses
+
+    import splitexit
+    from splitexit.dnn_profiles.profile import Profile
+
+    robust = SplitExitEnv(splitexit.V1_DRAFT).profile
+    stats = robust.by_condition["image_stats"][..., :2]
+    other = dataclasses.replace(
+        Profile.load(robust.source),
+        meta={**robust.meta, "image_stats_names": ["brightness", "contrast"]},
+        by_condition={**robust.by_condition, "image_stats": stats},
+    )
+    other.save(tmp_path / "other.json")
+    with pytest.raises(ValueError, match=r"records \['brightness', 'contrast'\]"):
+        SplitExitEnv({**splitexit.V1_DRAFT, "profile": str(tmp_path / "other.json")})
+
+
 def test_a_profile_without_a_clean_condition_is_named_in_the_error():
     from splitexit.envs.context import camera_mix
 
