@@ -11,6 +11,7 @@ server is down it does no work; jobs resume where they stopped (preemptive resum
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,7 +23,7 @@ import numpy as np
 from splitexit.envs.checks import check, check_non_negative, check_positive
 from splitexit.envs.core import uptimes_s
 from splitexit.envs.markov import check_transition, sample_markov_chain
-from splitexit.envs.traces import TRACES_DIR
+from splitexit.envs.traces import TRACES_DIR, read_trace_text
 
 AZURE_TRACE_DIR = TRACES_DIR / "azure-llm-inference-2023"
 # Splitwise (Patel et al., ISCA 2024) conversation trace: 19,366 requests over 3,502 s.
@@ -130,34 +131,32 @@ def read_azure_trace(path: Path) -> tuple[np.ndarray, np.ndarray]:
     (context + generated). Cached by path; the arrays are read-only.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load trace not found: {path}")
+    text = read_trace_text(path, "load trace")
     stamps: list[str] = []
     linenos: list[int] = []
     tokens: list[int] = []
-    with path.open(newline="", encoding="utf-8") as f:
-        for lineno, row in enumerate(csv.reader(f), 1):
-            if lineno == 1:
-                header = [c.strip() for c in row]
-                if header != ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]:
-                    raise ValueError(
-                        f"{path}:1: expected header TIMESTAMP,ContextTokens,GeneratedTokens, "
-                        f"got {','.join(row)!r}"
-                    )
-                continue
-            if not row:
-                continue
-            if len(row) != 3:
-                raise ValueError(f"{path}:{lineno}: expected 3 columns, got {len(row)}")
-            try:
-                n_tokens = [int(row[1]), int(row[2])]
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: token counts are not integers: {row}") from None
-            if min(n_tokens) < 0:
-                raise ValueError(f"{path}:{lineno}: negative token count: {row}")
-            stamps.append(row[0].strip())
-            linenos.append(lineno)
-            tokens.append(sum(n_tokens))
+    for lineno, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
+        if lineno == 1:
+            header = [c.strip() for c in row]
+            if header != ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]:
+                raise ValueError(
+                    f"{path}:1: expected header TIMESTAMP,ContextTokens,GeneratedTokens, "
+                    f"got {','.join(row)!r}"
+                )
+            continue
+        if not row:
+            continue
+        if len(row) != 3:
+            raise ValueError(f"{path}:{lineno}: expected 3 columns, got {len(row)}")
+        try:
+            n_tokens = [int(row[1]), int(row[2])]
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: token counts are not integers: {row}") from None
+        if min(n_tokens) < 0:
+            raise ValueError(f"{path}:{lineno}: negative token count: {row}")
+        stamps.append(row[0].strip())
+        linenos.append(lineno)
+        tokens.append(sum(n_tokens))
     if len(stamps) < 2:
         raise ValueError(f"{path}: need at least 2 requests, found {len(stamps)}")
     try:

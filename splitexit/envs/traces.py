@@ -15,6 +15,7 @@ import numpy as np
 
 from splitexit.envs.capacity import CapacityTrace
 from splitexit.envs.checks import check_positive
+from splitexit.files import read_regular_file
 
 TRACES_DIR = Path(__file__).parent / "traces"
 
@@ -40,14 +41,17 @@ MIN_TIME_STEP_S = 1e-3
 # with the copies made): two day-long mahimahi traces at 10 ms; the shipped ones hold 0.3 M.
 MAX_TOTAL_SLOTS = 20_000_000
 
+# Bound on one trace file (the largest shipped: 1 MB; a day of mahimahi packets at 100 Mbit/s
+# is about 60 MB).
+MAX_TRACE_BYTES = 256 * 2**20
+
 PathArg = str | PathLike
 
 
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"trace file not found: {path}")
+def read_trace_text(path: Path, what: str = "trace file") -> str:
+    """The UTF-8 text of a trace file: a regular file of at most ``MAX_TRACE_BYTES``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path, MAX_TRACE_BYTES, what).decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not a UTF-8 text file ({err})") from None
     if not text.strip():
@@ -131,7 +135,7 @@ def _parse_pensieve(text: str, path: Path) -> CapacityTrace:
 @lru_cache(maxsize=512)
 def _load_cached(path: Path, mtime_ns: int, size: int, slot_s: float) -> CapacityTrace:
     del mtime_ns, size  # cache keys only: a changed file is read again
-    text = _read_text(path)
+    text = read_trace_text(path)
     first = next(s for s in text.splitlines() if s.strip())
     if len(first.split()) == 1:
         return _parse_mahimahi(text, path, slot_s)
@@ -146,7 +150,7 @@ def load_trace(path: PathArg, slot_s: float = MAHIMAHI_SLOT_S) -> CapacityTrace:
     """
     slot_s = check_positive("slot_s", slot_s)
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"trace file not found: {path}")
     stat = path.stat()
     return _load_cached(path.resolve(), stat.st_mtime_ns, stat.st_size, slot_s)
@@ -156,13 +160,13 @@ def load_mahimahi(path: PathArg, slot_s: float = MAHIMAHI_SLOT_S) -> CapacityTra
     """Load a mahimahi trace: one integer ms timestamp per line = one 1500-byte delivery."""
     slot_s = check_positive("slot_s", slot_s)
     path = Path(path)
-    return _parse_mahimahi(_read_text(path), path, slot_s)
+    return _parse_mahimahi(read_trace_text(path), path, slot_s)
 
 
 def load_pensieve(path: PathArg) -> CapacityTrace:
     """Load a Pensieve cooked trace: ``time_s Mbit/s`` per line; slot_s = median time step."""
     path = Path(path)
-    return _parse_pensieve(_read_text(path), path)
+    return _parse_pensieve(read_trace_text(path), path)
 
 
 def _trace_files(folder: Path) -> list[Path]:

@@ -185,6 +185,26 @@ def test_missing_empty_and_short_files(tmp_path):
         load_trace(tmp_path / "one")
 
 
+def test_trace_files_are_regular_files_of_bounded_size(tmp_path, monkeypatch):
+    import os
+
+    from splitexit.envs import traces
+    from splitexit.envs.server import read_azure_trace
+
+    with pytest.raises(ValueError, match="/dev/zero: trace file is not a regular file"):
+        load_trace("/dev/zero")
+    os.mkfifo(tmp_path / "fifo.up")  # refused without blocking on it
+    with pytest.raises(ValueError, match="fifo.up: trace file is not a regular file"):
+        load_trace(tmp_path / "fifo.up")
+    monkeypatch.setattr(traces, "MAX_TRACE_BYTES", 10)
+    (tmp_path / "big.up").write_text("0\n1000\n2000\n")
+    with pytest.raises(ValueError, match="big.up: trace file has 12 bytes, at most 10"):
+        load_trace(tmp_path / "big.up")
+    (tmp_path / "load.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n")
+    with pytest.raises(ValueError, match="load.csv: load trace has 40 bytes, at most 10"):
+        read_azure_trace(tmp_path / "load.csv")
+
+
 def test_a_pensieve_time_step_under_a_millisecond_is_refused(tmp_path):
     (tmp_path / "tiny.log").write_text("0 1\n1e-300 1\n2e-300 1\n")
     with pytest.raises(ValueError, match="tiny.log: median time step is 1e-300 s, must be at"):
