@@ -254,7 +254,7 @@ def load_model(path: str | Path, env: SplitExitEnv) -> RLlibModel:
     if activation not in ACTIVATIONS:
         raise ValueError(f"{path}: activation {activation!r} is none of {list(ACTIVATIONS)}")
     try:
-        saved.check_net_arch_fits(list(net_arch), env.observation_space, weights)
+        saved.check_net_arch_fits(list(net_arch), env.observation_space, env.action_space, weights)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     module = build_module(env, net_arch, activation)

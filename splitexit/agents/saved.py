@@ -336,16 +336,19 @@ def read_optimizer(path: str | Path, description: Mapping[str, Any]) -> Any:
 
 
 def check_net_arch_fits(
-    net_arch: Any, observation_space: gym.Space, weights: Mapping[str, Any]
+    net_arch: Any,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    weights: Mapping[str, Any],
 ) -> None:
     """A ``ValueError`` if ``net_arch`` (layer widths; SB3's may be a dict of them) needs more
     parameters than ``weights`` hold, checked before the network is built (a description of a
     few bytes could otherwise ask for gigabytes): a layer of width ``w`` after one of ``n`` has
-    at least ``n * w + w``."""
+    at least ``n * w + w``, and one branch ends in a layer of an output per action value."""
     net_arch = net_arch or []
     branches = list(net_arch.values()) if isinstance(net_arch, dict) else [net_arch]
     held = sum(int(t.numel()) for t in weights.values())
-    needed = 0
+    needed, last = 0, []
     for branch in branches:
         if not isinstance(branch, list | tuple):
             raise ValueError(f"net_arch {net_arch!r}: a list of layer widths, or a dict of them")
@@ -355,11 +358,13 @@ def check_net_arch_fits(
                 raise ValueError(f"net_arch {net_arch!r}: layer widths are integers >= 1")
             needed += before * width + width
             before = width
-            if needed > held:
-                raise ValueError(
-                    f"its net_arch {net_arch!r} needs at least {needed:,} parameters, and its "
-                    f"weights hold {held:,}: they do not fit"
-                )
+        last.append(before)
+    needed += min(last) * gym.spaces.flatdim(action_space)  # (flatdim: n, or sum(nvec))
+    if needed > held:
+        raise ValueError(
+            f"its net_arch {net_arch!r} with {action_space} needs at least {needed:,} "
+            f"parameters, and its weights hold {held:,}: they do not fit"
+        )
 
 
 def check_spaces(description: Mapping[str, Any], env: gym.Env, where: str | Path) -> None:

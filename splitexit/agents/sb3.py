@@ -295,8 +295,13 @@ def build_policy(description: dict[str, Any], weights: dict[str, Any] | None = N
     if policy_cls is None:
         raise ValueError(f"{description['algo']} has no policy {description['policy']!r}")
     ctor = saved.from_json(description["policy_constructor"])
+    for key in ("observation_space", "action_space"):  # the spaces checked against the env
+        if ctor.get(key) != saved.space_from_json(description[key]):
+            raise ValueError(f"its policy_constructor's {key} is not the agent's {key}")
     if weights is not None:
-        saved.check_net_arch_fits(ctor.get("net_arch"), ctor["observation_space"], weights)
+        saved.check_net_arch_fits(
+            ctor.get("net_arch"), ctor["observation_space"], ctor["action_space"], weights
+        )
     policy = policy_cls(**ctor, lr_schedule=lambda _: 0.0)
     if weights is not None:
         policy.load_state_dict(weights, strict=True)
@@ -314,8 +319,9 @@ def load_model(path: str | Path, env: SplitExitEnv | None = None) -> SavedAgent:
         saved.check_spaces(description, env, path)
     try:
         policy = build_policy(description, weights)
-    except ValueError as err:
-        raise ValueError(f"{saved.description_path(path)}: {err}") from None
+    except (ValueError, KeyError, TypeError) as err:  # a field missing, or of a wrong type
+        what = f"lacks {err}" if isinstance(err, KeyError) else str(err)
+        raise ValueError(f"{saved.description_path(path)}: {what}") from None
     return SavedAgent(policy, int(description["num_timesteps"]), description)
 
 

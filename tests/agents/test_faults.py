@@ -283,7 +283,17 @@ def test_a_network_larger_than_its_weights_is_refused_before_it_is_built(tmp_pat
         raise AssertionError("a layer was built")
 
     monkeypatch.setattr(torch.nn.Linear, "__init__", refuse)
-    with pytest.raises(ValueError, match=r"agent.json: its net_arch \[8000, 8000\] needs at least"):
+    with pytest.raises(
+        ValueError,
+        match=r"agent.json: its net_arch \[8000, 8000\] with Discrete\(48\) needs at least",
+    ):
+        load_policy(tmp_path, env)
+    # nor can its constructor ask for another action space (one of 10**10 outputs)
+    forged["policy_constructor"]["net_arch"] = [8]
+    forged["policy_constructor"]["action_space"] = {"__space__": {"type": "Discrete", "n": 10**10}}
+    forged[saved.DIGEST_KEY] = saved.description_digest(forged)
+    (tmp_path / "agent.json").write_text(json.dumps(forged))
+    with pytest.raises(ValueError, match="policy_constructor's action_space is not the agent's"):
         load_policy(tmp_path, env)
 
 
