@@ -13,6 +13,7 @@ import inspect
 import io
 import math
 import re
+import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,34 +176,53 @@ def check_action_space(algo: str, env) -> None:
         ) from None
 
 
+# The arguments :func:`train` sets itself, and what sets each: not a hyperparameter file's.
+SET_BY_TRAIN = {
+    "env": "--env",
+    "seed": "--seed",
+    "device": "always cpu",
+    "tensorboard_log": "runs/<name>/tb",
+    "verbose": "always 0",
+    "_init_setup_model": "always true",
+}
+_PLAIN_TYPES = {int: "an integer", float: "a number (not NaN)", bool: "true or false"}
+
+
 def _check_type(cls, key: str, value, source: str) -> None:
-    """A ``ValueError`` if ``value`` is not of the plain type (int, float, bool) that ``cls``
-    annotates its argument ``key`` with (SB3 checks few values itself: a float ``n_epochs`` would
-    fail only in training)."""
+    """A ``ValueError`` if ``value`` is not of the plain type (int, float, bool; or None where
+    the annotation is ``X | None``) that ``cls`` annotates its argument ``key`` with (SB3 checks
+    few values itself: a float ``n_epochs`` would fail only in training)."""
     kind = inspect.signature(cls).parameters[key].annotation
-    if kind not in (int, float, bool):
+    args = set(typing.get_args(kind))
+    if len(args) == 2 and type(None) in args:  # X | None
+        if value is None:
+            return
+        (kind,) = args - {type(None)}
+    if kind not in _PLAIN_TYPES:
         return
     number = isinstance(value, int | float) and not isinstance(value, bool)
     ok = {
         int: isinstance(value, int) and not isinstance(value, bool),
-        float: number and math.isfinite(value),
+        float: number and not math.isnan(value),
         bool: isinstance(value, bool),
     }[kind]
     if not ok:
-        name = {int: "an integer", float: "a finite number", bool: "true or false"}[kind]
         raise ValueError(
-            f"hyperparameter {key!r} of {source} must be {name} for {cls.__name__}, "
-            f"got {value!r}{_number_hint(value)}"
+            f"hyperparameter {key!r} of {source} must be {_PLAIN_TYPES[kind]} for "
+            f"{cls.__name__}, got {value!r}{_number_hint(value, kind)}"
         )
 
 
-def _number_hint(value) -> str:
-    """A hint if ``value`` is a string YAML took for one but which reads as a number."""
+def _number_hint(value, kind: type = float) -> str:
+    """A hint if ``value`` is a string YAML did not take for the number it reads as."""
     try:
-        float(value if isinstance(value, str) else "x")
+        number = isinstance(value, str) and math.isfinite(float(value))
     except ValueError:
+        number = False
+    if not number or kind is bool:
         return ""
-    return " (YAML reads a number like 3e-4 as a string: write 3.0e-4)"
+    example = "1e3 as a string: write 1000" if kind is int else "3e-4 as a string: write 3.0e-4"
+    return f" (YAML reads {example})"
 
 
 def check_hyperparams(algo: str, hyperparams: dict, env, n_envs: int, source: str) -> None:
@@ -210,7 +230,13 @@ def check_hyperparams(algo: str, hyperparams: dict, env, n_envs: int, source: st
     type or range, an unknown policy) for ``n_envs`` envs with ``env``'s spaces: the algorithm is
     built once, on a :class:`SpacesVecEnv`, before any work."""
     cls = algo_class(algo)
-    unknown = sorted(set(hyperparams) - (set(inspect.signature(cls).parameters) - {"env"}))
+    for key in hyperparams:
+        if key in SET_BY_TRAIN:
+            raise ValueError(
+                f"hyperparameter {key!r} of {source} is set by the run ({SET_BY_TRAIN[key]}), "
+                "not by a hyperparameter file"
+            )
+    unknown = sorted(set(hyperparams) - set(inspect.signature(cls).parameters))
     if unknown:
         raise ValueError(
             f"hyperparameter {unknown[0]!r} of {source} is not an argument of {cls.__name__}"

@@ -376,8 +376,11 @@ def test_hostile_agent_descriptions_are_refused_naming_the_file(tmp_path, kind):
     elif kind == "deep":
         path.write_text("[" * 100_000 + "]" * 100_000)
     elif kind == "deep-but-loads":  # json reads it; walking it (from_json) would not end well
-        path.write_text('{"format": "splitexit-agent-v2", "x": ' + "[" * 600 + "]" * 600 + "}")
+        deep = {"format": saved.FORMAT, "x": json.loads("[" * 600 + "]" * 600)}
+        deep[saved.DIGEST_KEY] = saved.description_digest(deep)
+        path.write_text(json.dumps(deep))
     else:
         path.write_text('{"format": ' + "9" * 5000 + "}")
-    with pytest.raises(ValueError, match="agent.json: "):
+    message = "nested deeper than 32 levels" if kind == "deep-but-loads" else ""
+    with pytest.raises(ValueError, match=f"agent.json: .*{message}"):
         read_description(tmp_path)

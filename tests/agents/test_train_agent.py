@@ -286,10 +286,22 @@ def one_line_usage_error(capsys, call) -> str:
             "default: {policy: MlpPolicy, learning_rate: fast}\n",
             "learning rate schedule must be a float",
         ),
-        ("default: {learning_rate: 3e-4}\n", "YAML reads a number like 3e-4 as a string"),
+        (
+            "default: {policy: MlpPolicy, learning_rate: 3e-4}\n",
+            "learning_rate='3e-4' (YAML reads 3e-4 as a string: write 3.0e-4)",
+        ),
+        (
+            "default: {policy: MlpPolicy, n_steps: 1e3}\n",
+            "(YAML reads 1e3 as a string: write 1000)",
+        ),
+        ("default: {policy: MlpPolicy, seed: 3}\n", "'seed' of {conf} is set by the run (--seed)"),
+        (
+            "default: {policy: MlpPolicy, tensorboard_log: x}\n",
+            "'tensorboard_log' of {conf} is set",
+        ),
         ("default: {policy: NoSuchPolicy}\n", "(ValueError: Policy NoSuchPolicy unknown)"),
         ("default: {n_epochs: 2.5}\n", "'n_epochs' of {conf} must be an integer for PPO"),
-        ("default: {gamma: .nan}\n", "'gamma' of {conf} must be a finite number for PPO"),
+        ("default: {gamma: .nan}\n", "'gamma' of {conf} must be a number (not NaN) for PPO"),
     ],
 )
 def test_bad_hyperparameter_files_stop_before_any_work(
@@ -301,6 +313,19 @@ def test_bad_hyperparameter_files_stop_before_any_work(
     err = one_line_usage_error(capsys, lambda: train_agent.main(*argv))
     assert "--conf-file: " in err and message.format(conf=conf) in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_optional_hyperparameter_of_a_wrong_type_stops_before_any_work(
+    train_agent, tmp_path, capsys
+):
+    conf = tmp_path / "conf.yml"  # MaskablePPO's batch_size is an int or None
+    conf.write_text("default: {policy: MlpPolicy, batch_size: 2.5}\n")
+    argv = ["--algo", "maskable_ppo", "--conf-file", str(conf), "--output", str(tmp_path / "o")]
+    err = one_line_usage_error(capsys, lambda: train_agent.main(*argv))
+    assert "'batch_size' of" in err and "must be an integer for MaskablePPO, got 2.5" in err
+    conf.write_text("default: {policy: MlpPolicy, batch_size: null}\n")
+    assert train_agent.parse_run("--algo", "maskable_ppo", "--conf-file", str(conf))
+    assert not (tmp_path / "o").exists()
 
 
 def test_rllib_without_ray_is_a_usage_error(train_agent, capsys, monkeypatch):
