@@ -197,6 +197,12 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
     if len(os.fsencode(name)) > NAME_MAX_BYTES:
         p.error(f"--name is {len(os.fsencode(name))} bytes long, at most {NAME_MAX_BYTES}")
     output = Path(args.output)
+    for part in output.parts:
+        if len(os.fsencode(part)) > NAME_MAX_BYTES:
+            p.error(
+                f"--output has a folder name of {len(os.fsencode(part))} bytes, at most "
+                f"{NAME_MAX_BYTES}"
+            )
     longest = len(os.fsencode(os.path.abspath(output / name))) + RUN_PATHS_BYTES
     if longest > PATH_MAX_BYTES:
         p.error(
@@ -210,10 +216,10 @@ def parse_run(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunSpe
         p.error(f"--name {name!r}: {run_dir} is a file, not a folder")
     links = symlinks_in(run_dir)
     if links:
+        where = "" if links == [run_dir] else f" ({len(links)} in the run folder)"
         p.error(
-            f"--name {name!r}: {links[0]} is a symbolic link ({len(links)} in the run folder): "
-            "a run writes and deletes in its own folder only; copy the run, or replace the "
-            "links by what they point to"
+            f"--name {name!r}: {links[0]} is a symbolic link{where}: a run writes and deletes "
+            "in its own folder only; copy the run, or replace the links by what they point to"
         )
     source = hyperparams_path(prefix + args.algo, args.conf_file)  # rllib-ppo.yml for RLlib
     try:
@@ -294,6 +300,8 @@ def saved_descriptions(run: RunSpec) -> list[tuple[Path, dict]]:
     for path in [run.run_dir, *sorted((run.run_dir / "checkpoints").glob("agent_*_steps"))]:
         try:
             found.append((path, saved.read_description(path)))
+        except saved.OlderFormat as err:  # resuming would train afresh over it
+            usage_error(f"--resume: {err}; or choose another --name")
         except (OSError, ValueError):
             continue  # absent or cut short: resume skips it
     return found

@@ -38,6 +38,7 @@ import numpy as np
 from splitexit.files import atomic_write_bytes, atomic_write_text, read_regular_file
 
 FORMAT = "splitexit-agent-v2"  # v1 had no description_sha256
+OLDER_FORMATS = ("splitexit-agent-v1",)
 DIGEST_KEY = "description_sha256"  # of agent.json's own content: a change to it is detected
 DESCRIPTION_FILE = "agent.json"
 # Bounds on what is read of an agent's files (the project's agents: 2-4 KB of JSON, < 1 MB of
@@ -51,6 +52,10 @@ SIGNATURE_FILE = "splitexit-signature.json"  # of a folder of pickles this machi
 KEY_ENV = "SPLITEXIT_KEY_FILE"  # where the signing key lives (default: ~/.config/splitexit)
 # Classes a description may name: the modules of torch and of the SB3 policies.
 CLASS_MODULES = ("torch.nn", "torch.optim", "stable_baselines3", "sb3_contrib")
+
+
+class OlderFormat(ValueError):
+    """An agent file of a format this splitexit no longer reads (written by an older one)."""
 
 
 class PickleRefused(ValueError):
@@ -267,14 +272,14 @@ def read_description(path: str | Path) -> dict[str, Any]:
         raise ValueError(
             f"{path}: nested deeper than {MAX_DESCRIPTION_DEPTH} levels, not an agent description"
         )
-    if not isinstance(description, dict) or description.get("format") != FORMAT:
-        found = description.get("format") if isinstance(description, dict) else None
-        older = (
-            " (written by an older splitexit: train it again)"
-            if found == "splitexit-agent-v1"
-            else ""
+    found = description.get("format") if isinstance(description, dict) else None
+    if found in OLDER_FORMATS:
+        raise OlderFormat(
+            f"{path}: an agent of format {found!r}, written by an older splitexit; this one "
+            f"reads {FORMAT!r} (its description hashed): train it again with this version"
         )
-        raise ValueError(f"{path}: not a splitexit agent description (format {FORMAT!r}){older}")
+    if found != FORMAT:
+        raise ValueError(f"{path}: not a splitexit agent description (format {FORMAT!r})")
     if description.get(DIGEST_KEY) != description_digest(description):
         raise ValueError(
             f"{path}: its {DIGEST_KEY} does not match its content (changed since it was written)"

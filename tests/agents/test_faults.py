@@ -345,6 +345,22 @@ def test_resume_with_other_flags_stops_instead_of_training_over_the_run(
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_resume_of_a_run_of_an_older_agent_format_stops(train_agent, tmp_path, capsys):
+    """Its agent files are unreadable here: resuming would train afresh over them."""
+    run = tmp_path / "run"
+    (run / "checkpoints" / "agent_256_steps").mkdir(parents=True)
+    old = json.dumps({"format": "splitexit-agent-v1", "backend": "sb3", "algo": "ppo"})
+    for folder in (run, run / "checkpoints" / "agent_256_steps"):
+        (folder / "agent.json").write_text(old)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    args = [*train_agent.TINY, "--output", str(tmp_path), "--name", "run", "--resume"]
+    with pytest.raises(SystemExit) as exit_:
+        train_agent.main(*args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "an agent of format 'splitexit-agent-v1'" in err, err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_a_run_folder_named_like_a_zip_loads_as_agent_files(tmp_path):
     from stable_baselines3 import DQN
 

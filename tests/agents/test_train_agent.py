@@ -362,7 +362,8 @@ def test_rllib_without_ray_is_a_usage_error(train_agent, capsys, monkeypatch):
         (("--name", ""), "--name must be a plain folder name"),
         # issue 19, item 16
         (("--name", "a" * 300), "--name is 300 bytes long, at most 255"),
-        (("--output", "b" * 5000), "more than a path may have (4096)"),
+        (("--output", "b" * 5000), "--output has a folder name of 5000 bytes, at most 255"),
+        (("--output", "b/" * 2500), "more than a path may have (4096)"),
         # issue 19, item 15
         (("--vec-env", "native", "--env", "SplitExitLive-v0"), "--vec-env native: Cannot"),
         (("--vec-env", "native", "--env", "SplitExitFading-v0"), "--vec-env native: Cannot"),
