@@ -813,7 +813,7 @@ class SplitEES(SplitEE):
             return []
         k = self.exit_blocks.index(int(info["exit_block"]))
         ran = np.asarray(conf, dtype=np.float32)[: k + 1]
-        if (ran < 0).any() or (ran[:k] >= self.thresholds32[threshold_idx]).any():
+        if not (ran >= 0).all() or (ran[:k] >= self.thresholds32[threshold_idx]).any():
             return []  # the confidences do not explain the played path
         out = []
         for t in range(threshold_idx):

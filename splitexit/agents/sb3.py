@@ -452,9 +452,9 @@ def _resume(model, run: RunSpec) -> bool:
 class Checkpoint(BaseCallback):
     """Save :func:`save_checkpoint` each time the step count passes a multiple of
     ``every_steps``, at the start of a rollout: after the update that learned from the previous
-    one (SB3 calls no callback between a rollout and its update), so ``agent_<N>_steps`` holds
-    every update of its ``N`` steps and a resumed run ends with as many updates as an
-    uninterrupted one."""
+    one (``on_rollout_end`` comes before that update, and no callback after it), so
+    ``agent_<N>_steps`` holds every update of its ``N`` steps and a resumed PPO ends with as
+    many updates as an uninterrupted one."""
 
     def __init__(self, every_steps: int, run: RunSpec) -> None:
         super().__init__()

@@ -113,9 +113,12 @@ class Profile:
 
     @property
     def torch_threads(self) -> int:
-        """The torch thread count the profiler ran its samples at (from ``host``; 1 where it
-        does not say): torch's CPU kernels round the last float32 bits per thread count, so
-        live execution runs at it (:func:`splitexit.dnn_profiles.model.torch_threads`)."""
+        """The torch thread count the profiler ran its samples at: field ``torch_threads``
+        (else the count in ``host``, else 1). Torch's CPU kernels round the last float32 bits
+        per thread count, so live execution runs at it
+        (:func:`splitexit.dnn_profiles.model.torch_threads`)."""
+        if _is_int(self.meta.get("torch_threads")) and self.meta["torch_threads"] >= 1:
+            return int(self.meta["torch_threads"])
         found = re.search(r"(\d+) torch threads", str(self.meta.get("host", "")))
         return int(found.group(1)) if found else 1
 

@@ -87,14 +87,13 @@ def _measure_blocks(model: MultiExitModel, image: np.ndarray, repeats: int) -> d
     return {"arrays": arrays, "block_output_shapes": shapes}
 
 
-def host_description(threads: int | None = None) -> str:
-    """The CPU, the torch thread count the samples ran at (``threads``, default the current
-    one), and the versions."""
+def host_description() -> str:
+    """The CPU, this process's torch thread count (the latencies') and the versions."""
     import torch
 
     return (
         f"{platform.machine()} {platform.processor() or platform.system()}, "
-        f"{threads or torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"python {platform.python_version()}"
     )
 
@@ -248,6 +247,8 @@ def _profile(
     compressions: tuple[str, ...],
     jobs: int,
 ) -> Profile:
+    import torch
+
     model.eval()
     spec = corruption_set(model.dataset)
     s_max, blocks = model.num_blocks, model.exit_blocks
@@ -284,7 +285,9 @@ def _profile(
         "compressions": list(compressions),
         "raw_input_bytes": model.raw_input_bytes,
         "block_output_shapes": shapes,
-        "host": host_description(WORKER_THREADS if jobs > 1 else None),
+        "host": host_description(),
+        # the thread count the samples ran at (live execution runs at it: Profile.torch_threads)
+        "torch_threads": WORKER_THREADS if jobs > 1 else torch.get_num_threads(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "profile_time_s": round(time.perf_counter() - start, 1),
         "sources": {

@@ -7,19 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from splitexit.dnn_profiles.corruptions import Condition, apply_condition, image_stats
-from splitexit.dnn_profiles.model import MultiExitModel, split_inference, torch_threads
+from splitexit.dnn_profiles.model import MultiExitModel, split_inference
 from splitexit.dnn_profiles.profile import Profile
 
 # How far a confidence computed on another CPU may be from the profile's (float32 rounding of
 # torch's CPU-specific convolution kernels, seen: 6e-7 relative); answers, exits and bytes must
 # agree exactly.
 CROSS_CPU_RTOL = 1e-5
-
-
-def profiler_threads(prof: Profile):
-    """Run torch at the profiler's thread count (``Profile.torch_threads``): 1 and 2 threads
-    differ in the last bits of some convolutions."""
-    return torch_threads(prof.torch_threads)
 
 
 def replay_live_mismatches(

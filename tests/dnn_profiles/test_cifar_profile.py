@@ -10,10 +10,11 @@ from splitexit.dnn_profiles import zoo
 from splitexit.dnn_profiles.__main__ import main as cli
 from splitexit.dnn_profiles.cifar10 import RAW_IMAGE_BYTES, load_cifar10
 from splitexit.dnn_profiles.corruptions import CIFAR_CONDITIONS
+from splitexit.dnn_profiles.model import torch_threads
 from splitexit.dnn_profiles.profile import Profile
 from splitexit.dnn_profiles.train import load_model
 from splitexit.envs import SplitExitEnv
-from tests.dnn_profiles.parity import CROSS_CPU_RTOL, profiler_threads, replay_live_mismatches
+from tests.dnn_profiles.parity import CROSS_CPU_RTOL, replay_live_mismatches
 
 NAME = "cifar10-multiexit-resnet"
 SPEC = zoo.get_profile(NAME)
@@ -33,7 +34,7 @@ def shipped():
 @pytest.fixture
 def profile_threads(shipped):
     """The profiler's torch thread count: other counts move the last bits."""
-    with profiler_threads(shipped[0]):
+    with torch_threads(shipped[0].torch_threads):
         yield
 
 

@@ -60,6 +60,21 @@ def _sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_the_profile_records_the_thread_count_its_samples_ran_at(small_profile, tmp_path):
+    """Live execution runs at it (issue 19, item 7); older profiles say it in "host" only."""
+    meta = Profile.load(small_profile).meta
+    assert (
+        meta["torch_threads"]
+        == torch.get_num_threads()
+        == Profile.load(small_profile).torch_threads
+    )
+    host_only = _copy_shipped(tmp_path)  # the shipped Fashion-MNIST profile: no field
+    assert "torch_threads" not in json.loads(host_only.read_text())
+    assert Profile.load(host_only).torch_threads == 2  # "x86_64 Linux, 2 torch threads, ..."
+    made_by_workers = _copy_shipped(tmp_path, meta_change=lambda m: m.update(torch_threads=1))
+    assert Profile.load(made_by_workers).torch_threads == 1
+
+
 @pytest.mark.parametrize(
     "meta_change, array_change, message",
     [

@@ -16,7 +16,7 @@ from splitexit.dnn_profiles.corruptions import (
     Condition,
 )
 from splitexit.dnn_profiles.data import load_fashion_mnist
-from splitexit.dnn_profiles.model import MultiExitCNN
+from splitexit.dnn_profiles.model import MultiExitCNN, torch_threads
 from splitexit.dnn_profiles.profile import (
     DEFAULT_PROFILE_PATH,
     ROBUST_PROFILE_PATH,
@@ -29,7 +29,7 @@ from splitexit.dnn_profiles.train import (
     load_model,
     weights_sha256,
 )
-from tests.dnn_profiles.parity import profiler_threads, replay_live_mismatches
+from tests.dnn_profiles.parity import replay_live_mismatches
 
 THRESHOLDS = np.array([0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01], np.float32)
 
@@ -238,7 +238,7 @@ def test_robust_profile_agrees_with_live_execution_on_corrupted_images(robust):
     bytes for 12 samples under every condition, at a random split and compression and every
     threshold of a grid, and the same image statistics."""
     prof, model = robust
-    with profiler_threads(prof):
+    with torch_threads(prof.torch_threads):
         mismatches = replay_live_mismatches(
             prof, model, load_fashion_mnist("test").images, CONDITIONS, THRESHOLDS, 12
         )

@@ -230,19 +230,15 @@ def test_exit_confidences_are_those_the_device_learns():
 
 def _live_rollout(config: dict, actions: list[int], threads: int) -> list:
     """Observations, rewards and infos of a live rollout, torch set to ``threads`` threads."""
-    import torch
+    from splitexit.dnn_profiles.model import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         env = SplitExitEnv({**config, "mode": "live"})
         out = [env.reset(seed=21)[0]]
         for a in actions:
             obs, reward, _, _, info = env.step(a)
             out.append((obs, reward, info))
         return out
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_live_inference_runs_at_the_profiles_thread_count(monkeypatch):
