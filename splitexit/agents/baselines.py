@@ -25,6 +25,7 @@ warms up on the training episodes, and ``predict`` never changes their state.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -441,6 +442,37 @@ class Edgent(_Predictor):
 # the pacing tries, smallest first.
 PRICE_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 MIN_VARIANCE = 1e-6  # of a frame statistic within a condition (naive Bayes)
+# What the planner's fit chooses from: the uplink estimate, and the share of the paced
+# per-request budget it may spend (below 1 saves for later, above 1 spends ahead).
+UPLINK_ESTIMATES = ("harmonic", "last")
+PACING_GRID = (0.7, 0.85, 1.0, 1.2, 1.5)
+
+
+def paced_choice(
+    reward: np.ndarray, energy_j: np.ndarray, per_request_j: float, w_energy: float
+) -> int:
+    """Budget pacing (Balseiro and Gur, Management Science 2019): the flat index of the action
+    of best ``reward - price * energy_j`` (``reward`` without its energy term) for the smallest
+    price of ``PRICE_GRID`` (multiples of ``w_energy``, or per joule if it is 0; the first is
+    ``w_energy`` itself) whose best action spends at most ``per_request_j``; the last price's
+    best action if none does."""
+    base = w_energy if w_energy > 0 else 1.0
+    reward, energy_j = reward.reshape(-1), energy_j.reshape(-1)
+    a = 0
+    for price in PRICE_GRID:
+        lam = w_energy if price == 1.0 else base * price
+        a = int(np.argmax(reward - lam * energy_j))
+        if energy_j[a] <= per_request_j:
+            break
+    return a
+
+
+def harmonic_mean_bps(measured_bps: np.ndarray) -> float:
+    """The harmonic mean of the measured throughputs, each floored at ``MIN_UPLINK_BPS``: the
+    robust estimate of robustMPC (Yin, Jindal, Sekar and Sinopoli, SIGCOMM 2015), which a
+    single low sample pulls down more than a high one pushes up."""
+    x = np.maximum(np.asarray(measured_bps, dtype=np.float64), MIN_UPLINK_BPS)
+    return float(len(x) / np.sum(1.0 / x))
 
 
 class MyopicPlanner(_Predictor):
@@ -449,8 +481,8 @@ class MyopicPlanner(_Predictor):
     Almeida, Leontiadis and Lane, MobiCom 2020).
 
     For every (split, threshold, compression) it predicts, per exit that may answer, the latency
-    (device backlog + device compute + payload over the last measured throughput + RTT + the
-    queue the server last reported + server compute), the device's energy (compute above idle
+    (device backlog + device compute + payload over the uplink estimate + RTT + the queue the
+    server last reported + server compute), the device's energy (compute above idle
     + radio, Huang et al. 2012) and the chance the exit answers and is right, and scores them
     with the env's reward weights, the request's deadline and value, and the timeout. The
     exits' behaviour depends on the camera's condition, which the device does not know: the
@@ -459,16 +491,27 @@ class MyopicPlanner(_Predictor):
     ``env.condition_prior``) and averages the profile's
     per-condition exit tables over that belief.
 
-    With a battery budget it paces its spending (budget pacing, as in Balseiro and Gur,
-    Management Science 2019): each request gets the energy left over the requests left, and
-    the planner takes the smallest price on energy (from ``PRICE_GRID``, above the reward's own)
-    whose best action fits it.
+    The uplink estimate is the harmonic mean of the throughputs measured over the observed
+    frame periods (:func:`harmonic_mean_bps`, robustMPC's), or with ``uplink_estimate="last"``
+    the most recent one. With a battery budget it paces its spending (:func:`paced_choice`):
+    each request gets ``pacing`` times the energy left over the requests left. :meth:`fit`
+    picks the estimate and the pacing from ``UPLINK_ESTIMATES`` x ``PACING_GRID`` by the mean
+    reward on the training episodes.
     """
 
     name = "myopic-planner"
 
-    def __init__(self, env: SplitExitEnv) -> None:
+    def __init__(
+        self, env: SplitExitEnv, uplink_estimate: str = "harmonic", pacing: float = 1.0
+    ) -> None:
         super().__init__(env)
+        if uplink_estimate not in UPLINK_ESTIMATES:
+            raise ValueError(
+                f"uplink_estimate must be one of {UPLINK_ESTIMATES}, got {uplink_estimate!r}"
+            )
+        if not (isinstance(pacing, (int, float)) and math.isfinite(pacing) and pacing > 0):
+            raise ValueError(f"pacing must be a finite number > 0, got {pacing!r}")
+        self.uplink_estimate, self.pacing = uplink_estimate, float(pacing)
         e = self.env
         t = e.tables
         self.layout = e.layout
@@ -491,6 +534,23 @@ class MyopicPlanner(_Predictor):
         valid[0, 1:] = valid[-1, 1:] = False  # equivalent to compression 0 there
         self.valid = valid
 
+    def fit(self, env: SplitExitEnv, seeds: Sequence[int]) -> Policy:
+        """Pick the uplink estimate and the pacing (only the estimate without a battery
+        budget) of the highest mean reward on the episodes ``seeds`` of ``env`` (ties: the
+        first); every candidate's score in ``fit_scores_``."""
+        train = _check_same_grid(self.env, env)
+        if len(seeds) == 0:
+            raise ValueError("fit needs at least one training seed")
+        pacings = PACING_GRID if self.budget_j is not None and self.layout.context else (1.0,)
+        candidates = [(u, k) for u in UPLINK_ESTIMATES for k in pacings]
+        scores = [
+            run_episode_rewards(MyopicPlanner(train, u, k), env, seeds).mean()
+            for u, k in candidates
+        ]
+        self.fit_scores_ = dict(zip(candidates, scores))
+        self.uplink_estimate, self.pacing = candidates[int(np.argmax(scores))]
+        return self
+
     def belief(self, obs: np.ndarray) -> np.ndarray:
         """P(condition | the frame's statistics), ``(K,)``; the prior without them."""
         k = self.exit_prob.shape[0]
@@ -510,7 +570,10 @@ class MyopicPlanner(_Predictor):
         ``(S+1, C, T)`` each, for one observation."""
         e, w = self.env, self.w
         d = e.decode_observation(obs)
-        bps = max(float(d["uplink_bps"][-1]), MIN_UPLINK_BPS)
+        if self.uplink_estimate == "harmonic":
+            bps = harmonic_mean_bps(d["uplink_bps"])
+        else:
+            bps = max(float(d["uplink_bps"][-1]), MIN_UPLINK_BPS)
         latency = d["device_backlog_s"] + self.latency_s(
             bps, d["server_queue_s"], d["server_reachable"]
         )  # (S+1, C, E, 2)
@@ -542,9 +605,8 @@ class MyopicPlanner(_Predictor):
         return per_exit.sum(-1), (p_exit * en).sum(-1)
 
     def _choose(self, obs: np.ndarray) -> np.ndarray:
-        e, w = self.env, self.w
+        e = self.env
         out = np.empty((len(obs), 3), dtype=np.int64)
-        base_price = w["energy"] if w["energy"] > 0 else 1.0
         for i, o in enumerate(obs):
             reward, energy = self.scores(o)
             reward = np.where(self.valid, reward, -np.inf)
@@ -552,15 +614,9 @@ class MyopicPlanner(_Predictor):
             if self.budget_j is not None and self.layout.context:
                 d = e.decode_observation(o)
                 left = max(float(d["requests_left_fraction"]) * e.horizon, 1.0)
-                per_request_j = float(d["battery_fraction"]) * self.budget_j / left
-            best = None
-            for price in PRICE_GRID:
-                lam = w["energy"] if price == 1.0 else base_price * price
-                a = np.unravel_index(np.argmax(reward - lam * energy), reward.shape)
-                best = a
-                if energy[a] <= per_request_j:
-                    break
-            s, c, t = best
+                per_request_j = self.pacing * float(d["battery_fraction"]) * self.budget_j / left
+            a = paced_choice(reward, energy, per_request_j, self.w["energy"])
+            s, c, t = np.unravel_index(a, reward.shape)
             out[i] = (s, t, c)
         return out
 
@@ -960,14 +1016,22 @@ class RandomPolicy(Policy):
 
 class _Oracle(Policy):
     """Argmax of :meth:`SplitExitEnv.expected_rewards` for the env's current request; ignores
-    the observation (a batch gets the same action for every row)."""
+    the observation (a batch gets the same action for every row). With a battery budget it
+    paces its spending as the planner does (:func:`paced_choice`), from the true energy left:
+    greedy on a budget would spend it on the first requests."""
 
     deployable = False
     hindsight = False
 
     def _choose(self, obs: np.ndarray) -> np.ndarray:
         e = self.env
-        a = int(np.argmax(e.expected_rewards(hindsight=self.hindsight)))
+        if e.config["battery_j"] is None:
+            a = int(np.argmax(e.expected_rewards(hindsight=self.hindsight)))
+        else:
+            values, energy_j = e.expected_outcomes(hindsight=self.hindsight)
+            w_energy = e.weights["energy"]
+            per_request_j = e.energy_left_j / max(e.requests_left, 1)
+            a = paced_choice(values + w_energy * energy_j, energy_j, per_request_j, w_energy)
         s, t, c = np.unravel_index(a, (e.num_splits, e.n_t, e.n_c))
         return np.tile(np.array([s, t, c], dtype=np.int64), (len(obs), 1))
 

@@ -197,19 +197,20 @@ class Batch:
         number, faster than :meth:`observe_backlog`)."""
         return min(np.log1p(self.busy_waits[0]) / self._wait_scale, 1.0)
 
-    def expected_rewards(
+    def expected_outcomes(
         self,
         row: int,
         exit_prob: np.ndarray,
         exit_correct_prob: np.ndarray,
         hindsight: bool,
         uplink: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-    ) -> np.ndarray:
-        """The reward of every flat action for ``row``'s current request (see
-        :func:`splitexit.envs.core.expected_rewards`); with ``uplink`` (a trace bank of one
-        trace, read from time 0) in place of the true uplink."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The reward and the device's energy (J) of every flat action for ``row``'s current
+        request (see :func:`splitexit.envs.core.expected_rewards`); with ``uplink`` (a trace
+        bank of one trace, read from time 0) in place of the true uplink."""
         n_exits = exit_prob.shape[-1]
-        values = np.empty(int(self.world.params[0]["n_actions"]))
+        n_actions = int(self.world.params[0]["n_actions"])
+        values, energies_j = np.empty(n_actions), np.empty(n_actions)
         world, cells = self.world, self.cells
         if uplink is not None:
             world = world._replace(traces=uplink[0], cum_bits=uplink[1], capacity_bps=uplink[2])
@@ -220,9 +221,9 @@ class Batch:
             *world, cells, self.devices, self.samples, self.demand, row, exit_prob,
             exit_correct_prob, hindsight, np.zeros(1, core.CELL), np.zeros(1, core.DEVICE),
             np.zeros(1, core.OUTPUT), np.empty((2, n_exits)), np.empty((2, n_exits), bool),
-            values,
+            np.empty((2, n_exits)), values, energies_j,
         )  # fmt: skip
-        return values
+        return values, energies_j
 
     def mean_capacity_bps(self, row: int, t0_s: float, t1_s: float) -> float:
         """The uplink's mean capacity over episode times ``[t0_s, t1_s]`` of ``row`` (bit/s)."""

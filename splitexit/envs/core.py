@@ -811,13 +811,14 @@ def expected_rewards(
     job_work_before_s, job_g_max, down_start_s, down_end_s, cum_down_s, up_at_start_s,
     demands, answer_conf, frame_stats, cells, devices, samples, demand, r, exit_prob,
     exit_correct_prob, hindsight, scratch_cell, scratch_device, scratch_out, costs, timed_out,
-    values,
+    energy_j, values, energies_j,
 ):  # fmt: skip
-    """The reward of every flat action for device ``r``'s current request, given the true
-    state, on copies of its rows (nothing is committed). Averaged over what the exits of a
-    sample drawn from the data set would say (``exit_prob``, ``exit_correct_prob``:
-    ``(S+1, C, T, E)``); with ``hindsight`` the current sample's own exits. Scratch: one row of
-    each state, ``costs`` and ``timed_out`` of shape ``(2, E)``."""
+    """The reward (``values``) and the device's energy in J (``energies_j``) of every flat
+    action for device ``r``'s current request, given the true state, on copies of its rows
+    (nothing is committed). Averaged over what the exits of a sample drawn from the data set
+    would say (``exit_prob``, ``exit_correct_prob``: ``(S+1, C, T, E)``); with ``hindsight``
+    the current sample's own exits. Scratch: one row of each state, ``costs``, ``timed_out``
+    and ``energy_j`` of shape ``(2, E)``."""
     p = constants(params)
     n_e = p.n_exits
     n_t, n_c = exit_prob.shape[2], exit_prob.shape[1]
@@ -845,6 +846,7 @@ def expected_rewards(
                     missed = o.timed_out or o.latency_s > d.deadline_s
                     costs[heads, e] = _cost(p, o.latency_s, o.energy_j, missed)
                     timed_out[heads, e] = o.timed_out
+                    energy_j[heads, e] = o.energy_j
             for t in range(n_t):
                 heads = 1 if t < n_t - 1 else 0
                 a = flat_action(s, t, c, n_t, n_c)
@@ -853,8 +855,9 @@ def expected_rewards(
                     e = exit_of_answer(code >> 1, n_e)
                     right = (code & 1) == 1 and not timed_out[heads, e]
                     values[a] = w_accuracy * right + costs[heads, e]
+                    energies_j[a] = energy_j[heads, e]
                 else:
-                    v = 0.0
+                    v, v_j = 0.0, 0.0
                     for e in range(n_e):
                         pe = exit_prob[s, c, t, e]
                         if pe > 0:
@@ -864,7 +867,9 @@ def expected_rewards(
                                 else w_accuracy * exit_correct_prob[s, c, t, e]
                             )
                             v += pe * costs[heads, e] + acc
+                            v_j += pe * energy_j[heads, e]
                     values[a] = v
+                    energies_j[a] = v_j
 
 
 # -- episodes -------------------------------------------------------------------------------------

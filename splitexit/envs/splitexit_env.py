@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -346,6 +347,13 @@ class SplitExitEnv(gym.Env):
         ``hindsight`` the current sample's own exits are used (an upper bound, not deployable).
         With ``capacity_bps`` the uplink is taken to keep that capacity (a planner's estimate).
         """
+        return self.expected_outcomes(hindsight, capacity_bps)[0]
+
+    def expected_outcomes(
+        self, hindsight: bool = False, capacity_bps: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`expected_rewards` and the device's expected energy (J) of every flat action,
+        as two arrays."""
         if not 0 <= self._step_idx < self.horizon:
             raise RuntimeError("expected_rewards() needs a request: call reset() first")
         uplink = None
@@ -361,7 +369,20 @@ class SplitExitEnv(gym.Env):
             k = self.condition
             exit_prob = t.exit_prob_by_condition[k]
             exit_correct_prob = t.exit_correct_prob_by_condition[k]
-        return self.batch.expected_rewards(0, exit_prob, exit_correct_prob, hindsight, uplink)
+        return self.batch.expected_outcomes(0, exit_prob, exit_correct_prob, hindsight, uplink)
+
+    @property
+    def energy_left_j(self) -> float:
+        """The battery's energy left in this episode (J); ``inf`` when mains-powered."""
+        budget = self.config["battery_j"]
+        if budget is None:
+            return math.inf
+        return max(budget - float(self.batch.devices[0]["energy_j"]), 0.0)
+
+    @property
+    def requests_left(self) -> int:
+        """Requests of this episode not yet stepped, the current one included."""
+        return max(self.horizon - max(self._step_idx, 0), 0)
 
     def exit_confidences(self, out: np.ndarray) -> np.ndarray:
         """``(n, E)`` max-softmax confidence of each exit whose answer reached the device,

@@ -3,10 +3,18 @@
 import numpy as np
 import pytest
 
+import splitexit
 from splitexit.agents.baselines import (
     BASELINES,
+    MIN_UPLINK_BPS,
+    PACING_GRID,
+    UPLINK_ESTIMATES,
+    MyopicPlanner,
     Neurosurgeon,
+    Policy,
+    harmonic_mean_bps,
     make_policy,
+    paced_choice,
     run_episode_rewards,
 )
 from splitexit.envs import SplitExitEnv
@@ -165,3 +173,52 @@ def test_edgent_stays_local_without_uplink_and_meets_the_deadline_with_one(env):
 def test_unknown_name_raises(env):
     with pytest.raises(ValueError, match="no-such-policy.*local-only"):
         make_policy("no-such-policy", env)
+
+
+def test_paced_choice_takes_the_smallest_price_whose_action_fits():
+    reward = np.array([1.0, 0.8, 0.1])
+    energy_j = np.array([0.2, 0.05, 0.0])
+    assert paced_choice(reward, energy_j, np.inf, 1.0) == 0  # no budget: the reward's own price
+    assert paced_choice(reward, energy_j, 0.05, 1.0) == 1  # price 3: 0.8 - 0.15 > 1 - 0.6
+    assert paced_choice(reward, energy_j, 0.0, 1.0) == 2  # price 30: only the free action
+    assert paced_choice(reward, energy_j, -1.0, 1.0) == 2  # nothing fits: the last price's
+    assert paced_choice(reward, 10 * energy_j, np.inf, 0.0) == 0  # w = 0: the reward alone
+    assert paced_choice(reward, energy_j, 0.05, 0.0) == 1  # ... then prices per joule
+
+
+def test_harmonic_mean_is_pulled_down_by_one_low_measurement():
+    assert harmonic_mean_bps([2e6, 2e6]) == pytest.approx(2e6)
+    assert harmonic_mean_bps([1e6, 1e6, 1e4]) == pytest.approx(3 / (2e-6 + 1e-4))
+    assert harmonic_mean_bps([0.0, 1e6]) == pytest.approx(2 / (1 / MIN_UPLINK_BPS + 1e-6))
+
+
+V1_SHORT = {**splitexit.V1, "horizon": 100, "battery_j": splitexit.V1["battery_j"] / 6}
+
+
+def test_the_planners_fit_picks_its_best_estimate_and_pacing():
+    env, train = SplitExitEnv(V1_SHORT), SplitExitEnv(V1_SHORT)
+    planner = MyopicPlanner(env).fit(train, range(100, 102))
+    assert len(planner.fit_scores_) == len(UPLINK_ESTIMATES) * len(PACING_GRID)
+    best = max(planner.fit_scores_, key=planner.fit_scores_.get)
+    assert (planner.uplink_estimate, planner.pacing) == best
+    # mains-powered there is nothing to pace: only the estimate is chosen
+    mains = SplitExitEnv({**V1_SHORT, "battery_j": None})
+    assert len(MyopicPlanner(mains).fit(mains, [100]).fit_scores_) == len(UPLINK_ESTIMATES)
+    with pytest.raises(ValueError, match="uplink_estimate"):
+        MyopicPlanner(env, uplink_estimate="mean")
+    with pytest.raises(ValueError, match="pacing"):
+        MyopicPlanner(env, pacing=0.0)
+
+
+def test_on_a_battery_the_oracle_paces_and_beats_its_greedy_self():
+    env = SplitExitEnv(V1_SHORT)
+
+    class Greedy(Policy):
+        def _choose(self, obs):
+            a = int(np.argmax(self.env.expected_rewards()))
+            return np.array([np.unravel_index(a, (env.num_splits, env.n_t, env.n_c))])
+
+    seeds = range(3)
+    paced = run_episode_rewards(make_policy("channel-oracle", env), env, seeds)
+    greedy = run_episode_rewards(Greedy(env), env, seeds)
+    assert (paced > greedy).all(), (paced, greedy)

@@ -180,6 +180,26 @@ def test_hindsight_values_equal_the_rewards_that_step_gives():
         assert values[a] == pytest.approx(reward, abs=1e-12)
 
 
+def test_expected_energies_are_the_energies_that_step_spends():
+    env = SplitExitEnv(horizon=60, battery_j=50.0, lte_tail=True)
+    env.reset(seed=3)
+    rng = np.random.default_rng(1)
+    assert env.energy_left_j == 50.0 and env.requests_left == 60
+    spent = 0.0
+    for k in range(60):
+        values, energies_j = env.expected_outcomes(hindsight=True)
+        np.testing.assert_array_equal(values, env.expected_rewards(hindsight=True))
+        mean_j = env.expected_outcomes()[1]
+        assert (energies_j > 0).all() and (mean_j > 0).all()
+        a = int(rng.integers(env.n_actions))
+        info = env.step(a)[4]
+        assert energies_j[a] == pytest.approx(info["energy_j"], rel=1e-12)
+        spent += info["energy_j"]
+        assert env.energy_left_j == pytest.approx(50.0 - spent, rel=1e-12)
+        assert env.requests_left == 59 - k
+    assert SplitExitEnv().energy_left_j == math.inf
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

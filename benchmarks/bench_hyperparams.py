@@ -1,0 +1,123 @@
+"""The hyperparameter search behind the shipped settings of an algorithm on an env id.
+
+    python benchmarks/bench_hyperparams.py [--algo ppo] [--world v1] [--steps 1000000]
+                                           [--episodes 10] [--only NAME ...] [--json PATH]
+
+``--world v1`` is ``splitexit.V1`` (the CIFAR-10 draft of SplitExit-v1) on SplitExit-v0's id,
+``--world v0`` SplitExit-v0 itself.
+
+Method: every candidate of ``CANDIDATES[algo]`` (a hand-made grid around the shipped v0
+settings, listed below) is trained once, ``--steps`` steps, seed ``SEARCH_SEED``, on the
+training traces (``mahimahi-up-train``), and scored by its mean reward on ``--episodes``
+validation episodes of the same training traces, seeds ``VALIDATION_SEED_BASE`` on. Neither
+the held-out trace nor the evaluation seeds (``evaluate.EVAL_SEED_BASE``, 0 on) nor the
+baselines' fitting seeds (10,000 on) are used. The best candidate's settings are what
+``splitexit/agents/hyperparams/<algo>.yml`` ships for the id. With ``--json`` the results are
+written after every candidate, and a second run with the same ``--json`` skips the candidates
+it holds (a killed search resumes). ``--quick``: two candidates, 4,096 steps, one episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import gymnasium as gym
+from timing import environment, markdown_table, parse_args, write_json
+
+import splitexit
+from splitexit.agents.baselines import run_episode_rewards
+from splitexit.agents.run import load_hyperparams
+from splitexit.agents.sb3 import algo_class, as_policy, make_native_vec_env
+
+ENV_ID = "splitexit:SplitExit-v0"
+WORLDS = {"v0": {}, "v1": splitexit.V1}
+SEARCH_SEED = 1  # the shipped runs train with seed 0
+VALIDATION_SEED_BASE = 20_000
+TRAIN_TRACES = "mahimahi-up-train"
+
+# Each candidate: changes to the shipped default section of the algorithm's YAML.
+_LONG = {"gamma": 0.999, "gae_lambda": 0.95}
+CANDIDATES: dict[str, dict[str, dict]] = {
+    "ppo": {
+        "v0": {},
+        "gamma 0.99": {"gamma": 0.99, "gae_lambda": 0.95},
+        "gamma 0.995": {"gamma": 0.995, "gae_lambda": 0.95},
+        "gamma 0.999": _LONG,
+        "gamma 0.999, n_steps 512": {**_LONG, "n_steps": 512, "batch_size": 2048},
+        "gamma 0.999, ent 0.01": {**_LONG, "ent_coef": 0.01},
+        "gamma 0.999, lr 1e-3": {**_LONG, "learning_rate": 0.001},
+        "gamma 0.999, [128, 128]": {**_LONG, "policy_kwargs": {"net_arch": [128, 128]}},
+    },
+}
+
+
+def score(algo: str, world: dict, hyperparams: dict, steps: int, episodes: int) -> dict:
+    """Train one candidate in ``world`` and score it on the validation episodes."""
+    hyperparams = dict(hyperparams)
+    n_envs = int(hyperparams.pop("n_envs", 1))
+    hyperparams.pop("n_timesteps", None)
+    env_id, config = ENV_ID, {**world, "traces": TRAIN_TRACES}
+    start = time.perf_counter()
+    venv = make_native_vec_env(env_id, n_envs, SEARCH_SEED, config)
+    model = algo_class(algo)(env=venv, seed=SEARCH_SEED, device="cpu", verbose=0, **hyperparams)
+    model.learn(steps)
+    train_s = time.perf_counter() - start
+    env = gym.make(env_id, config=config).unwrapped
+    seeds = range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + episodes)
+    rewards = run_episode_rewards(as_policy(model, env, algo), env, seeds)
+    return {
+        "hyperparams": {"n_envs": n_envs, **hyperparams},
+        "validation_reward": float(rewards.mean()),
+        "episode_rewards": rewards.tolist(),
+        "train_s": train_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", choices=sorted(CANDIDATES), default="ppo")
+    parser.add_argument("--world", choices=sorted(WORLDS), default="v1")
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--only", nargs="*", help="candidates to run (default: all)")
+    args = parse_args(parser, rounds=1)
+    candidates = CANDIDATES[args.algo]
+    if args.only:
+        unknown = sorted(set(args.only) - set(candidates))
+        if unknown:
+            parser.error(f"--only: unknown candidates {unknown}; known: {sorted(candidates)}")
+        candidates = {k: candidates[k] for k in args.only}
+    if args.quick:
+        args.steps, args.episodes = 4096, 1
+        candidates = dict(list(candidates.items())[:2])
+    base = load_hyperparams(args.algo, ENV_ID)
+    done: dict = {}
+    if args.json and Path(args.json).exists():
+        done = json.loads(Path(args.json).read_text()).get("candidates", {})
+    for name, change in candidates.items():
+        if name in done:
+            continue
+        world = WORLDS[args.world]
+        done[name] = score(args.algo, world, {**base, **change}, args.steps, args.episodes)
+        print(f"{name:<28} {done[name]['validation_reward']:+.4f}", flush=True)
+        result = {
+            **environment(),
+            "algo": args.algo,
+            "world": args.world,
+            "steps": args.steps,
+            "episodes": args.episodes,
+            "candidates": done,
+        }
+        write_json(args.json, result)
+    rows = [
+        [name, f"{r['validation_reward']:.4f}", f"{r['train_s']:.0f}"]
+        for name, r in sorted(done.items(), key=lambda kv: -kv[1]["validation_reward"])
+    ]
+    print(markdown_table(["candidate", "validation reward", "train (s)"], "lrr", rows))
+
+
+if __name__ == "__main__":
+    main()
