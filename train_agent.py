@@ -44,7 +44,7 @@ import torch
 
 import splitexit
 from splitexit.agents import saved, sb3
-from splitexit.agents.evaluate import EVAL_SEED_BASE, evaluate_against_baselines
+from splitexit.agents.evaluate import EVAL_SEED_BASE, evaluate_against_baselines, format_scores
 from splitexit.agents.report import REPORT_FILE, write_report, write_results
 from splitexit.agents.run import (
     BACKENDS,
@@ -480,6 +480,7 @@ def _run(args: argparse.Namespace, run: RunSpec, argv: list[str] | None) -> None
     summaries, episodes, timeline = evaluate_against_baselines(
         agent, eval_env, fit_env, run.eval_episodes
     )
+    print(format_scores(summaries, agent.name))
     write_results(run.run_dir, summaries, episodes)
     envs = f"{run.n_envs} envs"
     if run.backend == "rllib":

@@ -37,6 +37,9 @@ EVAL_SEED_BASE = 0  # evaluation episodes use seeds 0..n-1 on the held-out trace
 TRAIN_SEED_BASE = 10_000  # baselines are tuned on seeds from here on the training traces
 FIT_EPISODES = 10  # training episodes a baseline is tuned on
 Z95 = 1.96  # normal quantile of a two-sided 95% interval
+# The baselines that take one fixed action for every request (branchynet and best-static: one
+# action tuned on the training episodes); branchynet-demand, a threshold per demand, is not.
+FIXED_ACTION_POLICIES = frozenset({"local-only", "edge-only", "branchynet", "best-static"})
 
 
 def fit_baseline(name: str, env: SplitExitEnv, fit_env: SplitExitEnv) -> Policy:
@@ -108,11 +111,20 @@ def run_episodes(policy, env: SplitExitEnv, seeds: Sequence[int], timeline: bool
     return episodes
 
 
+def _mean_ci95(values: np.ndarray) -> tuple[float, float]:
+    """The mean of ``values`` and the half-width of its normal 95% interval (0 for one value)."""
+    n = len(values)
+    ci95 = Z95 * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+    return float(values.mean()), ci95
+
+
 def summarise(name: str, episodes: list, deployable: bool = True) -> dict:
-    """One summary row: mean over episodes with a 95% confidence interval of the mean reward."""
+    """One summary row: mean over episodes with a 95% confidence interval of the mean reward,
+    and the per-episode mean rewards (``episode_rewards``) with their ``seeds``, in seed order
+    (the order of ``episodes``), to pair policies by episode."""
     rewards = np.array([e["reward"] for e in episodes])
     n = len(rewards)
-    ci95 = Z95 * float(rewards.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+    mean_reward, ci95 = _mean_ci95(rewards)
     latencies = np.concatenate([e["latencies_s"] for e in episodes])
     splits = np.sum([e["splits"] for e in episodes], axis=0)
     exit_counts: dict[str, int] = {}
@@ -128,7 +140,7 @@ def summarise(name: str, episodes: list, deployable: bool = True) -> dict:
         "name": name,
         "deployable": deployable,
         "episodes": n,
-        "mean_reward": float(rewards.mean()),
+        "mean_reward": mean_reward,
         "ci95": ci95,
         "accuracy": mean("accuracy"),
         "latency_mean_s": float(latencies.mean()),
@@ -138,6 +150,8 @@ def summarise(name: str, episodes: list, deployable: bool = True) -> dict:
         "early_exit_rate": mean("early_exit_rate"),
         "split_mix": [float(c) / total for c in splits],
         "exit_mix": {b: c / total for b, c in exit_counts.items()},
+        "seeds": [int(e["seed"]) for e in episodes],
+        "episode_rewards": rewards.tolist(),
     }
 
 
@@ -151,12 +165,89 @@ def add_oracle_normalized(summaries: list[dict]) -> list[dict]:
     return summaries
 
 
+def adaptation_gap(summaries: list[dict]) -> tuple[float | None, str | None]:
+    """``(G, best)``: the best fixed action among the rows (:data:`FIXED_ACTION_POLICIES`, by
+    mean reward) and G = R_channel_oracle - R_best_fixed, the reward adapting can gain; G is
+    None without a channel-oracle row, both are None without a fixed-action row."""
+    fixed = [s for s in summaries if s["name"] in FIXED_ACTION_POLICIES]
+    if not fixed:
+        return None, None
+    best = max(fixed, key=lambda s: s["mean_reward"])
+    oracle = next((s for s in summaries if s["name"] == "channel-oracle"), None)
+    gap = None if oracle is None else oracle["mean_reward"] - best["mean_reward"]
+    return gap, best["name"]
+
+
+def add_adaptation_scores(summaries: list[dict]) -> list[dict]:
+    """Set ``adapt`` = (R - R_best_fixed) / G on each row (:func:`adaptation_gap`): 0 for the
+    best fixed action, 1 for the channel oracle; None where G is None or 0."""
+    gap, best = adaptation_gap(summaries)
+    r_best = next((s["mean_reward"] for s in summaries if s["name"] == best), 0.0)
+    for s in summaries:
+        s["adapt"] = (s["mean_reward"] - r_best) / gap if gap else None
+    return summaries
+
+
+def paired_difference(
+    a_rewards: Sequence[float], b_rewards: Sequence[float]
+) -> tuple[float, float]:
+    """Mean of the per-episode differences ``a - b`` (episodes paired by position, under common
+    random numbers) and the half-width of its 95% interval (0 for one episode)."""
+    a, b = np.asarray(a_rewards, dtype=float), np.asarray(b_rewards, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"cannot pair {a.shape} episode rewards with {b.shape}")
+    return _mean_ci95(a - b)
+
+
+def add_paired_differences(summaries: list[dict], agent_name: str) -> list[dict]:
+    """Set ``agent_minus_policy`` and ``agent_minus_policy_ci95`` (:func:`paired_difference` of
+    the agent's episode rewards and the row's) on each row; None on the agent's own row.
+    ``ValueError`` if a row's episodes are not on the agent's seeds, in the same order."""
+    agent = next((s for s in summaries if s["name"] == agent_name), None)
+    if agent is None:
+        raise ValueError(f"no row named {agent_name!r} to pair the policies with")
+    for s in summaries:
+        if s is agent:
+            s["agent_minus_policy"] = s["agent_minus_policy_ci95"] = None
+            continue
+        if s["seeds"] != agent["seeds"]:
+            raise ValueError(
+                f"cannot pair {s['name']!r} with {agent_name!r}: seeds {s['seeds']} differ "
+                f"from {agent['seeds']}"
+            )
+        diff = paired_difference(agent["episode_rewards"], s["episode_rewards"])
+        s["agent_minus_policy"], s["agent_minus_policy_ci95"] = diff
+    return summaries
+
+
+def format_scores(summaries: list[dict], agent_name: str) -> str:
+    """G, the best fixed action, the agent's adapt score and its paired difference against
+    every other policy, one line each."""
+    gap, best = adaptation_gap(summaries)
+    agent = next(s for s in summaries if s["name"] == agent_name)
+    adapt = agent.get("adapt")
+    lines = [
+        f"adaptation gap G = R(channel-oracle) - R(best fixed: {best}) = "
+        + ("-" if gap is None else f"{gap:+.4f}"),
+        f"{agent_name} adapt = (R - R_best_fixed) / G = "
+        + ("-" if adapt is None else f"{adapt:.3f}"),
+    ]
+    for s in summaries:
+        if s.get("agent_minus_policy") is not None:
+            lines.append(
+                f"  {agent_name} - {s['name']:<18} {s['agent_minus_policy']:+.4f} "
+                f"± {s['agent_minus_policy_ci95']:.4f} (paired, 95%)"
+            )
+    return "\n".join(lines)
+
+
 def evaluate_against_baselines(
     agent, env: SplitExitEnv, fit_env: SplitExitEnv, episodes: int
 ) -> tuple[list[dict], dict[str, list], list[dict]]:
     """The agent, then every baseline and oracle (:func:`fit_baseline` on ``fit_env``), on the
-    same ``episodes`` evaluation episodes of ``env``: the summary rows (oracle-normalised), the
-    episodes of each policy, and the agent's timeline of its first episode."""
+    same ``episodes`` evaluation episodes of ``env``: the summary rows (oracle-normalised, with
+    the adapt score and the paired difference against the agent), the episodes of each policy,
+    and the agent's timeline of its first episode."""
     seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes)
     policies = [agent] + [fit_baseline(name, env, fit_env) for name in BASELINES]
     summaries, results = [], {}
@@ -166,24 +257,28 @@ def evaluate_against_baselines(
         summaries.append(summarise(policy.name, eps, policy.deployable))
         print(f"  {policy.name:<18} mean reward {summaries[-1]['mean_reward']:+.4f}")
     timeline = results[agent.name][0].get("timeline", [])
-    return add_oracle_normalized(summaries), results, timeline
+    add_adaptation_scores(add_oracle_normalized(summaries))
+    return add_paired_differences(summaries, agent.name), results, timeline
 
 
 def format_table(summaries: list[dict]) -> str:
-    """A Markdown table of summary rows."""
+    """A Markdown table of summary rows ("-" where a score is missing)."""
     head = (
-        "| policy | mean reward (95% CI) | oracle-normalised | accuracy | latency mean / p95 (ms) "
-        "| energy (mJ) | deadline miss | early exit | split mix (0..S) |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "| policy | mean reward (95% CI) | oracle-normalised | adapt | agent − policy (95% CI) "
+        "| accuracy | latency mean / p95 (ms) | energy (mJ) | deadline miss | early exit "
+        "| split mix (0..S) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for s in summaries:
-        norm = s.get("oracle_normalized")
+        norm, adapt, diff = s.get("oracle_normalized"), s.get("adapt"), s.get("agent_minus_policy")
+        paired = "-" if diff is None else f"{diff:+.4f} ± {s['agent_minus_policy_ci95']:.4f}"
         mix = " ".join(f"{m:.2f}" for m in s["split_mix"])
         rows.append(
             f"| {s['name']}{'' if s['deployable'] else ' *'} "
             f"| {s['mean_reward']:.4f} ± {s['ci95']:.4f} "
-            f"| {'-' if norm is None else f'{norm:.3f}'} | {s['accuracy']:.4f} "
+            f"| {'-' if norm is None else f'{norm:.3f}'} "
+            f"| {'-' if adapt is None else f'{adapt:.3f}'} | {paired} | {s['accuracy']:.4f} "
             f"| {s['latency_mean_s'] * 1e3:.1f} / {s['latency_p95_s'] * 1e3:.1f} "
             f"| {s['energy_j'] * 1e3:.2f} | {s['deadline_miss_rate']:.3f} "
             f"| {s['early_exit_rate']:.3f} | {mix} |"

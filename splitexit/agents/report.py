@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from splitexit.agents.evaluate import format_table
+from splitexit.agents.evaluate import FIXED_ACTION_POLICIES, adaptation_gap, format_table
 from splitexit.files import atomic_write_bytes, atomic_write_text
 
 REPORT_FILE = "report.md"
@@ -26,8 +26,11 @@ EPISODE_FIELDS = (
 
 
 def write_results(run_dir: Path, summaries: list[dict], episodes: dict[str, list]) -> None:
-    """``summary.json`` (one entry per policy), ``episodes.csv`` and ``episodes.json``."""
-    atomic_write_text(run_dir / "summary.json", json.dumps(summaries, indent=2) + "\n")
+    """``summary.json`` (``adaptation_gap``, ``best_fixed_action`` and ``policies``, one entry
+    per policy), ``episodes.csv`` and ``episodes.json``."""
+    gap, best = adaptation_gap(summaries)
+    summary = {"adaptation_gap": gap, "best_fixed_action": best, "policies": summaries}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=EPISODE_FIELDS, extrasaction="ignore")
     writer.writeheader()
@@ -138,6 +141,24 @@ def write_report(
             f"{best['ci95']:.4f}: the intervals {overlap}. Oracle-normalised score of the "
             f"agent: {'-' if norm is None else f'{norm:.3f}'}.\n"
         )
+    if agent and deployable:
+        gap, best_fixed = adaptation_gap(summaries)
+        adapt = agent.get("adapt")
+        not_beaten = [
+            s["name"]
+            for s in deployable
+            if s.get("agent_minus_policy") is None
+            or s["agent_minus_policy"] - s["agent_minus_policy_ci95"] <= 0
+        ]
+        verdict += (
+            f"\nAdaptation gap G = R(channel-oracle) - R(best fixed action: {best_fixed}) = "
+            f"{'-' if gap is None else f'{gap:.4f}'}; adapt score of the agent: "
+            f"{'-' if adapt is None else f'{adapt:.3f}'}.\n\n"
+            "The agent beats every deployable baseline (paired 95% interval above zero): "
+            f"{'no' if not_beaten else 'yes'}"
+            + (f"; not beaten: {', '.join(not_beaten)}" if not_beaten else "")
+            + ".\n"
+        )
     text = f"""# splitexit evaluation report: {agent_name}
 
 {context.get("description", "")}
@@ -146,7 +167,11 @@ def write_report(
 
 Mean over {summaries[0]["episodes"]} evaluation episodes (seeds {context.get("eval_seeds", "")})
 on the traces `{context.get("eval_traces", "")}`, not used in training. Latency and energy are
-per request; the oracle-normalised score is (R - R_random) / (R_channel_oracle - R_random).
+per request; the oracle-normalised score is (R - R_random) / (R_channel_oracle - R_random);
+adapt is (R - R_best_fixed) / G with G = R_channel_oracle - R_best_fixed, the best fixed action
+being the best of {", ".join(sorted(FIXED_ACTION_POLICIES))} (0: no better than it, 1: the
+channel oracle); agent − policy is the mean per-episode difference of the agent's reward and
+the policy's, on the same episodes (common random numbers), with its 95% interval.
 
 {format_table(summaries)}
 {verdict}

@@ -12,6 +12,8 @@ from types import ModuleType
 
 import pytest
 
+from splitexit.agents.evaluate import FIXED_ACTION_POLICIES
+
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {
     "name",
@@ -23,6 +25,11 @@ SUMMARY_KEYS = {
     "energy_j",
     "deadline_miss_rate",
     "oracle_normalized",
+    "adapt",
+    "agent_minus_policy",
+    "agent_minus_policy_ci95",
+    "seeds",
+    "episode_rewards",
 }
 # What every run writes besides its model.
 REPORT_FILES = (
@@ -77,13 +84,17 @@ class TrainAgent:
         """A finished run's folder holds its model and the whole report; returns the summary."""
         for name in (model_file, *REPORT_FILES):
             assert (run / name).is_file(), name
-        summary = json.loads((run / "summary.json").read_text())
+        data = json.loads((run / "summary.json").read_text())
+        assert data["best_fixed_action"] in FIXED_ACTION_POLICIES
+        summary = data["policies"]
         names = [s["name"] for s in summary]
         assert names[0] == agent and {"random", "channel-oracle", "neurosurgeon"} <= set(names)
         for row in summary:
             assert SUMMARY_KEYS <= set(row), row
         oracle = next(s for s in summary if s["name"] == "channel-oracle")
         assert oracle["oracle_normalized"] == pytest.approx(1.0)
+        assert oracle["adapt"] == pytest.approx(1.0)
+        assert summary[0]["agent_minus_policy"] is None  # the agent's own row
         assert "| channel-oracle *" in (run / "report.md").read_text()
         return summary
 

@@ -145,6 +145,9 @@ def test_evaluate_cli_on_a_baseline(evaluate_json):
         "--baseline", "edge-only", "--episodes", "2", "--env-kwargs", "horizon:30"
     )
     assert summary["name"] == "edge-only" and summary["split_mix"][0] == 1.0
+    # The per-episode rewards in seed order, to pair it with any other policy (issue 20).
+    assert summary["seeds"] == [0, 1] and len(summary["episode_rewards"]) == 2
+    assert sum(summary["episode_rewards"]) / 2 == pytest.approx(summary["mean_reward"])
 
 
 def test_baselines_are_tuned_on_the_fit_episodes_whatever_the_evaluation(
