@@ -26,9 +26,10 @@ Three measurements behind issue 12's (and 13's) headroom criterion:
    random, the best fixed action (BranchyNet's threshold counted: it is one fixed action;
    the best by its reward on these episodes), the channel oracle (knows the capacity, queue,
    condition and demand) and the hindsight oracle (also the sample: per request, the action of
-   best reward for that very sample). Both oracles are greedy, request by request, so the
-   hindsight oracle bounds the channel oracle only as measured, and a policy that plans the
-   battery could in principle beat both. Worlds: v0's default, v0 with the uplink capacity
+   best reward for that very sample). Both oracles are greedy, request by request (on a
+   battery budget they pace it, ``baselines.paced_choice``), so the hindsight oracle bounds
+   the channel oracle only as measured, and a policy that plans the battery could in
+   principle beat both. Worlds: v0's default, v0 with the uplink capacity
    divided by 4, 8 and 16 (a crude proxy for as many devices uploading at once: constant equal
    shares, no shared server queue), the v1 draft, and the v1 draft mains-powered (no battery
    budget) with LTE, with Wi-Fi, with LTE's tail energy and with the latency-critical reward.

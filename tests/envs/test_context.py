@@ -159,9 +159,14 @@ def test_context_features_are_in_the_space_and_the_budget_has_its_source():
     assert decoded["requests_left_fraction"] == 1.0 and 0 < decoded["value"] <= MAX_VALUE
 
 
+@pytest.mark.parametrize("world", ["demands", "v1"])
 @pytest.mark.parametrize("same_step", [False, True])
-def test_vector_env_equals_single_envs_with_a_context(same_step):
+def test_vector_env_equals_single_envs_with_a_context(same_step, world):
+    import splitexit
+
     config = {**DEMANDS, **DROP, "horizon": 40}
+    if world == "v1":  # the CIFAR-10 draft: camera, demands, a battery that runs out
+        config = {**splitexit.V1, "horizon": 40, "battery_j": 0.3}
     n, seed = 4, 11
     vec = SplitExitVectorEnv(
         n, config=config, autoreset_mode="same_step" if same_step else "next_step"
