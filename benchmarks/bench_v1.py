@@ -26,6 +26,7 @@ from splitexit import V1_DRAFT  # noqa: E402
 from splitexit.agents.baselines import BASELINES  # noqa: E402
 from splitexit.agents.evaluate import (  # noqa: E402
     EVAL_SEED_BASE,
+    adaptation_gap,
     add_oracle_normalized,
     fit_baseline,
     make_env,
@@ -41,7 +42,6 @@ VARIANTS = {
     "no battery budget": {"battery_j": None},
     "basic observation": {"observation": "basic"},
 }
-STATIC = ("best-static", "branchynet", "local-only", "edge-only")
 
 
 def ppo_policy(config: dict, steps: int, seed: int = 0):
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         result["variants"][name] = {"overrides": overrides, "policies": rows}
         by = {r["name"]: r for r in rows}
         deployable = [r for r in rows if r["deployable"] and r["name"] not in ("random", "ppo")]
-        best_static = max((by[n] for n in STATIC), key=lambda r: r["mean_reward"])
+        best_static = by[adaptation_gap(rows)[1]]
         best = max(deployable, key=lambda r: r["mean_reward"])
         ppo = by.get("ppo")
         table.append(

@@ -190,6 +190,15 @@ def _check_same_grid(env: SplitExitEnv, train_env: SplitExitEnv) -> SplitExitEnv
     return train
 
 
+def _best_candidate(policy_of, candidates: list, env: SplitExitEnv, seeds: Sequence[int]):
+    """The candidate whose policy (``policy_of(candidate)``) has the highest mean reward on the
+    episodes ``seeds`` of ``env`` (ties: the first), and every candidate's score by candidate."""
+    if len(seeds) == 0:
+        raise ValueError("fit needs at least one training seed")
+    scores = [run_episode_rewards(policy_of(c), env, seeds).mean() for c in candidates]
+    return candidates[int(np.argmax(scores))], dict(zip(candidates, scores))
+
+
 class _TunedFixed(Policy):
     """A fixed action chosen in :meth:`fit` (``RuntimeError`` if predicting before ``fit``)."""
 
@@ -202,17 +211,9 @@ class _TunedFixed(Policy):
         """Pick the candidate with the highest mean reward on the episodes ``seeds`` of ``env``
         (ties: the first candidate); records every candidate's score in ``fit_scores_``."""
         train = _check_same_grid(self.env, env)
-        if len(seeds) == 0:
-            raise ValueError("fit needs at least one training seed")
-        candidates = self._candidates(train)
-        scores = np.array(
-            [
-                run_episode_rewards(FixedActionPolicy(train, *c), env, seeds).mean()
-                for c in candidates
-            ]
+        self.triple, self.fit_scores_ = _best_candidate(
+            lambda c: FixedActionPolicy(train, *c), self._candidates(train), env, seeds
         )
-        self.fit_scores_ = dict(zip(candidates, scores.tolist()))
-        self.triple = candidates[int(np.argmax(scores))]
         return self
 
     def _choose(self, obs: np.ndarray) -> np.ndarray:
@@ -539,16 +540,12 @@ class MyopicPlanner(_Predictor):
         budget) of the highest mean reward on the episodes ``seeds`` of ``env`` (ties: the
         first); every candidate's score in ``fit_scores_``."""
         train = _check_same_grid(self.env, env)
-        if len(seeds) == 0:
-            raise ValueError("fit needs at least one training seed")
         pacings = PACING_GRID if self.budget_j is not None and self.layout.context else (1.0,)
         candidates = [(u, k) for u in UPLINK_ESTIMATES for k in pacings]
-        scores = [
-            run_episode_rewards(MyopicPlanner(train, u, k), env, seeds).mean()
-            for u, k in candidates
-        ]
-        self.fit_scores_ = dict(zip(candidates, scores))
-        self.uplink_estimate, self.pacing = candidates[int(np.argmax(scores))]
+        best, self.fit_scores_ = _best_candidate(
+            lambda c: MyopicPlanner(train, *c), candidates, env, seeds
+        )
+        self.uplink_estimate, self.pacing = best
         return self
 
     def belief(self, obs: np.ndarray) -> np.ndarray:
