@@ -30,7 +30,7 @@ from timing import environment, markdown_table, parse_args, write_json
 import splitexit
 from splitexit.agents.baselines import run_episode_rewards
 from splitexit.agents.run import load_hyperparams
-from splitexit.agents.sb3 import algo_class, as_policy, make_native_vec_env
+from splitexit.agents.sb3 import algo_class, as_policy, make_native_vec_env, with_normalize
 
 ENV_ID = "splitexit:SplitExit-v0"
 WORLDS = {"v0": {}, "v1": splitexit.V1}
@@ -40,6 +40,13 @@ TRAIN_TRACES = "mahimahi-up-train"
 
 # Each candidate: changes to the shipped default section of the algorithm's YAML.
 _LONG = {"gamma": 0.999, "gae_lambda": 0.95}
+_V1 = {
+    "n_steps": 256,
+    "batch_size": 1024,
+    "gamma": 1.0,
+    "gae_lambda": 0.95,
+    "normalize": {"norm_obs": False, "norm_reward": True},
+}
 CANDIDATES: dict[str, dict[str, dict]] = {
     "ppo": {
         "v0": {},
@@ -50,6 +57,16 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "gamma 0.999, ent 0.01": {**_LONG, "ent_coef": 0.01},
         "gamma 0.999, lr 1e-3": {**_LONG, "learning_rate": 0.001},
         "gamma 0.999, [128, 128]": {**_LONG, "policy_kwargs": {"net_arch": [128, 128]}},
+        # Round 2 (SplitExit-v1): the rounds above end in a policy that sends one action
+        # whatever it observes (entropy 0.003 nats). An undiscounted return over the whole
+        # episode, normalised rewards (the RL Zoo's ``normalize``) and more entropy.
+        "gamma 1, norm": _V1,
+        "gamma 1, ent 0.03": {**_V1, "normalize": False, "ent_coef": 0.03},
+        **{f"gamma 1, norm, ent {e}": {**_V1, "ent_coef": e} for e in (0.01, 0.02, 0.03, 0.05)},
+        "gamma 1, norm, ent 0.1": {**_V1, "ent_coef": 0.1},
+        "gamma 1, norm, lr 1e-3": {**_V1, "learning_rate": 0.001},
+        "gamma 1, norm, ent 0.03, lr 1e-3": {**_V1, "ent_coef": 0.03, "learning_rate": 0.001},
+        "gamma 1, norm, n_steps 512": {**_V1, "n_steps": 512, "batch_size": 2048},
     },
 }
 
@@ -62,7 +79,8 @@ def score(algo: str, world: dict, hyperparams: dict, steps: int, episodes: int) 
     env_id, config = ENV_ID, {**world, "traces": TRAIN_TRACES}
     start = time.perf_counter()
     venv = make_native_vec_env(env_id, n_envs, SEARCH_SEED, config)
-    model = algo_class(algo)(env=venv, seed=SEARCH_SEED, device="cpu", verbose=0, **hyperparams)
+    venv, kwargs = with_normalize(algo, venv, hyperparams, "the candidate")
+    model = algo_class(algo)(env=venv, seed=SEARCH_SEED, device="cpu", verbose=0, **kwargs)
     model.learn(steps)
     train_s = time.perf_counter() - start
     env = gym.make(env_id, config=config).unwrapped

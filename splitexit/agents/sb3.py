@@ -9,6 +9,7 @@ SB3's ``model.zip``, for SB3's own tools (read only with ``trust_pickle``).
 
 from __future__ import annotations
 
+import ast
 import inspect
 import io
 import math
@@ -225,11 +226,62 @@ def _number_hint(value, kind: type = float) -> str:
     return f" (YAML reads {example})"
 
 
+# The RL Zoo's hyperparameter key for VecNormalize, here for the reward only: every observation
+# feature is already in [0, 1], and normalised observations would need their statistics saved
+# with the agent. Undiscounted returns over a long episode (SplitExit-v1's 600 requests) are in
+# the hundreds; scaled by their running standard deviation the value loss stays near 1.
+NORMALIZE_KEYS = {"norm_obs": bool, "norm_reward": bool, "clip_reward": float}
+
+
+def normalize_kwargs(value: Any, source: str) -> dict[str, Any] | None:
+    """The ``VecNormalize`` arguments of a ``normalize`` hyperparameter (a mapping, or its RL
+    Zoo string form ``"{'norm_obs': False, 'norm_reward': True}"``); None for none or false."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            value = None
+    if not isinstance(value, dict) or set(value) - set(NORMALIZE_KEYS):
+        raise ValueError(
+            f"hyperparameter 'normalize' of {source} must be a mapping with keys of "
+            f"{sorted(NORMALIZE_KEYS)}, such as {{norm_obs: false, norm_reward: true}}"
+        )
+    for key, item in value.items():
+        number = isinstance(item, int | float) and not isinstance(item, bool)
+        if not (isinstance(item, bool) if NORMALIZE_KEYS[key] is bool else number and item > 0):
+            kind = "true or false" if NORMALIZE_KEYS[key] is bool else "a number above 0"
+            raise ValueError(f"normalize[{key!r}] of {source} must be {kind}, got {item!r}")
+    if value.get("norm_obs", True):
+        raise ValueError(
+            f"hyperparameter 'normalize' of {source}: norm_obs must be false (the observation "
+            "is already in [0, 1]; only the reward is normalised)"
+        )
+    return {"norm_obs": False, **value}
+
+
+def with_normalize(algo: str, venv: VecEnv, hyperparams: dict, source: str):
+    """``(venv, hyperparams)``: ``venv`` in ``VecNormalize`` if ``hyperparams`` asks for it
+    (with the algorithm's gamma, as the RL Zoo does), and the algorithm's own arguments."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    hyperparams = dict(hyperparams)
+    kwargs = normalize_kwargs(hyperparams.pop("normalize", None), source)
+    if kwargs:
+        default = inspect.signature(algo_class(algo)).parameters["gamma"].default
+        gamma = hyperparams.get("gamma", default)
+        venv = VecNormalize(venv, gamma=gamma, **kwargs)
+    return venv, hyperparams
+
+
 def check_hyperparams(algo: str, hyperparams: dict, env, n_envs: int, source: str) -> None:
     """A ``ValueError`` naming ``source`` if ``algo`` refuses ``hyperparams`` (values of a wrong
     type or range, an unknown policy) for ``n_envs`` envs with ``env``'s spaces: the algorithm is
     built once, on a :class:`SpacesVecEnv`, before any work."""
     cls = algo_class(algo)
+    hyperparams = dict(hyperparams)
+    normalize_kwargs(hyperparams.pop("normalize", None), source)
     for key in hyperparams:
         if key in SET_BY_TRAIN:
             raise ValueError(
@@ -311,7 +363,18 @@ def describe(model, run: RunSpec) -> dict[str, Any]:
         policy_constructor=ctor,
         num_timesteps=int(model.num_timesteps),
         n_updates=int(getattr(model, "_n_updates", 0)),
+        **_return_statistics(model),
     )
+
+
+def _return_statistics(model) -> dict[str, Any]:
+    """``{"return_rms": ...}``: the running statistics of the returns that a ``normalize``
+    run divides its rewards by, so that a resumed run goes on with them; {} without."""
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is None or not normalizer.norm_reward:
+        return {}
+    rms = normalizer.ret_rms
+    return {"return_rms": {"mean": float(rms.mean), "var": float(rms.var), "count": rms.count}}
 
 
 def build_policy(description: dict[str, Any], weights: dict[str, Any] | None = None):
@@ -429,6 +492,10 @@ def _restore(model, checkpoint: Path, algo: str) -> None:
     model.policy.optimizer.load_state_dict(optimizer)
     model.num_timesteps = int(description["num_timesteps"])
     model._n_updates = int(description.get("n_updates", 0))
+    normalizer, rms = model.get_vec_normalize_env(), description.get("return_rms")
+    if normalizer is not None and rms is not None:
+        normalizer.ret_rms.mean, normalizer.ret_rms.var = float(rms["mean"]), float(rms["var"])
+        normalizer.ret_rms.count = float(rms["count"])
     if hasattr(model, "learning_starts"):
         # Off-policy (DQN): the replay buffer is not saved, so the resumed run first collects
         # as many fresh transitions as a new run would before it learns again.
@@ -493,13 +560,16 @@ def train(run: RunSpec):
             vec_env_cls=SubprocVecEnv if run.vec_env == "subproc" else DummyVecEnv,
             env_kwargs={"config": train_config},
         )
+    train_env, hyperparams = with_normalize(
+        run.algo, train_env, dict(run.hyperparams), run.hyperparams_source
+    )
     model = cls(
         env=train_env,
         seed=run.seed,
         device="cpu",
         tensorboard_log=str(run.run_dir / "tb"),
         verbose=0,
-        **run.hyperparams,
+        **hyperparams,
     )
     resumed = _resume(model, run) if run.resume else False
     callbacks = []
@@ -507,6 +577,12 @@ def train(run: RunSpec):
         callbacks.append(Checkpoint(run.eval_freq_steps, run))
         every = max(run.eval_freq_steps // run.n_envs, 1)
         eval_env = gym.make(run.env_id, config=run.env_kwargs(run.eval_traces))
+        if model.get_vec_normalize_env() is not None:  # wrapped alike, its rewards raw
+            from stable_baselines3.common.vec_env import VecNormalize
+
+            single = eval_env
+            eval_env = DummyVecEnv([lambda: single])
+            eval_env = VecNormalize(eval_env, norm_obs=False, norm_reward=False, training=False)
         callbacks.append(
             EvalCallback(eval_env, n_eval_episodes=5, eval_freq=every, verbose=0, warn=False)
         )

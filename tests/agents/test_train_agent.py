@@ -130,6 +130,30 @@ def test_a_checkpoint_holds_every_update_of_its_steps(train_agent, tmp_path):
     assert (resumed["num_timesteps"], resumed["n_updates"]) == (768, clean["n_updates"])
 
 
+@pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # 2 tiny envs
+def test_a_resumed_run_keeps_the_statistics_of_its_normalised_rewards(train_agent, tmp_path):
+    """The RL Zoo's ``normalize`` (reward only): the running statistics of the returns are
+    saved with each checkpoint and restored on resume, so that the rewards' scale goes on."""
+    conf = tmp_path / "conf.yml"
+    conf.write_text(
+        "default: {policy: MlpPolicy, n_steps: 128, batch_size: 64, n_epochs: 2,"
+        " normalize: \"{'norm_obs': False, 'norm_reward': True}\"}\n"
+    )
+    args = ["--eval-freq", "256", "--output", str(tmp_path), "--name", "run", *train_agent.TINY]
+    args = ["--conf-file", str(conf), *args]
+    assert train_agent.main("--total-timesteps", "768", *args) == 0
+    run = tmp_path / "run"
+    clean = json.loads((run / "agent.json").read_text())["return_rms"]
+    last = json.loads((run / "checkpoints" / "agent_512_steps" / "agent.json").read_text())
+    assert last["return_rms"]["count"] == pytest.approx(512 + 1e-4)  # one per env step
+    assert clean["count"] == pytest.approx(768 + 1e-4) and clean["var"] > 0
+    for name in ("agent.json", "agent.safetensors", "report.md"):  # killed after it
+        (run / name).unlink()
+    assert train_agent.main("--total-timesteps", "768", *args, "--resume") == 0
+    resumed = json.loads((run / "agent.json").read_text())["return_rms"]
+    assert resumed["count"] == pytest.approx(clean["count"])  # not restarted from zero
+
+
 def test_evaluation_is_reproducible_for_a_seed():
     env = SplitExitEnv(horizon=40)
     policy = make_policy("neurosurgeon", env)
@@ -305,6 +329,18 @@ def one_line_usage_error(capsys, call) -> str:
         ("default: {policy: NoSuchPolicy}\n", "(ValueError: Policy NoSuchPolicy unknown)"),
         ("default: {n_epochs: 2.5}\n", "'n_epochs' of {conf} must be an integer for PPO"),
         ("default: {gamma: .nan}\n", "'gamma' of {conf} must be a number (not NaN) for PPO"),
+        (
+            "default: {policy: MlpPolicy, normalize: {norm_obs: true}}\n",
+            "'normalize' of {conf}: norm_obs must be false",
+        ),
+        (
+            "default: {policy: MlpPolicy, normalize: {norm_reward: 1}}\n",
+            "normalize['norm_reward'] of {conf} must be true or false, got 1",
+        ),
+        (
+            "default: {policy: MlpPolicy, normalize: {scale: 2}}\n",
+            "'normalize' of {conf} must be a mapping with keys of",
+        ),
     ],
 )
 def test_bad_hyperparameter_files_stop_before_any_work(
