@@ -33,16 +33,14 @@ V1_DRAFT: dict = {
     "battery_empty": "drop",
 }
 
-# The CIFAR-10 draft of SplitExit-v1 (issue 20), not registered yet: an id is frozen once
-# released, and with the shipped hyperparameters PPO does not yet learn it (README). The
-# draft's mechanisms on the CIFAR-10 workload, in the world whose headroom
-# benchmarks/bench_ceiling.py measures: the split multi-exit ResNet's profile under
+# SplitExit-v1 (issue 20): the draft's mechanisms on the CIFAR-10 workload, in the world whose
+# headroom benchmarks/bench_ceiling.py measures: the split multi-exit ResNet's profile under
 # the nine camera conditions (its corruption-trained weights for live mode) on the MLPerf Tiny
 # CIFAR-10 board (``mcu``, an STM32H7 Cortex-M7), which runs the 10-MFLOP head within the frame
 # period but not the 135-MFLOP whole net: a device that can afford only the head, as in the
 # split-computing works the survey reviews (README, "SplitExit-v1"). Its Fashion-MNIST form
-# is one config away: {"profile": "robust", "weights": "robust", "device": "mcu-m4"}. Use it
-# as a config: gym.make("splitexit:SplitExit-v0", config=splitexit.V1).
+# is one config away: {"profile": "robust", "weights": "robust", "device": "mcu-m4"}.
+# gym.make("splitexit:SplitExit-v1") is gym.make("splitexit:SplitExit-v0", config=splitexit.V1).
 V1: dict = {
     **V1_DRAFT,
     "profile": "cifar10-multiexit-resnet",
@@ -57,6 +55,7 @@ ENV_PRESETS: dict[str, dict] = {
     "SplitExitFading-v0": {"channel": "fading"},
     "SplitExitLive-v0": {"mode": "live"},
     "SplitExitOutage-v0": {"outage": "intermittent"},
+    "SplitExit-v1": V1,
 }
 # Live mode runs torch per request and the fading channel draws a trace per episode: these ids
 # vectorise with vectorization_mode="sync" or "async" only.

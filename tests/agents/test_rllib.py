@@ -49,11 +49,12 @@ def test_the_env_takes_an_env_context_as_its_config():
         SplitExitEnv(EnvContext({"deadline": 0.1}, worker_index=1))
 
 
-def test_env_runners_can_step_the_native_vector_env(local_ray):
+@pytest.mark.parametrize("env_id", ["splitexit:SplitExit-v0", "splitexit:SplitExit-v1"])
+def test_env_runners_can_step_the_native_vector_env(local_ray, env_id):
     from splitexit.envs.vector import SplitExitVectorEnv
 
     config = rllib.ppo_config(
-        "splitexit:SplitExit-v0",
+        env_id,
         {"horizon": 20},  # episodes end within one iteration (32 steps per sub-env)
         TINY_PPO,
         0,  # the local env runner, so that its env can be inspected

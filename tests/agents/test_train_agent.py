@@ -634,3 +634,20 @@ def test_unknown_rllib_hyperparameter_is_a_usage_error(train_agent, tmp_path, ca
         capsys, lambda: train_agent.parse_run("--backend", "rllib", "--conf-file", str(conf))
     )
     assert "activation 'sigmoid'" in err
+
+
+@pytest.mark.parametrize("algo", ["ppo", "maskable_ppo"])
+def test_the_shipped_v1_hyperparameters_are_valid_under_both_names(algo):
+    import splitexit
+    from splitexit.agents import sb3
+    from splitexit.agents.run import load_hyperparams
+
+    short, full = (load_hyperparams(algo, f"{p}SplitExit-v1") for p in ("", "splitexit:"))
+    assert short == full and full != load_hyperparams(algo, "splitexit:SplitExit-v0")
+    assert sb3.normalize_kwargs(full["normalize"], "ppo.yml") == {
+        "norm_obs": False,
+        "norm_reward": True,
+    }
+    hyper = {k: v for k, v in full.items() if k not in ("n_envs", "n_timesteps")}
+    env = SplitExitEnv({**splitexit.V1, "horizon": 10})
+    sb3.check_hyperparams(algo, hyper, env, full["n_envs"], "ppo.yml")

@@ -69,11 +69,15 @@ def test_replay_equals_live_execution_on_corrupted_frames(shipped, profile_threa
     assert replay_live_mismatches(prof, model, images, CIFAR_CONDITIONS, THRESHOLDS, 6) == []
 
 
-def test_env_replay_equals_live_on_the_workload(profile_threads):
-    """The env in live mode resolves model, weights and data set from the profile's names."""
+@pytest.mark.parametrize("world", ["profile's weights", "SplitExit-v1"])
+def test_env_replay_equals_live_on_the_workload(profile_threads, world):
+    """The env in live mode resolves model, weights and data set from the profile's names;
+    SplitExit-v1 (its corruption-trained weights) in live mode is its replay."""
     import splitexit
 
     config = {**splitexit.V1_DRAFT, "profile": NAME, "weights": None, "device": "mcu"}
+    if world == "SplitExit-v1":
+        config = dict(splitexit.ENV_PRESETS[world])
     config["horizon"] = 30
     replay, live = SplitExitEnv(config), SplitExitEnv({**config, "mode": "live"})
     rng = np.random.default_rng(5)

@@ -43,16 +43,20 @@ def assert_same(a, b):
 def test_gymnasium_check_env():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", ".*SplitExit-v0 is out of date", DeprecationWarning)
         gym_check_env(gym.make(ENV_ID).unwrapped)
         gym_check_env(gym.make(ENV_ID, action_type="multidiscrete").unwrapped)
         # the v1 draft too: its exit_confidences hold no NaN, which check_env would not equate
         gym_check_env(gym.make(ENV_ID, config=splitexit.V1_DRAFT).unwrapped)
+        gym_check_env(gym.make("splitexit:SplitExit-v1").unwrapped)
 
 
 def test_sb3_check_env():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", ".*SplitExit-v0 is out of date", DeprecationWarning)
         sb3_check_env(gym.make(ENV_ID).unwrapped, warn=True)
+        sb3_check_env(gym.make("splitexit:SplitExit-v1").unwrapped, warn=True)
 
 
 @pytest.mark.parametrize("env_id", list(splitexit.ENV_PRESETS))
