@@ -1,9 +1,9 @@
 """Train an RL agent on SplitExit, evaluate it against every baseline and oracle, write a report.
 
-    python train_agent.py                                  # PPO on SplitExit-v0, shipped settings
+    python train_agent.py                                  # PPO on SplitExit-v1, shipped settings
     python train_agent.py --algo dqn --total-timesteps 500000
     python train_agent.py --env-kwargs reward:"'latency-critical'" --name latency
-    python train_agent.py --name ppo-SplitExit-v0 --resume # continue an interrupted run
+    python train_agent.py --name ppo-SplitExit-v1 --resume # continue an interrupted run
     python train_agent.py --backend rllib                  # Ray RLlib PPO (extra "rllib")
 
 Training uses the shipped uplink traces except one, held out for evaluation
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ray-address",
         help="rllib: address of a running Ray cluster (default: $RAY_ADDRESS, else a local one)",
     )
-    p.add_argument("--env", default="splitexit:SplitExit-v0", help="Gymnasium env id")
+    p.add_argument("--env", default="splitexit:SplitExit-v1", help="Gymnasium env id")
     p.add_argument(
         "--env-kwargs",
         nargs="*",

@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.episodes = 2
-    env = make_env(traces=args.traces)
+    env = make_env("splitexit:SplitExit-v0", traces=args.traces)
     seeds = range(args.episodes)
     rng = np.random.default_rng(0)
 

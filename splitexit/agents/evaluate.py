@@ -1,7 +1,7 @@
 """Evaluate policies (trained agents, baselines, oracles) on the same seeded episodes.
 
-    python -m splitexit.agents.evaluate --model runs/ppo-SplitExit-v0-seed0
-    python -m splitexit.agents.evaluate --model runs/rllib-ppo-SplitExit-v0-seed0/agent.json
+    python -m splitexit.agents.evaluate --model runs/ppo-SplitExit-v1-seed0
+    python -m splitexit.agents.evaluate --model runs/rllib-ppo-SplitExit-v1-seed0/agent.json
     python -m splitexit.agents.evaluate --model downloaded/model.zip --algo dqn --trust-pickle
     python -m splitexit.agents.evaluate --baseline neurosurgeon --episodes 20
 
@@ -32,7 +32,7 @@ from splitexit.agents.run import (
 )
 from splitexit.envs.splitexit_env import SplitExitEnv
 
-DEFAULT_ENV_ID = "splitexit:SplitExit-v0"
+DEFAULT_ENV_ID = "splitexit:SplitExit-v1"
 EVAL_SEED_BASE = 0  # evaluation episodes use seeds 0..n-1 on the held-out traces
 TRAIN_SEED_BASE = 10_000  # baselines are tuned on seeds from here on the training traces
 FIT_EPISODES = 10  # training episodes a baseline is tuned on

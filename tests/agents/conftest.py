@@ -54,7 +54,10 @@ class TrainAgent:
     """``train_agent.py``: its ``main`` and ``parse_run`` in this process, or the script in a
     subprocess; ``TINY`` are the flags of a tiny run (``--env-kwargs`` last)."""
 
-    TINY = ("--n-envs", "2", "--eval-episodes", "2", "--no-progress", "--env-kwargs", "horizon:50")
+    # On SplitExit-v0, whose 128-step rollouts the checkpoint tests count; the default run
+    # (SplitExit-v1) has its own test.
+    TINY = ("--env", "splitexit:SplitExit-v0", "--n-envs", "2", "--eval-episodes", "2")
+    TINY += ("--no-progress", "--env-kwargs", "horizon:50")
     path = ROOT / "train_agent.py"
 
     def __init__(self) -> None:

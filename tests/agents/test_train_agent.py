@@ -41,6 +41,21 @@ def test_smoke_run_writes_the_whole_report(train_agent, tmp_path, algo):
 
 
 @pytest.mark.e2e
+def test_the_default_run_is_ppo_on_splitexit_v1_with_its_settings(train_agent, tmp_path):
+    result = train_agent.subprocess(
+        *("--total-timesteps", "1024", "--n-envs", "2", "--eval-episodes", "2", "--no-progress"),
+        *("--output", str(tmp_path), "--name", "run", "--env-kwargs", "horizon:50"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    assert json.loads((run / "config.json").read_text())["args"]["env"] == "splitexit:SplitExit-v1"
+    agent = json.loads((run / "agent.json").read_text())
+    assert agent["env_id"] == "splitexit:SplitExit-v1" and agent["hyperparameters"]["gamma"] == 1
+    assert agent["return_rms"]["count"] > 1024
+    train_agent.check_report(run, "agent.json", "ppo")
+
+
+@pytest.mark.e2e
 def test_killed_ppo_run_resumes_from_its_checkpoint(train_agent, tmp_path):
     """The PPO smoke run: killed after its first checkpoint, then resumed to the end."""
     total = 16_000
@@ -104,7 +119,7 @@ def test_resume_skips_a_checkpoint_cut_short(train_agent, tmp_path, capsys, eval
     assert num_timesteps(run) >= 1024
     summary = train_agent.check_report(run, "agent.json", "ppo")
     # The evaluation CLI gives the same rows: the saved agent, and a baseline tuned alike.
-    common = ("--episodes", "2", "--env-kwargs", "horizon:50")
+    common = ("--env", "splitexit:SplitExit-v0", "--episodes", "2", "--env-kwargs", "horizon:50")
     assert evaluate_json("--model", str(run), *common).items() <= summary[0].items()
     row = next(s for s in summary if s["name"] == "best-static")
     assert evaluate_json("--baseline", "best-static", *common).items() <= row.items()
@@ -222,12 +237,12 @@ def test_help_explains_every_flag(train_agent, capsys):
 def test_n_envs_counts_the_envs_in_all_for_both_backends(train_agent, tmp_path):
     sb3 = train_agent.parse_run()
     assert (sb3.backend, sb3.n_envs, sb3.total_timesteps) == ("sb3", 16, 1_000_000)
-    assert "n_envs" not in sb3.hyperparams and sb3.hyperparams["n_steps"] == 128
-    assert sb3.run_dir == Path("runs/ppo-SplitExit-v0-seed0")
+    assert "n_envs" not in sb3.hyperparams and sb3.hyperparams["n_steps"] == 256  # v1's
+    assert sb3.run_dir == Path("runs/ppo-SplitExit-v1-seed0")
     pytest.importorskip("ray", reason="the rllib extra is not installed")
     rllib = train_agent.parse_run("--backend", "rllib")  # 16 in all: 8 on each of 2 runners
     assert (rllib.n_envs, rllib.num_env_runners) == (16, 2)
-    assert rllib.run_dir == Path("runs/rllib-ppo-SplitExit-v0-seed0")
+    assert rllib.run_dir == Path("runs/rllib-ppo-SplitExit-v1-seed0")
     assert rllib.hyperparams_source.endswith("rllib-ppo.yml")
     assert train_agent.parse_run("--backend", "rllib", "--num-env-runners", "0", "--n-envs", "3")
 
@@ -601,7 +616,7 @@ def untrained_ppo(tmp_path_factory) -> Path:
     ],
 )
 def test_evaluate_cli_errors_are_one_line(capsys, untrained_ppo, args, message):
-    argv = [a.format(model=untrained_ppo) for a in args]
+    argv = ["--env", "splitexit:SplitExit-v0", *(a.format(model=untrained_ppo) for a in args)]
     assert message in one_line_usage_error(capsys, lambda: evaluate.main(argv))
 
 
