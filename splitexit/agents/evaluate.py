@@ -297,8 +297,8 @@ def _load(parser: Parser, path: str, env: SplitExitEnv, algo: str | None, trust_
         parser.error(f"--model {path}: cannot load it ({detail})")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="python -m splitexit.agents.evaluate", description=__doc__)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m splitexit.agents.evaluate") -> int:
+    parser = Parser(prog=prog, description=__doc__)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--model",

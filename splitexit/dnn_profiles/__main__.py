@@ -172,8 +172,8 @@ def _parse_conditions(
         parser.error(f"{flag}: {err}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m splitexit.dnn_profiles", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m splitexit.dnn_profiles") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_train = sub.add_parser("train", help="train a registered multi-exit model")
     p_train.add_argument(

@@ -1,19 +1,14 @@
-"""benchmarks/timing.py: the benchmarks' shared rounds, ratios, arguments and JSON."""
+"""splitexit/benchmarks/timing.py: the benchmarks' shared rounds, ratios, arguments and JSON."""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-TIMING_PY = Path(__file__).parents[2] / "benchmarks" / "timing.py"
-spec = importlib.util.spec_from_file_location("timing", TIMING_PY)
-assert spec is not None and spec.loader is not None
-timing = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(timing)
+from splitexit.benchmarks import timing
 
 
 def test_rounds_interleave_and_reverse_after_a_discarded_warm_up() -> None:

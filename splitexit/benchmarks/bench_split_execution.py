@@ -1,6 +1,6 @@
 """Benchmark: split execution at batch 1 against the plain forward pass (one run, ratios).
 
-    python benchmarks/bench_split_execution.py [--rounds 300] [--quick] [--json PATH]
+    splitexit bench split_execution [--rounds 300] [--quick] [--json PATH]
 
 For every split point, split execution (head, serialise, deserialise, tail; no early exit)
 is timed against the plain forward pass (all blocks, then the final classifier) in interleaved
@@ -16,7 +16,7 @@ import statistics
 import time
 
 import torch
-from timing import environment, interleaved_rounds, median_ratio, parse_args, timed, write_json
+from splitexit.benchmarks.timing import environment, interleaved_rounds, median_ratio, parse_args, timed, write_json
 
 from splitexit.dnn_profiles.data import load_fashion_mnist
 from splitexit.dnn_profiles.model import COMPRESSIONS, images_to_input, split_inference

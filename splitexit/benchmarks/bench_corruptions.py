@@ -1,6 +1,6 @@
 """Benchmark: camera conditions, the clean and the corruption-trained model, and their costs.
 
-    python benchmarks/bench_corruptions.py [--samples 10000] [--rounds 200] [--quick] [--json PATH]
+    splitexit bench corruptions [--samples 10000] [--rounds 200] [--quick] [--json PATH]
 
 For the shipped clean model and the robust one (trained with corruption augmentation), on the
 first ``--samples`` test images under every condition of ``corruptions.CONDITIONS`` (the noise
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import torch
-from timing import environment, interleaved_rounds, markdown_table, parse_args, timed, write_json
+from splitexit.benchmarks.timing import environment, interleaved_rounds, markdown_table, parse_args, timed, write_json
 
 from splitexit.dnn_profiles.corruptions import (
     CONDITIONS,

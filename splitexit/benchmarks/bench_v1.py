@@ -1,6 +1,6 @@
 """Benchmark: the SplitExit-v1 draft's headroom, and what each of its mechanisms contributes.
 
-    python benchmarks/bench_v1.py [--episodes 30] [--ppo-steps 0] [--quick] [--json PATH]
+    splitexit bench v1 [--episodes 30] [--ppo-steps 0] [--quick] [--json PATH]
 
 For the draft of SplitExit-v1 (``splitexit.V1_DRAFT``) and for it with each mechanism
 switched off in turn (camera conditions, application demands, the battery budget, the context
@@ -19,12 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import timing  # noqa: E402
-
-from splitexit import V1_DRAFT  # noqa: E402
-from splitexit.agents.baselines import BASELINES  # noqa: E402
-from splitexit.agents.evaluate import (  # noqa: E402
+from splitexit import V1_DRAFT
+from splitexit.benchmarks import timing
+from splitexit.agents.baselines import BASELINES
+from splitexit.agents.evaluate import (
     EVAL_SEED_BASE,
     adaptation_gap,
     add_oracle_normalized,

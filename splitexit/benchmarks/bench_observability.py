@@ -1,6 +1,6 @@
 """Benchmark: how much of the channel oracle's edge a device could get from what it measures.
 
-    python benchmarks/bench_observability.py [--episodes 30] [--quick]
+    splitexit bench observability [--episodes 30] [--quick]
 
 On the held-out evaluation trace, compares the channel oracle (knows the capacity during the
 upload and the server queue), a "measured-capacity oracle" (the same planner, with the true

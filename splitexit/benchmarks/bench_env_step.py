@@ -1,6 +1,6 @@
 """Benchmark: one env's ``step`` via ``gym.make`` against CartPole-v1's, and first-use time.
 
-    python benchmarks/bench_env_step.py [--rounds 5] [--steps 20000] [--quick] [--json PATH]
+    splitexit bench env_step [--rounds 5] [--steps 20000] [--quick] [--json PATH]
 
 1. ``step``: ``gym.make("splitexit:SplitExit-v0")`` (replay) and
    ``gym.make("splitexit:SplitExitLive-v0")`` (the torch CNN on every request, torch's default
@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 import gymnasium as gym
-from timing import (
+from splitexit.benchmarks.timing import (
     Timer,
     environment,
     interleaved_rounds,

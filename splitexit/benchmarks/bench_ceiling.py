@@ -1,6 +1,6 @@
 """Benchmark: how much adaptive control can gain at all, on a data set and model.
 
-    python benchmarks/bench_ceiling.py [--workload fmnist|cifar10] [--episodes 30]
+    splitexit bench ceiling [--workload fmnist|cifar10] [--episodes 30]
                                        [--train-images 60000] [--quick] [--json PATH]
 
 ``--workload fmnist`` (the default) measures the Fashion-MNIST CNN in v0's and the v1 draft's
@@ -42,7 +42,7 @@ import time
 
 import numpy as np
 import torch
-from timing import environment, markdown_table, parse_args, write_json
+from splitexit.benchmarks.timing import environment, markdown_table, parse_args, write_json
 
 from splitexit import V1_DRAFT
 from splitexit.agents.evaluate import (

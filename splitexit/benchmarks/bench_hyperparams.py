@@ -1,6 +1,6 @@
 """The hyperparameter search behind the shipped settings of an algorithm on an env id.
 
-    python benchmarks/bench_hyperparams.py [--algo ppo] [--world v1] [--steps 1000000]
+    splitexit bench hyperparams [--algo ppo] [--world v1] [--steps 1000000]
                                            [--episodes 10] [--only NAME ...] [--json PATH]
 
 ``--world v1`` is ``splitexit.V1`` (the CIFAR-10 draft of SplitExit-v1) on SplitExit-v0's id,
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-from timing import environment, markdown_table, parse_args, write_json
+from splitexit.benchmarks.timing import environment, markdown_table, parse_args, write_json
 
 import splitexit
 from splitexit.agents.baselines import run_episode_rewards

@@ -1,7 +1,7 @@
 """Benchmark: how SplitExit-v0's vector env scales, against CartPole-v1, in env steps,
 training and memory.
 
-    python benchmarks/bench_scale.py [--rounds 5] [--quick] [--only {env,train,memory}]
+    splitexit bench scale [--rounds 5] [--quick] [--only {env,train,memory}]
                                      [--json PATH]
 
 Prints Markdown tables; ``--json PATH`` also writes every figure (with the date, the machine,
@@ -67,7 +67,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from timing import (
+from splitexit.benchmarks.timing import (
     Timer,
     environment,
     interleaved_rounds,
