@@ -1,9 +1,9 @@
 """The ``splitexit`` command: the project's tools under one name, as ``rl_zoo3`` has them.
 
-    splitexit train [FLAGS]        # train, evaluate, report (python train_agent.py in a checkout)
-    splitexit evaluate [FLAGS]     # a saved agent or a baseline (python -m splitexit.agents.evaluate)
-    splitexit profile|show|list    # the model zoo's profiles (python -m splitexit.dnn_profiles)
-    splitexit bench [NAME [FLAGS]] # lists the benchmarks, or runs one
+    splitexit train [FLAGS]         # train, evaluate, report (python train_agent.py)
+    splitexit evaluate [FLAGS]      # an agent or a baseline (python -m splitexit.agents.evaluate)
+    splitexit profile|show|list     # the model zoo's profiles (python -m splitexit.dnn_profiles)
+    splitexit bench [NAME [FLAGS]]  # lists the benchmarks, or runs one
 
 Each subcommand is the module named beside it, with its flags, its one-line errors and its
 exit codes (2 for a usage error).

@@ -297,7 +297,9 @@ def _load(parser: Parser, path: str, env: SplitExitEnv, algo: str | None, trust_
         parser.error(f"--model {path}: cannot load it ({detail})")
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m splitexit.agents.evaluate") -> int:
+def main(
+    argv: Sequence[str] | None = None, prog: str = "python -m splitexit.agents.evaluate"
+) -> int:
     parser = Parser(prog=prog, description=__doc__)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument(

@@ -42,7 +42,6 @@ import time
 
 import numpy as np
 import torch
-from splitexit.benchmarks.timing import environment, markdown_table, parse_args, write_json
 
 from splitexit import V1_DRAFT
 from splitexit.agents.evaluate import (
@@ -55,6 +54,7 @@ from splitexit.agents.evaluate import (
     run_episodes,
     summarise,
 )
+from splitexit.benchmarks.timing import environment, markdown_table, parse_args, write_json
 from splitexit.dnn_profiles import zoo
 from splitexit.dnn_profiles.corruptions import (
     CORRUPTION_IDS,

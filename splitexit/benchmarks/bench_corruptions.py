@@ -18,8 +18,15 @@ import time
 
 import numpy as np
 import torch
-from splitexit.benchmarks.timing import environment, interleaved_rounds, markdown_table, parse_args, timed, write_json
 
+from splitexit.benchmarks.timing import (
+    environment,
+    interleaved_rounds,
+    markdown_table,
+    parse_args,
+    timed,
+    write_json,
+)
 from splitexit.dnn_profiles.corruptions import (
     CONDITIONS,
     CORRUPTION_IDS,

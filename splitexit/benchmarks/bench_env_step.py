@@ -30,6 +30,8 @@ import time
 from typing import Any
 
 import gymnasium as gym
+
+import splitexit  # noqa: F401  (registers the ids)
 from splitexit.benchmarks.timing import (
     Timer,
     environment,
@@ -39,8 +41,6 @@ from splitexit.benchmarks.timing import (
     parse_args,
     write_json,
 )
-
-import splitexit  # noqa: F401  (registers the ids)
 
 SPLITEXIT = "splitexit:SplitExit-v0"
 LIVE = "splitexit:SplitExitLive-v0"

@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-from splitexit.benchmarks.timing import environment, markdown_table, parse_args, write_json
 
 import splitexit
 from splitexit.agents.baselines import run_episode_rewards
 from splitexit.agents.run import load_hyperparams
 from splitexit.agents.sb3 import algo_class, as_policy, make_native_vec_env, with_normalize
+from splitexit.benchmarks.timing import environment, markdown_table, parse_args, write_json
 
 ENV_ID = "splitexit:SplitExit-v0"
 WORLDS = {"v0": {}, "v1": splitexit.V1}

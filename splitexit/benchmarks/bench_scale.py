@@ -67,6 +67,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+import splitexit  # noqa: F401  (registers the ids)
 from splitexit.benchmarks.timing import (
     Timer,
     environment,
@@ -76,8 +78,6 @@ from splitexit.benchmarks.timing import (
     parse_args,
     write_json,
 )
-
-import splitexit  # noqa: F401  (registers the ids)
 
 SPLITEXIT = "splitexit:SplitExit-v0"
 CARTPOLE = "CartPole-v1"

@@ -16,8 +16,15 @@ import statistics
 import time
 
 import torch
-from splitexit.benchmarks.timing import environment, interleaved_rounds, median_ratio, parse_args, timed, write_json
 
+from splitexit.benchmarks.timing import (
+    environment,
+    interleaved_rounds,
+    median_ratio,
+    parse_args,
+    timed,
+    write_json,
+)
 from splitexit.dnn_profiles.data import load_fashion_mnist
 from splitexit.dnn_profiles.model import COMPRESSIONS, images_to_input, split_inference
 from splitexit.dnn_profiles.train import load_model

@@ -15,12 +15,10 @@ as ``train_agent.py`` does. The table gives each policy's oracle-normalised scor
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from splitexit import V1_DRAFT
-from splitexit.benchmarks import timing
 from splitexit.agents.baselines import BASELINES
 from splitexit.agents.evaluate import (
     EVAL_SEED_BASE,
@@ -31,6 +29,7 @@ from splitexit.agents.evaluate import (
     run_episodes,
     summarise,
 )
+from splitexit.benchmarks import timing
 
 ENV_ID = "splitexit:SplitExit-v0"  # with the V1_DRAFT config: v1 is not registered yet
 VARIANTS = {
