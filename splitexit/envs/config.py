@@ -101,6 +101,79 @@ def default_config() -> dict[str, Any]:
     }
 
 
+# What each key of ``default_config()`` means, with its units and sources: the one source of the
+# documentation site's configuration table (docs/configuration.md, generated at build time).
+# tests/envs/test_config.py holds it to the keys of ``default_config()``, both ways.
+CONFIG_DOCS: dict[str, str] = {
+    "mode": '``"replay"`` (from the profile) or ``"live"`` (runs the model).',
+    "profile": (
+        'Path of a profile ``.json`` (None: the shipped one; ``"robust"``: the '
+        "corruption-trained model's, under every camera condition; or a name of the model zoo's "
+        "``zoo.PROFILES``)."
+    ),
+    "weights": (
+        'Live mode: ``.safetensors`` weights (None: the shipped ones; ``"robust"``: the '
+        "corruption-trained model)."
+    ),
+    "device": (
+        "Device preset (``splitexit.dnn_profiles.hardware.DEVICE_PRESETS``: ``mcu-m4``, ``mcu``, "
+        "``rpi4``, ``jetson-nano``, ``phone``); the default is a Cortex-M4 board (MLPerf Tiny "
+        "v1.0 figures)."
+    ),
+    "server": "Edge-server preset (``SERVER_PRESETS``).",
+    "radio": '``"lte"``, ``"wifi"`` or ``"3g"`` power model (Huang et al. 2012).',
+    "lte_tail": "Add the LTE tail energy (11.576 s at 1060 mW) between transmissions.",
+    "channel": '``"trace"``, ``"markov"`` or ``"fading"``.',
+    "traces": (
+        'A shipped set (``"mahimahi-up"``, ``"pensieve"``) or a list of trace files/folders '
+        "(mahimahi or Pensieve format)."
+    ),
+    "capacity_scale": ("Multiplies the uplink capacity: 0 (no uplink) or in [0.001, 1000]."),
+    "rtt_s": "Round trip device <-> edge server over LTE, s (CMU Living Edge Lab, 2022).",
+    "server_load": (
+        'Background load: ``"none"``, ``"markov"`` (Markov-modulated Poisson) or ``"trace"`` '
+        "(Azure LLM inference arrivals)."
+    ),
+    "outage": '``"none"``, ``"intermittent"`` or ``"permanent"``.',
+    "outage_mean_up_s": "Mean up period of the outage process, s.",
+    "outage_mean_down_s": "Mean down period of the outage process, s.",
+    "frame_period_s": "Time between requests (a 10 frame/s camera), s.",
+    "deadline_s": (
+        "A request later than this counts as a deadline miss (before the next frame), s."
+    ),
+    "timeout_s": "A request is dropped after this, s.",
+    "horizon": "Requests per episode.",
+    "thresholds": ('Early-exit thresholds on the max softmax; "never exit early" is always added.'),
+    "compressions": (
+        "Payload formats the agent may choose from (``float32``, ``float16``, ``int8``)."
+    ),
+    "action_type": '``"discrete"`` or ``"multidiscrete"``.',
+    "reward": (
+        '``"balanced"``, ``"latency-critical"``, ``"battery-saver"`` (``REWARD_PRESETS``) or a '
+        "dict of the four weights."
+    ),
+    "throughput_history": "Frame periods of measured throughput in the observation.",
+    "battery_j": "Energy budget of an episode, J (None: mains powered).",
+    "battery_empty": (
+        'When the budget is spent: end the episode (``"terminate"``), or ``"drop"`` every later '
+        "request (no answer, deadline missed) until the horizon."
+    ),
+    "camera": (
+        '``"markov"``: the frames go through the profile\'s camera conditions (a regime that '
+        "changes); needs a profile with conditions."
+    ),
+    "camera_dwell_s": (
+        "Mean time a camera regime lasts, s (the average shot length of recent films, Cutting "
+        "et al. 2010, as a proxy)."
+    ),
+    "demands": ("``\"markov\"``: each request's deadline and value from its application's phase."),
+    "observation": '``"context"`` adds the request\'s context to the observation.',
+    "world_seed": (
+        "Seed of the long realisations episodes are cut from (server background load, "
+        "intermittent outages, the Markov channel)."
+    ),
+}
+
 # Length of the long realisations that episodes read from a random offset (background load,
 # intermittent outages, the Markov channel): one hour holds ~160 default episodes end to end.
 # A modelling choice, long enough that episodes rarely overlap, short enough to realise in

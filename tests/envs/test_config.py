@@ -193,3 +193,20 @@ def test_wrong_kinds_of_value_name_the_key(config, key):
     """Not a TypeError, "unhashable type" or the working directory read as a trace folder."""
     with pytest.raises(ValueError, match=key):
         make_config(config)
+
+
+def test_every_config_key_is_documented_and_no_entry_is_stale():
+    """CONFIG_DOCS is the documentation site's configuration table: a key added to
+    default_config() needs its meaning there, and a key removed loses its entry."""
+    from splitexit.envs import default_config
+    from splitexit.envs.config import CONFIG_DOCS
+
+    keys = set(default_config())
+    assert not keys - set(CONFIG_DOCS), (
+        f"undocumented config keys: {sorted(keys - set(CONFIG_DOCS))}"
+    )
+    assert not set(CONFIG_DOCS) - keys, (
+        f"stale CONFIG_DOCS entries: {sorted(set(CONFIG_DOCS) - keys)}"
+    )
+    for key, meaning in CONFIG_DOCS.items():
+        assert meaning.strip() and "|" not in meaning, key  # one table cell each
