@@ -70,19 +70,25 @@ class SplitExitEnv(gym.Env):
     """
     ## Description
 
-    A mobile device classifies a stream of Fashion-MNIST images with a multi-exit CNN that can be
-    split between the device and an edge server (Matsubara, Levorato and Restuccia, "Split
-    Computing and Early Exiting for Deep Learning Applications", ACM CSUR 2022). One step is one
-    request (a frame): the agent picks where to split the network and the confidence threshold
-    of its early exits; the env then runs the request to completion through the device, a real
-    uplink trace, the edge server's queue and back, and scores accuracy, latency and energy.
+    A mobile device classifies a stream of images with a multi-exit CNN that can be split
+    between the device and an edge server (Matsubara, Levorato and Restuccia, "Split Computing
+    and Early Exiting for Deep Learning Applications", ACM CSUR 2022): Fashion-MNIST on a
+    Cortex-M4 board in v0, the split multi-exit ResNet on CIFAR-10 on a Cortex-M7 board in v1.
+    One step is one request (a frame arriving every ``frame_period_s``): the agent picks where
+    to split the network and the confidence threshold of its early exits; the env then runs the
+    request to completion through the device (blocks ``1..s``, stopping at the first exit whose
+    max-softmax confidence reaches the threshold), the payload of split ``s`` over a real uplink
+    trace, the edge server's queue, blocks ``s+1..S`` on the server and the answer back after
+    the RTT, and scores accuracy, latency and energy.
 
     ## Action Space
 
     Split ``s`` in ``0..S`` (0 = send the raw image, S = all on the device), threshold index
     ``t`` into ``config["thresholds"] + [never]`` and compression index ``c`` into
     ``config["compressions"]``. ``Discrete(n)`` with ``a = (s * T + t) * C + c`` by default;
-    ``MultiDiscrete([S + 1, T, C])`` with ``action_type="multidiscrete"``.
+    ``MultiDiscrete([S + 1, T, C])`` with ``action_type="multidiscrete"``. ``action_masks()``
+    gives the mask for MaskablePPO (one entry per flat action; for ``MultiDiscrete``, per value
+    of each dimension).
 
     ## Observation Space
 
@@ -91,13 +97,19 @@ class SplitExitEnv(gym.Env):
     ``log1p(Mbit/s) / log1p(100)``), the RTT (/ timeout), the queueing delay the server
     reported in its last heartbeat (one frame period ago), whether that heartbeat arrived, the
     device's own backlog (both waits as ``log1p(wait / 1 ms) / log1p(10 frame periods / 1 ms)``),
-    the battery fraction and the deadline (/ timeout). ``decode_observation`` turns an
-    observation back into physical units.
+    the battery fraction and the deadline (/ timeout). With ``observation="context"`` (v1) it is
+    ``Box(0, 1, (H + 13,), float32)``: then ``requests_left``, ``value`` (/ 10), the frame's
+    ``brightness``, ``contrast`` and ``sharpness`` (each over its largest value in the
+    profile), and the confidence and exit of the latest answer back on the device.
+    ``decode_observation`` turns an observation back into physical units and ``layout.slices``
+    names where each feature sits.
 
     ## Rewards
 
     ``accuracy * correct - latency * latency_s - energy * energy_j - deadline_miss * missed``
-    with the weights of ``config["reward"]``; the four parts are in ``info["rewards"]``.
+    with the weights of ``config["reward"]``; the four parts are in ``info["rewards"]``. A
+    request's energy is what it adds above the device's idle draw; a request that waits past
+    ``timeout_s`` is dropped (latency ``timeout_s``, counted wrong and missed).
 
     ## Starting State
 
@@ -106,22 +118,31 @@ class SplitExitEnv(gym.Env):
     long realised path), the offset into the server's world (background load and intermittent
     outages realised once per process from ``config["world_seed"]``, so the queue starts in its
     stationary regime), and the time of a permanent failure. The fading channel draws its
-    realisation after that. Given the seed and the actions, the trajectory is fixed.
+    realisation after that; with a context (v1), a second call ``np_random.random(5 * horizon)``
+    draws the camera's regimes, the application's phases and each request's demand class.
+    Given the seed and the actions, the trajectory is fixed.
 
     ## Episode End
 
     Truncated after ``config["horizon"]`` requests (enforced here, no ``TimeLimit`` needed);
-    terminated when ``config["battery_j"]`` is spent.
+    terminated when ``config["battery_j"]`` is spent, unless ``battery_empty="drop"`` (v1),
+    which drops every later request until the horizon instead.
 
     ## Arguments
 
-    ``gym.make("splitexit:SplitExit-v0", config={...}, render_mode=None | "ansi" | "rgb_array")``
+    ``gym.make("splitexit:SplitExit-v1", config={...}, render_mode=None | "ansi" | "rgb_array")``
     or keyword overrides of ``splitexit.envs.default_config()``; a single dict (RLlib's
-    ``EnvContext``) works too. Unknown keys and bad values raise ``ValueError`` naming the key.
+    ``EnvContext``) works too. Precedence: the defaults, then the registered id's preset, then
+    ``config``, then keyword arguments. Unknown keys and bad values raise ``ValueError`` naming
+    the key.
 
     ## Version History
 
-    * v0: initial version.
+    * v1: the CIFAR-10 workload (``splitexit.V1``): the split multi-exit ResNet on the
+      STM32H7A3 board (``device="mcu"``), camera conditions, application demands, a battery
+      budget that drops requests when spent, and the context observation.
+    * v0: initial version (Fashion-MNIST on the Cortex-M4 board, mains powered); unchanged, bit
+      for bit, since v1.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 10}
