@@ -78,3 +78,14 @@ def test_sys_argv_is_restored(capsys):
     before = list(sys.argv)
     run(capsys, "list")
     assert sys.argv == before
+
+
+@pytest.mark.parametrize(
+    ("argv0", "recorded"),
+    [("train_agent.py", "python train_agent.py"), ("splitexit train", "splitexit train")],
+)
+def test_a_run_records_the_command_it_was_started_by(monkeypatch, argv0, recorded):
+    from splitexit.agents import train
+
+    monkeypatch.setattr(sys, "argv", [argv0])
+    assert train.invocation() == recorded
