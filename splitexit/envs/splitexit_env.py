@@ -221,6 +221,7 @@ class SplitExitEnv(gym.Env):
     # -- episode -----------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Draw a new episode from ``seed`` (see Starting State); return ``(obs, info)``."""
         super().reset(seed=seed)
         batch = self.batch
         # One call draws the episode (the vector env draws and uses it alike): the samples that
@@ -327,6 +328,9 @@ class SplitExitEnv(gym.Env):
     # -- steps -------------------------------------------------------------------------------
 
     def step(self, action):
+        """Run one request to completion with ``action``; return ``(obs, reward, terminated,
+        truncated, info)``, ``info`` holding the request's outcome (``latency_s``, ``energy_j``,
+        ``exit_block``, ``correct``, ``rewards``, ...)."""
         if not 0 <= self._step_idx < self.horizon:
             if self._step_idx < 0:
                 raise RuntimeError("call reset() before step()")
@@ -466,6 +470,8 @@ class SplitExitEnv(gym.Env):
     # -- rendering ---------------------------------------------------------------------------
 
     def render(self):
+        """The latest request as a line of text (``"ansi"``), or a 120x240 picture of the
+        measured uplink throughput over the episode and the current request (``"rgb_array"``)."""
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode")
             return None

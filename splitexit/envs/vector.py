@@ -189,6 +189,7 @@ class SplitExitVectorEnv(VectorEnv):
         return a
 
     def step(self, actions):
+        """Step every sub-env with its action; Gymnasium vector returns and infos."""
         if not self._rngs:
             raise RuntimeError("call reset() before step()")
         a = self._flat_actions(actions)
