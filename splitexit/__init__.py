@@ -15,7 +15,8 @@ ENTRY_POINT = "splitexit.envs.splitexit_env:SplitExitEnv"
 VECTOR_ENTRY_POINT = "splitexit.envs.vector:SplitExitVectorEnv"
 
 # The draft of SplitExit-v1 (issue 12), on Fashion-MNIST, where it has no headroom
-# (splitexit/benchmarks/bench_v1.py and bench_ceiling.py, README); V1 below is it on CIFAR-10.
+# (splitexit/benchmarks/bench_v1.py and bench_ceiling.py, docs/results.md); V1 below is it on
+# CIFAR-10.
 # As a config: gym.make("splitexit:SplitExit-v0", config=splitexit.V1_DRAFT).
 # The request's context (splitexit/envs/context.py): camera conditions on the
 # corruption-trained model, application demands, a battery budget that drops requests when
@@ -38,7 +39,7 @@ V1_DRAFT: dict = {
 # the nine camera conditions (its corruption-trained weights for live mode) on the MLPerf Tiny
 # CIFAR-10 board (``mcu``, an STM32H7 Cortex-M7), which runs the 10-MFLOP head within the frame
 # period but not the 135-MFLOP whole net: a device that can afford only the head, as in the
-# split-computing works the survey reviews (README, "SplitExit-v1"). Its Fashion-MNIST form
+# split-computing works the survey reviews (docs/world.md, "SplitExit-v1"). Its Fashion-MNIST form
 # is one config away: {"profile": "robust", "weights": "robust", "device": "mcu-m4"}.
 # gym.make("splitexit:SplitExit-v1") is gym.make("splitexit:SplitExit-v0", config=splitexit.V1).
 V1: dict = {
