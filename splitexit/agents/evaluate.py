@@ -7,11 +7,13 @@
 
 Every policy meets the same requests, traces and server load (common random numbers), so their
 differences are the policies' own. Baselines are tuned on FIT_EPISODES episodes of the training
-traces (seeds from TRAIN_SEED_BASE), here as in ``train_agent.py``.
+traces (seeds from TRAIN_SEED_BASE), here as in ``train_agent.py``. Installed, the command is
+``splitexit evaluate``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Sequence
@@ -300,7 +302,9 @@ def _load(parser: Parser, path: str, env: SplitExitEnv, algo: str | None, trust_
 def main(
     argv: Sequence[str] | None = None, prog: str = "python -m splitexit.agents.evaluate"
 ) -> int:
-    parser = Parser(prog=prog, description=__doc__)
+    parser = Parser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--model",
