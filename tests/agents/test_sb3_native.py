@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 
 from splitexit.agents import sb3
@@ -70,3 +71,24 @@ def test_train_agent_with_the_native_vec_env(train_agent, tmp_path):
     policy = sb3.load_policy(run, env, "ppo")
     assert policy.name == "ppo" and policy.deployable
     assert summarise("ppo", run_episodes(policy, env, range(2))).items() <= summary[0].items()
+
+
+def _trained_weights(seed: int) -> dict:
+    venv = make_native_vec_env("splitexit:SplitExit-v1", 2, seed, {"horizon": 50})
+    venv, kwargs = sb3.with_normalize(
+        "ppo",
+        venv,
+        {"n_steps": 64, "batch_size": 64, "normalize": {"norm_obs": False, "norm_reward": True}},
+        "the test",
+    )
+    model = PPO("MlpPolicy", venv, seed=seed, device="cpu", **kwargs)
+    model.learn(256)
+    return {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+
+def test_training_is_reproducible_for_a_seed_on_one_machine():
+    """Same seed, same agent, to the last bit (on one machine: torch's CPU kernels differ
+    between instruction sets, so another CPU may train another agent from the same seed)."""
+    first, again, other = _trained_weights(3), _trained_weights(3), _trained_weights(4)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
