@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 import splitexit  # noqa: F401  (registers the ids)
+from splitexit.agents import saved
 from splitexit.agents.baselines import BASELINES, Policy, make_policy
 from splitexit.agents.run import (
     SB3_ALGOS,
@@ -288,6 +289,19 @@ def format_table(summaries: list[dict]) -> str:
     return head + "\n".join(rows) + "\n\n\\* not deployable (upper bound)\n"
 
 
+def _agent_env(parser: Parser, path: str) -> tuple[str | None, dict]:
+    """The env id and config a saved agent was trained with (its ``agent.json``); ``(None,
+    {})`` for an SB3 zip, which does not say, or a path that is no agent (``_load`` says so)."""
+    if Path(path).suffix == ".zip" and not Path(path).is_dir():
+        return None, {}
+    try:
+        description = saved.read_description(path)
+    except (OSError, ValueError):
+        return None, {}  # _load names what is wrong with it
+    config = description.get("env_config") or {}
+    return description.get("env_id"), dict(config) if isinstance(config, dict) else {}
+
+
 def _load(parser: Parser, path: str, env: SplitExitEnv, algo: str | None, trust_pickle: bool):
     """The saved agent at ``path`` as a policy of ``env``, or a usage error naming --model."""
     if not Path(path).exists():
@@ -323,7 +337,11 @@ def main(
         help="allow --model to be an SB3 model.zip: SB3 unpickles it, which can run any code "
         "in it (only for files from a source you trust)",
     )
-    parser.add_argument("--env", default=DEFAULT_ENV_ID)
+    parser.add_argument(
+        "--env",
+        help=f"Gymnasium env id (default: a saved agent's own id and env config, which "
+        f"--env-kwargs extend; else {DEFAULT_ENV_ID})",
+    )
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY:VALUE")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--traces", default="mahimahi-up-eval", help="evaluation traces")
@@ -341,6 +359,10 @@ def main(
         args.env_kwargs,
         "--traces for the evaluation, --train-traces for tuning the baselines",
     )
+    if args.env is None:
+        args.env, trained_in = _agent_env(parser, args.model) if args.model else (None, {})
+        args.env = args.env or DEFAULT_ENV_ID
+        kwargs = {**trained_in, **kwargs}
     check_env(parser, "--env-kwargs", args.env, kwargs)
     config = {"traces": args.traces, **kwargs}
     env = check_env(parser, "--traces", args.env, config)

@@ -121,6 +121,9 @@ def test_resume_skips_a_checkpoint_cut_short(train_agent, tmp_path, capsys, eval
     # The evaluation CLI gives the same rows: the saved agent, and a baseline tuned alike.
     common = ("--env", "splitexit:SplitExit-v0", "--episodes", "2", "--env-kwargs", "horizon:50")
     assert evaluate_json("--model", str(run), *common).items() <= summary[0].items()
+    # Without --env, the agent is evaluated in the env it was trained in (SplitExit-v0 with
+    # horizon 50 here, not the default SplitExit-v1).
+    assert evaluate_json("--model", str(run), "--episodes", "2").items() <= summary[0].items()
     row = next(s for s in summary if s["name"] == "best-static")
     assert evaluate_json("--baseline", "best-static", *common).items() <= row.items()
 
