@@ -5,13 +5,15 @@
     splitexit profile|show|list     # the model zoo's profiles (python -m splitexit.dnn_profiles)
     splitexit bench [NAME [FLAGS]]  # lists the benchmarks, or runs one
 
-Each subcommand is the module named beside it, with its flags, its one-line errors and its
-exit codes (2 for a usage error).
+Each subcommand is the module named beside it, with its flags, its errors and its exit codes
+(2 for a usage error). Training a multi-exit model stays ``python -m splitexit.dnn_profiles
+train`` (``splitexit train`` is the RL run).
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import runpy
 import sys
 from collections.abc import Callable, Sequence
@@ -98,7 +100,7 @@ def _error(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print(_usage())
+        print(_usage(), file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
     if args[0] == "--version":
         print(f"splitexit {splitexit.__version__}")
@@ -115,5 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.argv = saved_argv
 
 
+def run() -> int:
+    """The console script: ``main``, quiet when its reader goes away (``splitexit show | head``)."""
+    try:
+        return main()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE, as a shell reports it
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -52,6 +53,14 @@ def test_bench_lists_every_benchmark_script(capsys):
 def test_bench_runs_one_with_its_flags(capsys):
     code, out, _ = run(capsys, "bench", "observability", "--help")
     assert code == 0 and "usage: splitexit bench observability" in out
+
+
+def test_bench_runs_a_benchmark_and_records_its_command(capsys, tmp_path):
+    result = tmp_path / "split.json"
+    code, out, _ = run(capsys, "bench", "split_execution", "--quick", "--json", str(result))
+    assert code == 0 and "split" in out
+    recorded = json.loads(result.read_text())["command"]
+    assert recorded == f"splitexit bench split_execution --quick --json {result}"
 
 
 def test_an_unknown_benchmark_is_a_usage_error(capsys):

@@ -39,7 +39,7 @@ HEADINGS = (
 
 
 def fmt(value) -> str:
-    """A config value as Python source, strings in double quotes (as the README writes them)."""
+    """A config value as Python source, strings in double quotes (as the docs write them)."""
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, (list, tuple)):

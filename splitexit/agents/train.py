@@ -3,7 +3,7 @@
     splitexit train                                  # PPO on SplitExit-v1, shipped settings
     splitexit train --algo dqn --total-timesteps 500000
     splitexit train --env-kwargs reward:"'latency-critical'" --name latency
-    splitexit train --name ppo-SplitExit-v1 --resume # continue an interrupted run
+    splitexit train --name ppo-SplitExit-v1-seed0 --resume  # continue an interrupted run
     splitexit train --backend rllib                  # Ray RLlib PPO (extra "rllib")
 
 In a checkout, ``python train_agent.py`` is the same command.

@@ -49,7 +49,7 @@ _V1 = {
     "gae_lambda": 0.95,
     "normalize": {"norm_obs": False, "norm_reward": True},
 }
-_V3 = {**_V1, "ent_coef": 0.03, "learning_rate": 0.001}  # the shipped v1 settings
+_V3 = {**_V1, "ent_coef": 0.03, "learning_rate": 0.001}  # round 2's v1 settings (clip 0.2)
 CANDIDATES: dict[str, dict[str, dict]] = {
     "ppo": {
         "v0": {},
@@ -138,10 +138,14 @@ def main() -> None:
     base = load_hyperparams(args.algo, ENV_ID)
     done: dict = {}
     if args.json and Path(args.json).exists():
-        done = json.loads(Path(args.json).read_text()).get("candidates", {})
+        previous = json.loads(Path(args.json).read_text())
+        settings = {k: previous.get(k) for k in ("algo", "world", "steps", "episodes")}
+        if settings != {k: getattr(args, k) for k in settings}:
+            parser.error(f"--json {args.json}: holds a search with other settings ({settings})")
+        done = previous.get("candidates", {})
     for name, change in candidates.items():
-        if name in done:
-            continue
+        if name in done and done[name].get("seeds", [SEARCH_SEED]) == args.seeds:
+            continue  # scored already, with the same training seeds
         world = WORLDS[args.world]
         done[name] = score(
             args.algo, world, {**base, **change}, args.steps, args.episodes, args.seeds

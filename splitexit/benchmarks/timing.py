@@ -75,6 +75,14 @@ def parse_args(
     return args
 
 
+def command_line() -> str:
+    """The command that started this process: ``python bench_x.py ...`` or, under the
+    ``splitexit`` command (whose ``sys.argv[0]`` is ``splitexit bench x``), ``splitexit bench
+    x ...``."""
+    head = ["python", sys.argv[0]] if sys.argv[0].endswith(".py") else shlex.split(sys.argv[0])
+    return shlex.join([*head, *sys.argv[1:]])
+
+
 def environment() -> dict[str, Any]:
     """Date, command, machine, package versions and load: what a JSON result starts with."""
     versions = {}
@@ -85,7 +93,7 @@ def environment() -> dict[str, Any]:
             versions[dist] = None
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(["python", *sys.argv]),
+        "command": command_line(),
         "machine": {
             "platform": platform.platform(),
             "processor": cpu_model(),

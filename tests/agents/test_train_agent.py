@@ -669,3 +669,15 @@ def test_the_shipped_v1_hyperparameters_are_valid_under_both_names(algo):
     hyper = {k: v for k, v in full.items() if k not in ("n_envs", "n_timesteps")}
     env = SplitExitEnv({**splitexit.V1, "horizon": 10})
     sb3.check_hyperparams(algo, hyper, env, full["n_envs"], "ppo.yml")
+
+
+@pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # 2 tiny envs
+def test_splitexit_train_is_the_run_and_records_its_command(train_agent, tmp_path, capsys):
+    from splitexit import cli
+
+    args = ["--total-timesteps", "256", "--output", str(tmp_path), "--name", "run"]
+    assert cli.main(["train", *args, *train_agent.TINY]) == 0
+    run = tmp_path / "run"
+    train_agent.check_report(run, "agent.json", "ppo")
+    command = json.loads((run / "config.json").read_text())["command"]
+    assert command.startswith("splitexit train --total-timesteps 256 "), command
