@@ -72,7 +72,10 @@ def _bench(argv: list[str]) -> int:
     try:
         runpy.run_module(f"splitexit.benchmarks.{BENCH_PREFIX}{name}", run_name="__main__")
     except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        print(exit_.code, file=sys.stderr)  # sys.exit("message"), as Python prints it
+        return 1
     return 0
 
 
