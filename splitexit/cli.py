@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import os
 import runpy
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +23,14 @@ from pathlib import Path
 import splitexit.benchmarks
 
 BENCH_PREFIX = "bench_"
+
+
+def command_line(args: Sequence[str]) -> str:
+    """The command line that started this process with ``args``: ``python train_agent.py ...``
+    or ``python bench_x.py ...`` for a script, ``splitexit train ...`` under this command
+    (whose ``main`` sets ``sys.argv[0]`` to ``splitexit <command>``)."""
+    head = ["python", sys.argv[0]] if sys.argv[0].endswith(".py") else shlex.split(sys.argv[0])
+    return shlex.join([*head, *args])
 
 
 def _train(argv: list[str]) -> int:

@@ -289,17 +289,14 @@ def format_table(summaries: list[dict]) -> str:
     return head + "\n".join(rows) + "\n\n\\* not deployable (upper bound)\n"
 
 
-def _agent_env(parser: Parser, path: str) -> tuple[str | None, dict]:
+def _agent_env(path: str) -> tuple[str | None, dict]:
     """The env id and config a saved agent was trained with (its ``agent.json``); ``(None,
-    {})`` for an SB3 zip, which does not say, or a path that is no agent (``_load`` says so)."""
-    if Path(path).suffix == ".zip" and not Path(path).is_dir():
-        return None, {}
+    {})`` where ``path`` holds none (an SB3 zip does not say; ``_load`` names what is wrong)."""
     try:
         description = saved.read_description(path)
     except (OSError, ValueError):
-        return None, {}  # _load names what is wrong with it
-    config = description.get("env_config") or {}
-    return description.get("env_id"), dict(config) if isinstance(config, dict) else {}
+        return None, {}
+    return description.get("env_id"), dict(description.get("env_config") or {})
 
 
 def _load(parser: Parser, path: str, env: SplitExitEnv, algo: str | None, trust_pickle: bool):
@@ -360,8 +357,8 @@ def main(
         "--traces for the evaluation, --train-traces for tuning the baselines",
     )
     if args.env is None:
-        args.env, trained_in = _agent_env(parser, args.model) if args.model else (None, {})
-        args.env = args.env or DEFAULT_ENV_ID
+        trained_id, trained_in = _agent_env(args.model) if args.model else (None, {})
+        args.env = trained_id or DEFAULT_ENV_ID
         kwargs = {**trained_in, **kwargs}
     check_env(parser, "--env-kwargs", args.env, kwargs)
     config = {"traces": args.traces, **kwargs}

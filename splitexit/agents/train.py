@@ -34,7 +34,6 @@ import importlib.util
 import json
 import math
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -60,6 +59,7 @@ from splitexit.agents.run import (
     load_hyperparams,
 )
 from splitexit.agents.sb3 import ALGOS
+from splitexit.cli import command_line
 from splitexit.files import (
     LOCK_FILE,
     FolderLock,
@@ -362,7 +362,7 @@ def check_resumable(run: RunSpec, env) -> None:
 
 def invocation() -> str:
     """How this process was started: ``python train_agent.py`` or ``splitexit train``."""
-    return f"python {sys.argv[0]}" if sys.argv[0].endswith(".py") else sys.argv[0]
+    return command_line([])
 
 
 def usage_error(message: str) -> NoReturn:
@@ -448,8 +448,7 @@ def _run(args: argparse.Namespace, run: RunSpec, argv: list[str] | None) -> None
             run.run_dir / "checkpoints"
         ):
             print(f"removed {leftover}, left by a killed run")
-    command = " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    command = f"{invocation()} {command}".rstrip()
+    command = command_line(argv if argv is not None else sys.argv[1:])
     backend = backend_module(run.backend)
     start = time.perf_counter()
     model = trained_model(run, probe) if run.resume else None

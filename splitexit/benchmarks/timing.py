@@ -15,13 +15,14 @@ import importlib.metadata
 import json
 import os
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from splitexit.cli import command_line
 
 Timer = Callable[[], float]  # does a fixed amount of work, returns the seconds it took
 
@@ -75,14 +76,6 @@ def parse_args(
     return args
 
 
-def command_line() -> str:
-    """The command that started this process: ``python bench_x.py ...`` or, under the
-    ``splitexit`` command (whose ``sys.argv[0]`` is ``splitexit bench x``), ``splitexit bench
-    x ...``."""
-    head = ["python", sys.argv[0]] if sys.argv[0].endswith(".py") else shlex.split(sys.argv[0])
-    return shlex.join([*head, *sys.argv[1:]])
-
-
 def environment() -> dict[str, Any]:
     """Date, command, machine, package versions and load: what a JSON result starts with."""
     versions = {}
@@ -93,7 +86,7 @@ def environment() -> dict[str, Any]:
             versions[dist] = None
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
+        "command": command_line(sys.argv[1:]),
         "machine": {
             "platform": platform.platform(),
             "processor": cpu_model(),
